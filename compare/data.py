@@ -1,0 +1,379 @@
+"""The one data loader: SigTuple-layout folders to RGB images, boolean masks and groups.
+
+A data folder holds ``Train_Data/`` (images ``NAME.jpg`` with masks
+``NAME-mask.jpg``) and ``Test_Data/`` (images only).  Training images named
+``train-N`` are the 128 x 128 patches; the other training images are the large
+labelled images.  Any folder in that layout can be read with ``--data DIR``.
+
+Every image comes back as ``(H, W, 3) uint8`` RGB whatever it was stored as
+(grey, RGBA, palette, 16-bit, CMYK), and every mask as ``(H, W) bool``
+(``mask >= 128`` on its grey levels, since the SigTuple masks are JPEG and
+carry compression noise).  Anything that cannot be read raises
+:class:`DataError` with one sentence naming the file, what is wrong and what to
+do.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+__all__ = [
+    "DataError",
+    "Sample",
+    "IMAGE_SUFFIXES",
+    "MAX_IMAGE_PIXELS",
+    "KNOWN_OVERLAPS",
+    "default_data_dir",
+    "read_image",
+    "read_mask",
+    "list_images",
+    "load_patches",
+    "load_large",
+    "load_test",
+    "load_set",
+    "grouped_kfold",
+    "without_groups",
+]
+
+#: File endings read as images (case-insensitive).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
+
+#: Images whose header claims more pixels than this are refused before
+#: decoding, so a hostile or broken header cannot exhaust memory.  A
+#: 20,000 x 20,000 whole-slide crop still loads.
+MAX_IMAGE_PIXELS = 400_000_000
+
+#: Overlaps in the SigTuple data found by normalised cross-correlation (see
+#: ``data/sigtuple/DATA.md``): each patch listed belongs to the group named, so
+#: grouped splits keep copies of one region in one fold.
+KNOWN_OVERLAPS: dict[str, str] = {
+    "train-68": "1467973122",
+    "train-70": "1467973178",
+    "train-71": "1467973178",
+    "train-72": "1467973178",
+    "train-90": "1467973104",
+    "train-107": "54A84627F362",
+    "train-108": "54A84627F362",
+    "train-110": "54A84627F362",
+    "train-57": "train-57",
+    "train-58": "train-57",
+}
+
+_PATCH_NAME = re.compile(r"^train-\d+$")
+_MASK_SUFFIX = "-mask"
+
+
+class DataError(ValueError):
+    """An input file or folder that cannot be used, with what to do about it."""
+
+
+@dataclass(frozen=True, eq=False)
+class Sample:
+    """One image of a data set.
+
+    Attributes
+    ----------
+    name : str
+        File stem, e.g. ``"train-12"``; unique within a set.
+    image : ndarray, shape (H, W, 3), uint8
+        RGB pixels.
+    mask : ndarray, shape (H, W), bool, or None
+        WBC foreground; None where the set has no ground truth.
+    group : str
+        Samples of one group show the same region and must share a fold.
+    path : Path
+        Where the image was read from.
+    """
+
+    name: str
+    image: np.ndarray
+    mask: np.ndarray | None
+    group: str
+    path: Path
+
+
+def default_data_dir() -> Path:
+    """The SigTuple copy shipped with the project (``data/sigtuple``)."""
+    return Path(__file__).resolve().parent.parent / "data" / "sigtuple"
+
+
+def _open_checked(path: Path) -> Image.Image:
+    """Open an image lazily, refusing missing, empty, unknown and huge files."""
+    if not path.exists():
+        raise DataError(f"{path}: no such file; check the path.")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not an image file.")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty (0 bytes); replace it with a real image or remove it.")
+    try:
+        # PIL only warns between its limit and twice its limit; we refuse at
+        # our own limit, read from the header before any pixel is decoded.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+    except Image.DecompressionBombError:
+        raise DataError(
+            f"{path}: its header claims an enormous size (a possible decompression bomb); "
+            "it was not decoded. Crop or downscale it below "
+            f"{MAX_IMAGE_PIXELS:,} pixels."
+        ) from None
+    except UnidentifiedImageError:
+        raise DataError(
+            f"{path}: not a readable image (unknown or corrupt format); re-export it as PNG or JPEG."
+        ) from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be opened ({exc}); check the file's permissions and format.") from None
+    width, height = img.size
+    if width * height > MAX_IMAGE_PIXELS:
+        img.close()
+        raise DataError(
+            f"{path}: its header claims {width} x {height} pixels, over the limit of "
+            f"{MAX_IMAGE_PIXELS:,} (a possible decompression bomb); it was not decoded. "
+            "Crop or downscale it first."
+        )
+    if width < 1 or height < 1:
+        img.close()
+        raise DataError(f"{path}: the image has no pixels ({width} x {height}).")
+    return img
+
+
+def _decode(img: Image.Image, path: Path) -> Image.Image:
+    try:
+        img.load()
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise DataError(
+            f"{path}: the image data is corrupt or truncated ({exc}); re-export or re-copy the file."
+        ) from None
+    return img
+
+
+def _to_rgb_uint8(img: Image.Image) -> np.ndarray:
+    """Convert any PIL mode to ``(H, W, 3) uint8`` RGB."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # 16-bit and float grey: rescale the full range, not clip at 255.
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        scale = 255.0 / (hi - lo) if hi > lo else 0.0
+        grey = np.round((arr - lo) * scale).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        # Flatten transparency onto white, the colour of an empty slide.
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(background, rgba).convert("RGB"), dtype=np.uint8)
+    if img.mode == "RGB":
+        return np.asarray(img, dtype=np.uint8)
+    return np.asarray(img.convert("RGB"), dtype=np.uint8)
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image file as RGB.
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    ndarray, shape (H, W, 3), uint8
+
+    Raises
+    ------
+    DataError
+        Missing, empty, corrupt, truncated, non-image or oversized files.
+    """
+    path = Path(path)
+    with _open_checked(path) as img:
+        return _to_rgb_uint8(_decode(img, path))
+
+
+def read_mask(path: str | Path, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Read a mask file as boolean foreground (grey level >= 128).
+
+    Parameters
+    ----------
+    path : str or Path
+    shape : (int, int), optional
+        The ``(H, W)`` of the image it belongs to; a mask of another size is
+        refused.
+
+    Returns
+    -------
+    ndarray, shape (H, W), bool
+    """
+    path = Path(path)
+    with _open_checked(path) as img:
+        img = _decode(img, path)
+        if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+            arr = np.asarray(img, dtype=np.float64)
+            # A 16-bit mask is either 0/1 labels or 0..65535 grey.
+            grey = arr > (0.5 if arr.max() <= 1 else arr.max() / 2)
+            mask = grey
+        else:
+            mask = np.asarray(img.convert("L"), dtype=np.uint8) >= 128
+    if shape is not None and mask.shape != tuple(shape[:2]):
+        raise DataError(
+            f"{path}: the mask is {mask.shape[1]} x {mask.shape[0]} but its image is "
+            f"{shape[1]} x {shape[0]} (width x height); the mask must have the image's size."
+        )
+    return mask
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files in a folder (not masks), in natural order (train-2 before train-10).
+
+    Raises
+    ------
+    DataError
+        If the folder does not exist or holds no images.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such folder; check the path (expected the SigTuple layout with Train_Data/ and Test_Data/).")
+    files = [
+        p for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.stem.endswith(_MASK_SUFFIX)
+    ]
+    if not files:
+        raise DataError(f"{folder}: the folder holds no images ({', '.join(IMAGE_SUFFIXES)}); point --data at a folder that does.")
+    return sorted(files, key=_natural_key)
+
+
+def _natural_key(path: Path) -> tuple:
+    return tuple(int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name))
+
+
+def _find_mask(image_path: Path) -> Path:
+    stem = image_path.stem + _MASK_SUFFIX
+    for suffix in (image_path.suffix, *IMAGE_SUFFIXES):
+        for candidate in (image_path.with_name(stem + suffix), image_path.with_name(stem + suffix.upper())):
+            if candidate.exists():
+                return candidate
+    raise DataError(
+        f"{image_path}: no mask found (expected {image_path.with_name(stem + image_path.suffix).name} "
+        "beside it); add the mask or move the image to Test_Data."
+    )
+
+
+def _group_of(name: str) -> str:
+    return KNOWN_OVERLAPS.get(name, name)
+
+
+def load_set(data_dir: str | Path | None, which: str, *, on_error: str = "raise",
+             errors: list[DataError] | None = None) -> list[Sample]:
+    """Load one of the three sets of a SigTuple-layout folder.
+
+    Parameters
+    ----------
+    data_dir : str, Path or None
+        The data folder; None reads the shipped copy.
+    which : {"patches", "large", "test"}
+    on_error : {"raise", "skip"}
+        With "skip", a file that cannot be read is left out and its
+        :class:`DataError` appended to ``errors``, so one bad file does not
+        stop the rest.
+    errors : list, optional
+        Receives the skipped files' errors.
+
+    Returns
+    -------
+    list of Sample
+        In natural file-name order.
+    """
+    if which not in ("patches", "large", "test"):
+        raise ValueError(f"Unknown set {which!r}; choose 'patches', 'large' or 'test'.")
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}.")
+    root = Path(data_dir) if data_dir is not None else default_data_dir()
+    if not root.is_dir():
+        raise DataError(f"{root}: no such data folder; pass --data with a folder in the SigTuple layout.")
+    folder = root / ("Test_Data" if which == "test" else "Train_Data")
+    paths = list_images(folder)
+    if which != "test":
+        want_patch = which == "patches"
+        paths = [p for p in paths if bool(_PATCH_NAME.match(p.stem)) == want_patch]
+        if not paths:
+            kind = "patches named train-N" if want_patch else "large images (names other than train-N)"
+            raise DataError(f"{folder}: holds no {kind}; check --data.")
+    samples = []
+    for path in paths:
+        try:
+            image = read_image(path)
+            mask = None if which == "test" else read_mask(_find_mask(path), image.shape[:2])
+        except DataError as exc:
+            if on_error == "raise":
+                raise
+            if errors is not None:
+                errors.append(exc)
+            continue
+        samples.append(Sample(path.stem, image, mask, _group_of(path.stem), path))
+    return samples
+
+
+def load_patches(data_dir: str | Path | None = None, **kwargs) -> list[Sample]:
+    """The labelled 128 x 128 patches (164 in the shipped data); see :func:`load_set`."""
+    return load_set(data_dir, "patches", **kwargs)
+
+
+def load_large(data_dir: str | Path | None = None, **kwargs) -> list[Sample]:
+    """The large labelled images (5 in the shipped data); see :func:`load_set`."""
+    return load_set(data_dir, "large", **kwargs)
+
+
+def load_test(data_dir: str | Path | None = None, **kwargs) -> list[Sample]:
+    """The unlabelled test images (61 in the shipped data); see :func:`load_set`."""
+    return load_set(data_dir, "test", **kwargs)
+
+
+def without_groups(samples: Sequence[Sample], groups: set[str]) -> list[Sample]:
+    """Samples whose group is not in ``groups``.
+
+    Used for the ``large`` protocol: patches cropped from a large image carry
+    that image's name as their group and must not be trained on.
+    """
+    return [s for s in samples if s.group not in groups]
+
+
+def grouped_kfold(samples: Sequence[Sample], k: int = 5, seed: int = 0) -> list[tuple[list[int], list[int]]]:
+    """Split samples into ``k`` folds that never separate a group.
+
+    Groups are shuffled with ``seed`` and dealt largest first to the fold with
+    the fewest samples, so folds are balanced and the split is reproducible.
+
+    Parameters
+    ----------
+    samples : sequence of Sample
+    k : int
+        Number of folds, ``2 <= k <= number of groups``.
+    seed : int
+
+    Returns
+    -------
+    list of (train_indices, test_indices)
+        ``k`` pairs of sorted index lists into ``samples``; the test lists
+        partition ``range(len(samples))``.
+    """
+    by_group: dict[str, list[int]] = {}
+    for i, s in enumerate(samples):
+        by_group.setdefault(s.group, []).append(i)
+    if not isinstance(k, int) or k < 2:
+        raise ValueError(f"--folds must be an integer of at least 2, not {k!r}.")
+    if k > len(by_group):
+        raise ValueError(f"--folds {k} is more than the {len(by_group)} groups of samples; use fewer folds.")
+    groups = sorted(by_group)
+    random.Random(seed).shuffle(groups)
+    # Stable sort keeps the shuffled order among groups of equal size.
+    groups.sort(key=lambda g: len(by_group[g]), reverse=True)
+    folds: list[list[int]] = [[] for _ in range(k)]
+    for g in groups:
+        min(folds, key=len).extend(by_group[g])
+    everything = set(range(len(samples)))
+    return [(sorted(everything - set(f)), sorted(f)) for f in folds]

@@ -1,0 +1,11 @@
+"""The U-Net segmenter: model, augmentation, losses, training and the fitted segmenter.
+
+Importing this package stays light: Keras / TensorFlow load only when a
+module that needs them is imported (``unet.segmenter``) or a model is built.
+"""
+
+import os as _os
+
+# TensorFlow prints C++ info and warning lines on start-up; keep errors only,
+# unless the user asked for something else.
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -1,0 +1,339 @@
+"""``UNetSegmenter``: the U-Net behind the suite's segmenter contract.
+
+``fit(images, masks)``, ``predict_proba(image)``, ``save(dir)`` and
+``load(dir)``, scikit-learn style.  Two named profiles:
+
+* ``paper``: the seed design's recipe (width 32, depth 4, dropout 0.25, Adam
+  1e-4 with plateau decay, soft Dice loss, 50 epochs, batch 8, flips and
+  90-degree rotations);
+* ``default``: the recipe that reached the best held-out Dice within the CPU
+  budget (see ``benchmarks/unet_profiles.py`` and its committed output).
+
+Only ``keras`` and ``keras.ops`` are used, so it runs on any Keras backend.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import unet  # noqa: F401 -- sets TF log level before keras loads
+from unet.model import UNetConfig, build_unet  # noqa: F401 -- build_unet re-exported for convenience
+from unet.train import TrainConfig, configure_threads, train_unet
+
+__all__ = ["PROFILES", "PredictConfig", "UNetSegmenter", "default_segmenter", "paper_segmenter"]
+
+log = logging.getLogger(__name__)
+
+_FORMAT_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictConfig:
+    """How ``predict_proba`` runs.
+
+    Parameters
+    ----------
+    tile : int
+        Largest tile side in pixels; large images are cut into tiles of this
+        size so memory stays bounded.
+    overlap : int
+        Pixels shared by neighbouring tiles, blended with a linear ramp.
+    context : int
+        Mirrored margin read around each tile and discarded, so the network
+        sees real neighbours at inner tile edges.
+    batch_size : int
+        Tiles per forward pass.
+    tta : bool
+        Average the probabilities of the image and its horizontal, vertical
+        and double flips (4x the compute).
+    """
+
+    tile: int = 768
+    overlap: int = 32
+    context: int = 16
+    batch_size: int = 4
+    tta: bool = False
+
+    def __post_init__(self) -> None:
+        if self.tile < 32 or not 0 <= self.overlap < self.tile or self.context < 0 or self.batch_size < 1:
+            raise ValueError(
+                f"Invalid PredictConfig(tile={self.tile}, overlap={self.overlap}, context={self.context}, "
+                f"batch_size={self.batch_size}): need tile >= 32, 0 <= overlap < tile, context >= 0, batch_size >= 1."
+            )
+
+
+# Each profile is (model config, train config, predict config).
+PROFILES: dict[str, tuple[UNetConfig, TrainConfig, PredictConfig]] = {
+    "paper": (
+        UNetConfig(base_width=32, depth=4, dropout=0.25, batch_norm=False, input_scale=1),
+        TrainConfig(epochs=50, batch_size=8, learning_rate=1e-4, schedule="plateau", loss="dice",
+                    augment="d4", patience=10),
+        PredictConfig(),
+    ),
+    "default": (
+        UNetConfig(base_width=16, depth=4, dropout=0.1, batch_norm=True, input_scale=2),
+        TrainConfig(epochs=30, batch_size=16, learning_rate=1e-3, schedule="cosine", warmup_epochs=1,
+                    loss="dice_bce", augment="full", patience=8),
+        PredictConfig(),
+    ),
+}
+
+_SECTIONS = {"model": UNetConfig, "train": TrainConfig, "predict": PredictConfig}
+
+
+def _field_names(cls) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def resolve_profile(profile: str, overrides: dict[str, Any]) -> tuple[UNetConfig, TrainConfig, PredictConfig]:
+    """Apply keyword overrides to a named profile.
+
+    Each override names a field of exactly one of UNetConfig, TrainConfig or
+    PredictConfig (their field names do not collide; ``batch_size`` means the
+    training batch, ``predict_batch_size`` the prediction one).
+    """
+    if profile not in PROFILES:
+        raise ValueError(f"Unknown U-Net profile {profile!r}; choose one of {sorted(PROFILES)}.")
+    model_cfg, train_cfg, predict_cfg = PROFILES[profile]
+    model_kw, train_kw, predict_kw = {}, {}, {}
+    for key, value in overrides.items():
+        if key == "predict_batch_size":
+            predict_kw["batch_size"] = value
+        elif key in _field_names(UNetConfig):
+            model_kw[key] = value
+        elif key in _field_names(TrainConfig):
+            train_kw[key] = value
+        elif key in _field_names(PredictConfig):
+            predict_kw[key] = value
+        else:
+            known = sorted(_field_names(UNetConfig) | _field_names(TrainConfig) | _field_names(PredictConfig))
+            raise ValueError(f"Unknown U-Net option {key!r}; known options are {known} and 'predict_batch_size'.")
+    return (dataclasses.replace(model_cfg, **model_kw), dataclasses.replace(train_cfg, **train_kw),
+            dataclasses.replace(predict_cfg, **predict_kw))
+
+
+def _check_image(image: np.ndarray, what: str) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"{what} must have shape (H, W, 3), got {image.shape}.")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise ValueError(f"{what} has no pixels (shape {image.shape}).")
+    if image.dtype != np.uint8:
+        raise ValueError(f"{what} must be uint8 RGB, got dtype {image.dtype}; convert with skimage.util.img_as_ubyte.")
+    return image
+
+
+class UNetSegmenter:
+    """U-Net white-blood-cell segmenter.
+
+    Parameters
+    ----------
+    profile : {"default", "paper"}
+        Named recipe, see :data:`PROFILES`.
+    random_state : int
+        Seeds weights, dropout, validation split, crops and augmentation.
+    verbose : int or "auto"
+        Keras training verbosity (1 progress bar per epoch, 2 one line per
+        epoch, 0 silent).
+    **overrides
+        Fields of UNetConfig, TrainConfig or PredictConfig to change, e.g.
+        ``epochs=5, base_width=8``.
+
+    Attributes
+    ----------
+    model_ : keras.Model
+    model_config_, train_config_, predict_config_ : the configs used
+    history_ : list of dict
+        Per epoch: epoch, loss, val_loss, dice, val_dice, lr, seconds.
+    fit_info_ : dict
+        JSON-able: device, backend, epochs_run, best_epoch, best_val_dice,
+        params, fit_seconds, n_train, n_val, seed.
+
+    Examples
+    --------
+    >>> seg = UNetSegmenter("default", random_state=0).fit(images, masks)  # doctest: +SKIP
+    >>> prob = seg.predict_proba(image)  # (H, W) float32 in [0, 1]  # doctest: +SKIP
+    """
+
+    def __init__(self, profile: str = "default", random_state: int = 0, verbose: int | str = "auto", **overrides: Any):
+        self.profile = profile
+        self.random_state = random_state
+        self.verbose = verbose
+        self.overrides = dict(overrides)
+        # Validate now so a typo fails at construction, not after a long fit.
+        resolve_profile(profile, self.overrides)
+
+    def __repr__(self) -> str:
+        extra = "".join(f", {k}={v!r}" for k, v in self.overrides.items())
+        return f"UNetSegmenter(profile={self.profile!r}, random_state={self.random_state!r}{extra})"
+
+    # -- learning -------------------------------------------------------------------------
+    def fit(self, images: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> "UNetSegmenter":
+        """Train on images and masks.
+
+        Parameters
+        ----------
+        images : sequence of ndarray, each (H, W, 3) uint8 RGB, any size
+        masks : sequence of ndarray, each (H, W) bool, same H and W as its image
+
+        Returns
+        -------
+        self
+        """
+        if len(images) != len(masks):
+            raise ValueError(f"Got {len(images)} images but {len(masks)} masks; pass one mask per image.")
+        if len(images) < 2:
+            raise ValueError(f"Need at least 2 training images, got {len(images)}.")
+        checked_images, checked_masks = [], []
+        for i, (image, mask) in enumerate(zip(images, masks)):
+            image = _check_image(image, f"images[{i}]")
+            mask = np.asarray(mask)
+            if mask.shape != image.shape[:2]:
+                raise ValueError(f"masks[{i}] has shape {mask.shape} but images[{i}] has {image.shape[:2]}; they must match.")
+            checked_images.append(image)
+            checked_masks.append(mask.astype(bool))
+        model_cfg, train_cfg, predict_cfg = resolve_profile(self.profile, self.overrides)
+        model, history, info = train_unet(checked_images, checked_masks, model_cfg, train_cfg,
+                                          seed=self.random_state, verbose=self.verbose)
+        info["profile"] = self.profile
+        self.model_config_, self.train_config_, self.predict_config_ = model_cfg, train_cfg, predict_cfg
+        self.model_ = model
+        self.history_ = history
+        self.fit_info_ = info
+        self._forward = None
+        return self
+
+    # -- prediction -----------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise RuntimeError("This UNetSegmenter is not fitted yet; call fit(images, masks) or load(path) first.")
+
+    def _predict_batch(self, tiles: np.ndarray) -> np.ndarray:
+        """Probabilities for a batch of equally shaped tiles ``(N, h, w, 3)`` -> ``(N, h, w)``.
+
+        Tiles are mirror-padded up to a multiple of 64 px (and of the model's
+        own size multiple) so the network sees few distinct shapes: every new
+        shape costs a graph trace.
+        """
+        n, h, w = tiles.shape[:3]
+        step = max(64, self.model_config_.size_multiple)
+        ph, pw = -h % step, -w % step
+        x = tiles.astype(np.float32)
+        if ph or pw:
+            x = np.pad(x, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)), mode="symmetric")
+        if self.predict_config_.tta:
+            prob = np.zeros(x.shape[:3], np.float32)
+            for axes in ((), (1,), (2,), (1, 2)):
+                flipped = np.flip(x, axis=axes) if axes else x
+                out = self._run(np.ascontiguousarray(flipped))
+                prob += np.flip(out, axis=axes) if axes else out
+            prob /= 4.0
+        else:
+            prob = self._run(x)
+        return prob[:, ph // 2:ph // 2 + h, pw // 2:pw // 2 + w]
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        from keras import ops
+
+        out = self.model_(x, training=False) if self._forward is None else self._forward(x)
+        return np.asarray(ops.convert_to_numpy(out))[..., 0].astype(np.float32)
+
+    def predict_proba(self, image: np.ndarray) -> np.ndarray:
+        """Probability of WBC per pixel.
+
+        Parameters
+        ----------
+        image : ndarray, shape (H, W, 3), uint8, any size
+
+        Returns
+        -------
+        ndarray, shape (H, W), float32, values in [0, 1]
+
+        Notes
+        -----
+        Large images are tiled (``tiling.predict_tiled``) with overlap and
+        blended; memory is bounded by one batch of tiles.
+        """
+        import tiling
+
+        self._check_fitted()
+        image = _check_image(image, "image")
+        cfg = self.predict_config_
+        prob = tiling.predict_tiled(image, self._predict_batch, tile=cfg.tile, overlap=cfg.overlap,
+                                    context=cfg.context, batch_size=cfg.batch_size)
+        return np.clip(prob, 0.0, 1.0, out=prob)
+
+    # -- persistence ----------------------------------------------------------------------
+    def save(self, path: Path) -> None:
+        """Write ``path/model.keras`` and ``path/config.json`` (creating the directory).
+
+        Parameters
+        ----------
+        path : Path
+            Directory to create or fill.
+        """
+        self._check_fitted()
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.model_.save(path / "model.keras")
+        meta = {
+            "format_version": _FORMAT_VERSION,
+            "class": "UNetSegmenter",
+            "profile": self.profile,
+            "random_state": self.random_state,
+            "overrides": self.overrides,
+            "model": self.model_config_.to_dict(),
+            "train": self.train_config_.to_dict(),
+            "predict": dataclasses.asdict(self.predict_config_),
+            "history": self.history_,
+            "fit_info": self.fit_info_,
+        }
+        (path / "config.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+
+    @classmethod
+    def load(cls, path: Path) -> "UNetSegmenter":
+        """Load a segmenter written by :meth:`save` (Keras ``safe_mode=True``).
+
+        Parameters
+        ----------
+        path : Path
+            Directory holding ``model.keras`` and ``config.json``.
+        """
+        import keras
+
+        path = Path(path)
+        config_file, model_file = path / "config.json", path / "model.keras"
+        for f in (config_file, model_file):
+            if not f.is_file():
+                raise FileNotFoundError(f"{f} does not exist; pass the directory that UNetSegmenter.save wrote.")
+        meta = json.loads(config_file.read_text())
+        if meta.get("class") != "UNetSegmenter" or meta.get("format_version") != _FORMAT_VERSION:
+            raise ValueError(f"{config_file} was not written by UNetSegmenter.save (format {_FORMAT_VERSION}).")
+        seg = cls(meta["profile"], random_state=meta["random_state"], **meta["overrides"])
+        seg.model_config_ = UNetConfig.from_dict(meta["model"])
+        seg.train_config_ = TrainConfig.from_dict(meta["train"])
+        seg.predict_config_ = PredictConfig(**meta["predict"])
+        configure_threads()
+        # compile=False: inference needs no optimizer or loss, and so no custom objects.
+        seg.model_ = keras.saving.load_model(model_file, compile=False, safe_mode=True)
+        seg.history_ = meta["history"]
+        seg.fit_info_ = meta["fit_info"]
+        seg._forward = None
+        return seg
+
+
+def default_segmenter(random_state: int = 0) -> UNetSegmenter:
+    """The registry's ``unet``: the fast CPU recipe."""
+    return UNetSegmenter("default", random_state=random_state)
+
+
+def paper_segmenter(random_state: int = 0) -> UNetSegmenter:
+    """The registry's ``unet-paper`` (slow): the seed design's recipe."""
+    return UNetSegmenter("paper", random_state=random_state)

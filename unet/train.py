@@ -1,0 +1,377 @@
+"""Training loop for the U-Net: seeded, with a validation split inside the training data.
+
+The pieces are plain Keras (``model.fit`` with a ``PyDataset`` that augments on
+the fly, ``EarlyStopping`` on validation Dice with best-weights restore, a
+learning-rate callback), so the loop runs on any Keras backend and uses a GPU
+automatically when the backend sees one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from unet.augment import RECIPES, augment_batch, make_augmenter
+from unet.model import UNetConfig, build_unet
+
+__all__ = ["TrainConfig", "train_unet", "describe_device", "configure_threads"]
+
+log = logging.getLogger(__name__)
+
+SCHEDULES = ("constant", "plateau", "cosine")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train.
+
+    Parameters
+    ----------
+    epochs : int
+        Maximum number of epochs.
+    batch_size : int
+    steps_per_epoch : int or None
+        Augmented batches per epoch; ``None`` means one pass over the training
+        images (``ceil(n / batch_size)``).  More steps per epoch mean fewer
+        validation passes per update.
+    learning_rate : float
+        Initial Adam learning rate.
+    schedule : {"constant", "plateau", "cosine"}
+        ``plateau`` halves the rate after ``plateau_patience`` epochs without a
+        better validation loss; ``cosine`` decays it to ``min_lr`` over
+        ``epochs`` after ``warmup_epochs`` of linear warm-up.
+    plateau_patience : int
+    min_lr : float
+    warmup_epochs : int
+    loss : {"dice", "dice_bce"}
+    augment : {"none", "d4", "full"}
+        Augmentation recipe, see :mod:`unet.augment`.
+    val_fraction : float
+        Share of the training images held out for early stopping.
+    patience : int
+        Epochs without a better validation Dice before stopping; the best
+        weights are restored.  0 disables early stopping (the best weights
+        are still restored).
+    patch_size : int
+        Side of the square training crops (images are cropped or
+        mirror-padded to it); must be a multiple of the model's
+        ``size_multiple``.
+    """
+
+    epochs: int = 50
+    batch_size: int = 8
+    steps_per_epoch: int | None = None
+    learning_rate: float = 1e-4
+    schedule: str = "plateau"
+    plateau_patience: int = 5
+    min_lr: float = 1e-6
+    warmup_epochs: int = 0
+    loss: str = "dice"
+    augment: str = "d4"
+    val_fraction: float = 0.15
+    patience: int = 10
+    patch_size: int = 128
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}.")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise ValueError(f"steps_per_epoch must be None or >= 1, got {self.steps_per_epoch}.")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"Unknown schedule {self.schedule!r}; choose one of {list(SCHEDULES)}.")
+        if self.loss not in ("dice", "dice_bce"):
+            raise ValueError(f"Unknown loss {self.loss!r}; choose 'dice' or 'dice_bce'.")
+        if self.augment not in RECIPES:
+            raise ValueError(f"Unknown augment recipe {self.augment!r}; choose one of {list(RECIPES)}.")
+        if not 0.0 < self.val_fraction < 0.5:
+            raise ValueError(f"val_fraction must lie in (0, 0.5), got {self.val_fraction}.")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        """Build from a dict; unknown keys are rejected."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"Unknown TrainConfig key(s) {unknown}; known keys are {sorted(known)}.")
+        return cls(**data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "TrainConfig":
+        return cls.from_dict(json.loads(text))
+
+
+def configure_threads() -> None:
+    """Use as many CPU threads as the machine has cores (TensorFlow backend only).
+
+    TensorFlow fixes its thread pools when it first runs an op, so this is a
+    no-op (with a debug log line) if that has already happened.
+    """
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return
+    import tensorflow as tf
+
+    n = os.cpu_count() or 1
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(n)
+        tf.config.threading.set_inter_op_parallelism_threads(min(n, 2))
+    except RuntimeError:
+        log.debug("TensorFlow threads already configured; leaving them.")
+
+
+def describe_device() -> str:
+    """Name the device Keras computes on, e.g. ``"CPU (tensorflow, 2 threads)"`` or ``"GPU:0 NVIDIA H100 (jax)"``."""
+    import keras
+
+    backend = keras.backend.backend()
+    try:
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            gpus = tf.config.list_physical_devices("GPU")
+            if gpus:
+                details = tf.config.experimental.get_device_details(gpus[0])
+                return f"GPU:0 {details.get('device_name', gpus[0].name)} (tensorflow, {len(gpus)} GPU(s))"
+        elif backend == "jax":
+            import jax
+
+            dev = jax.devices()[0]
+            if dev.platform != "cpu":
+                return f"GPU:0 {dev.device_kind} (jax)"
+        elif backend == "torch":
+            import torch
+
+            if torch.cuda.is_available():
+                return f"GPU:0 {torch.cuda.get_device_name(0)} (torch)"
+    except Exception as exc:  # noqa: BLE001 -- a failed probe must not stop training
+        log.debug("device probe failed: %s", exc)
+    return f"CPU ({backend}, {os.cpu_count()} cores)"
+
+
+def fit_to_size(image: np.ndarray, mask: np.ndarray, size: int, rng: np.random.Generator | None):
+    """Crop (randomly, or centred when ``rng`` is None) or mirror-pad a pair to ``size x size``.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, 3), uint8
+    mask : ndarray, shape (H, W), bool
+    size : int
+    rng : numpy Generator or None
+
+    Returns
+    -------
+    image : ndarray, shape (size, size, 3), uint8
+    mask : ndarray, shape (size, size), bool
+    """
+    h, w = mask.shape
+    pad_h, pad_w = max(size - h, 0), max(size - w, 0)
+    if pad_h or pad_w:
+        pads = ((pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2))
+        image = np.pad(image, pads + ((0, 0),), mode="symmetric")
+        mask = np.pad(mask, pads, mode="symmetric")
+        h, w = mask.shape
+    if rng is None:
+        y0, x0 = (h - size) // 2, (w - size) // 2
+    else:
+        y0, x0 = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+    return image[y0:y0 + size, x0:x0 + size], mask[y0:y0 + size, x0:x0 + size]
+
+
+def _make_dataset(images, masks, config: TrainConfig, seed: int):
+    """A ``keras.utils.PyDataset`` of augmented training batches (built lazily: it subclasses a Keras class)."""
+    import keras
+
+    class AugmentedPatches(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__(workers=1, use_multiprocessing=False)
+            self.rng = np.random.default_rng(seed)
+            self.augmenter = make_augmenter(config.augment, seed=seed)
+            n = len(images)
+            self.steps = config.steps_per_epoch or math.ceil(n / config.batch_size)
+            self.order = self._draw_order()
+
+        def _draw_order(self):
+            # Enough shuffled passes over the images to fill one epoch.
+            need = self.steps * config.batch_size
+            passes = math.ceil(need / len(images))
+            return np.concatenate([self.rng.permutation(len(images)) for _ in range(passes)])[:need]
+
+        def __len__(self):
+            return self.steps
+
+        def __getitem__(self, index):
+            idx = self.order[index * config.batch_size:(index + 1) * config.batch_size]
+            pairs = [fit_to_size(images[i], masks[i], config.patch_size, self.rng) for i in idx]
+            x, y = augment_batch(self.augmenter, [p[0] for p in pairs], [p[1] for p in pairs])
+            return x.astype(np.float32), y
+
+        def on_epoch_end(self):
+            self.order = self._draw_order()
+
+    return AugmentedPatches()
+
+
+def _lr_callback(config: TrainConfig):
+    """Epoch-wise learning rate: warm-up then cosine decay, or constant (plateau is a separate callback)."""
+    import keras
+
+    def rate(epoch: int, current: float) -> float:
+        if config.schedule != "cosine":
+            return current
+        if epoch < config.warmup_epochs:
+            return config.learning_rate * (epoch + 1) / (config.warmup_epochs + 1)
+        span = max(config.epochs - config.warmup_epochs, 1)
+        progress = min((epoch - config.warmup_epochs) / span, 1.0)
+        return config.min_lr + 0.5 * (config.learning_rate - config.min_lr) * (1 + math.cos(math.pi * progress))
+
+    return keras.callbacks.LearningRateScheduler(rate)
+
+
+def _history_callback(records: list[dict[str, Any]]):
+    import keras
+
+    class Recorder(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self._t0 = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+            records.append({
+                "epoch": epoch + 1,
+                "loss": float(logs.get("loss", float("nan"))),
+                "val_loss": float(logs.get("val_loss", float("nan"))),
+                "dice": float(logs.get("dice", float("nan"))),
+                "val_dice": float(logs.get("val_dice", float("nan"))),
+                "lr": lr,
+                "seconds": round(time.perf_counter() - self._t0, 3),
+            })
+
+    return Recorder()
+
+
+def split_validation(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded random split of ``range(n)`` into training and validation indices (at least one each)."""
+    if n < 2:
+        raise ValueError(f"Need at least 2 training images to hold out a validation split, got {n}.")
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = min(max(1, round(n * fraction)), n - 1)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def train_unet(
+    images: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray],
+    model_config: UNetConfig,
+    train_config: TrainConfig,
+    *,
+    seed: int = 0,
+    verbose: int | str = "auto",
+):
+    """Train a U-Net from scratch.
+
+    Parameters
+    ----------
+    images : sequence of ndarray, each (H, W, 3) uint8
+    masks : sequence of ndarray, each (H, W) bool
+    model_config, train_config : UNetConfig, TrainConfig
+    seed : int
+        Seeds Keras (weights, dropout), the split, the crops and the augmentation.
+    verbose : int or "auto"
+        Keras verbosity: 1 a progress bar per epoch, 2 one line per epoch,
+        0 silent; "auto" is 1 on a terminal and 2 otherwise.
+
+    Returns
+    -------
+    model : keras.Model
+        With the weights of the best validation-Dice epoch.
+    history : list of dict
+        One dict per epoch: epoch, loss, val_loss, dice, val_dice, lr, seconds.
+    info : dict
+        JSON-able: device, backend, epochs_run, best_epoch, best_val_dice,
+        params, fit_seconds, n_train, n_val.
+    """
+    import keras
+
+    from unet.losses import dice_coefficient, get_loss
+
+    if train_config.patch_size % model_config.size_multiple:
+        raise ValueError(
+            f"patch_size {train_config.patch_size} must be a multiple of {model_config.size_multiple} "
+            f"(input_scale * 2**depth); change one of them."
+        )
+    if verbose == "auto":
+        verbose = 1 if sys.stdout.isatty() else 2
+    configure_threads()
+    keras.utils.set_random_seed(seed)
+    device = describe_device()
+    log.info("Training U-Net on %s", device)
+
+    t0 = time.perf_counter()
+    train_idx, val_idx = split_validation(len(images), train_config.val_fraction, seed)
+    train_images = [images[i] for i in train_idx]
+    train_masks = [masks[i] for i in train_idx]
+    val_pairs = [fit_to_size(images[i], masks[i], train_config.patch_size, None) for i in val_idx]
+    x_val = np.stack([p[0] for p in val_pairs]).astype(np.float32)
+    y_val = np.stack([p[1] for p in val_pairs]).astype(np.float32)[..., None]
+
+    model = build_unet(model_config)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=train_config.learning_rate),
+        loss=get_loss(train_config.loss),
+        metrics=[dice_coefficient],
+    )
+    history: list[dict[str, Any]] = []
+    callbacks = [_history_callback(history), _lr_callback(train_config)]
+    if train_config.schedule == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=0.5, patience=train_config.plateau_patience,
+            min_lr=train_config.min_lr, verbose=0))
+    # Always restore the best epoch's weights; with patience 0 never stop early.
+    stopper = keras.callbacks.EarlyStopping(
+        monitor="val_dice", mode="max",
+        patience=train_config.patience if train_config.patience > 0 else train_config.epochs + 1,
+        restore_best_weights=True, verbose=0)
+    callbacks.append(stopper)
+
+    model.fit(
+        _make_dataset(train_images, train_masks, train_config, seed),
+        validation_data=(x_val, y_val),
+        validation_batch_size=max(train_config.batch_size, 16),
+        epochs=train_config.epochs,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+    best = max(history, key=lambda r: r["val_dice"]) if history else {"epoch": 0, "val_dice": float("nan")}
+    info = {
+        "device": device,
+        "backend": keras.backend.backend(),
+        "epochs_run": len(history),
+        "best_epoch": int(best["epoch"]),
+        "best_val_dice": float(best["val_dice"]),
+        "params": int(model.count_params()),
+        "fit_seconds": round(time.perf_counter() - t0, 2),
+        "n_train": int(len(train_idx)),
+        "n_val": int(len(val_idx)),
+        "seed": int(seed),
+    }
+    return model, history, info

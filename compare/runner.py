@@ -1,0 +1,362 @@
+"""``compare run``: every segmenter through the three protocols, into one run folder.
+
+Protocols (DESIGN.md):
+
+``cv``
+    grouped K-fold over the patches; each fold fits a fresh segmenter.
+``large``
+    fit on the patches not cropped from the large images (the segmenter's
+    final model, saved under ``models/NAME``), then locate, delineate and
+    count the WBCs of the large labelled images.
+``test``
+    the final model predicts masks, overlays and counts for the test images
+    (no ground truth, so no scores).
+
+Work is done in units of (segmenter, protocol, fold).  Each finished unit
+writes its rows and facts to ``parts/NAME/PROTOCOL-FOLD.json`` atomically, so
+``--resume`` after an interruption reuses every finished unit and model, and
+the final tables are rebuilt from the parts.  A failing image or unit is
+recorded in ``errors.csv`` and the rest of the run goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from compare.data import DataError, Sample, default_data_dir, grouped_kfold, load_set, without_groups
+from compare.instances import InstanceParams, label_truth, match_instances, separate_instances, tune_instance_params
+from compare.io import safe_stem, write_text_atomic
+from compare.metrics import pixel_scores
+from compare.overlay import draw_overlay, save_label_png, save_rgb_png
+from compare.progress import progress
+from compare.segmenters import get_spec, load_segmenter, make_segmenter
+from compare.summary import PER_IMAGE_COLUMNS, summarise, write_tables
+
+__all__ = ["RunConfig", "run", "PROTOCOLS"]
+
+PROTOCOLS = ("cv", "large", "test")
+INSTANCE_FILE = "instances.json"
+
+
+@dataclass
+class RunConfig:
+    """What ``compare run`` was asked to do; written to ``config.json``."""
+
+    segmenters: list[str]
+    protocols: list[str] = field(default_factory=lambda: list(PROTOCOLS))
+    folds: int = 5
+    seed: int = 0
+    data: str | None = None
+    out: str = "results"
+    resume: bool = False
+    save_cv_predictions: bool = True
+
+    def comparable(self) -> dict[str, Any]:
+        """The settings that must match for ``--resume`` to reuse results."""
+        return {"folds": self.folds, "seed": self.seed, "data": self.data}
+
+
+def _env_facts() -> dict[str, Any]:
+    import importlib.metadata as md
+
+    versions = {}
+    for dist in ("numpy", "scipy", "scikit-image", "scikit-learn", "pandas", "keras", "tensorflow-cpu",
+                 "tensorflow", "jax", "torch", "skops", "albumentations", "pillow"):
+        try:
+            versions[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            pass
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "cpu_count": os.cpu_count(),
+        "keras_backend": os.environ.get("KERAS_BACKEND", "tensorflow"),
+        "packages": versions,
+    }
+
+
+class _Run:
+    """State of one run: folders, data, and collected errors."""
+
+    def __init__(self, config: RunConfig):
+        self.config = config
+        self.out = Path(config.out)
+        self.parts = self.out / "parts"
+        self.errors: list[dict[str, str]] = []
+        self.data_dir = Path(config.data) if config.data else default_data_dir()
+
+    # -- data ---------------------------------------------------------------
+    def load(self, which: str) -> list[Sample]:
+        errors: list[DataError] = []
+        samples = load_set(self.data_dir, which, on_error="skip", errors=errors)
+        for exc in errors:
+            self.error("-", which, "-", "-", str(exc))
+        return samples
+
+    def error(self, segmenter: str, protocol: str, fold: str, image: str, message: str) -> None:
+        self.errors.append({"segmenter": segmenter, "protocol": protocol, "fold": str(fold),
+                            "image": image, "error": message})
+        progress.write(f"error: {message}")
+
+    # -- parts --------------------------------------------------------------
+    def part_path(self, name: str, protocol: str, fold: str) -> Path:
+        return self.parts / name / f"{protocol}-{fold}.json"
+
+    def read_part(self, name: str, protocol: str, fold: str) -> dict | None:
+        path = self.part_path(name, protocol, fold)
+        if self.config.resume and path.is_file():
+            try:
+                return json.loads(path.read_text())
+            except json.JSONDecodeError:
+                return None  # a part is written atomically; a bad one is redone
+        return None
+
+    def write_part(self, name: str, protocol: str, fold: str, part: dict) -> None:
+        write_text_atomic(self.part_path(name, protocol, fold), json.dumps(part, default=_jsonable) + "\n")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"Cannot write {type(value).__name__} to JSON.")
+
+
+def _fit(name: str, seed: int, train: Sequence[Sample]) -> tuple[Any, float, InstanceParams]:
+    segmenter = make_segmenter(name, random_state=seed)
+    start = time.perf_counter()
+    segmenter.fit([s.image for s in train], [s.mask for s in train])
+    fit_s = time.perf_counter() - start
+    return segmenter, fit_s, tune_instance_params([s.mask for s in train])
+
+
+def _evaluate(run: _Run, name: str, protocol: str, fold: str, segmenter: Any, params: InstanceParams,
+              samples: Sequence[Sample], prediction_dir: Path | None, overlays: bool) -> tuple[list[dict], float, int]:
+    """Predict and score each sample; returns rows, predict seconds and pixels."""
+    rows, predict_s, pixels = [], 0.0, 0
+    for sample in progress(samples, desc=f"{name} {protocol} {fold}", leave=False, unit="img"):
+        try:
+            start = time.perf_counter()
+            prob = segmenter.predict_proba(sample.image)
+            elapsed = time.perf_counter() - start
+            labels = separate_instances(prob, params)
+        except Exception as exc:  # one bad image must not lose the others
+            run.error(name, protocol, fold, sample.name, f"{sample.path}: prediction failed ({type(exc).__name__}: {exc}).")
+            continue
+        predict_s += elapsed
+        pixels += prob.size
+        row: dict[str, Any] = {"segmenter": name, "protocol": protocol, "fold": fold, "image": sample.name,
+                               "height": prob.shape[0], "width": prob.shape[1], "predict_s": elapsed,
+                               "pred_count": int(labels.max())}
+        true_labels = None
+        if sample.mask is not None:
+            true_labels = label_truth(sample.mask)
+            match = match_instances(true_labels, labels)
+            row.update(pixel_scores(sample.mask, labels > 0))
+            row.update(true_count=match.true_count, tp=match.tp, fp=match.fp, fn=match.fn,
+                       object_f1=match.f1, panoptic_quality=match.panoptic_quality,
+                       matched_iou_sum=match.panoptic_quality * (match.tp + 0.5 * (match.fp + match.fn))
+                       if match.tp else 0.0)
+        rows.append(row)
+        if prediction_dir is not None:
+            stem = safe_stem(sample.name)
+            save_label_png(prediction_dir / "masks" / f"{stem}.png", labels)
+            if overlays:
+                save_rgb_png(prediction_dir / "overlays" / f"{stem}.png",
+                             draw_overlay(sample.image, labels, true_labels))
+    return rows, predict_s, pixels
+
+
+def _unit_part(rows: list[dict], fit_s: float | None, predict_s: float, pixels: int,
+               segmenter: Any | None, params: InstanceParams | None) -> dict:
+    return {
+        "rows": rows,
+        "fit_s": fit_s,
+        "predict_s": predict_s,
+        "pixels": pixels,
+        "history": getattr(segmenter, "history_", None),
+        "fit_info": getattr(segmenter, "fit_info_", None),
+        "instance_params": asdict(params) if params else None,
+    }
+
+
+def _run_cv(run: _Run, name: str, patches: list[Sample], splits: list[tuple[list[int], list[int]]]) -> None:
+    cfg = run.config
+    for fold, (train_idx, test_idx) in enumerate(progress(splits, desc=f"{name} cv", unit="fold")):
+        if run.read_part(name, "cv", str(fold)) is not None:
+            continue
+        try:
+            segmenter, fit_s, params = _fit(name, cfg.seed + fold, [patches[i] for i in train_idx])
+        except Exception as exc:
+            run.error(name, "cv", str(fold), "-", f"fit failed ({type(exc).__name__}: {exc}).")
+            progress.write(traceback.format_exc())
+            continue
+        pred_dir = run.out / "predictions" / safe_stem(name) / "cv" if cfg.save_cv_predictions else None
+        rows, predict_s, pixels = _evaluate(run, name, "cv", str(fold), segmenter, params,
+                                            [patches[i] for i in test_idx], pred_dir, overlays=False)
+        run.write_part(name, "cv", str(fold), _unit_part(rows, fit_s, predict_s, pixels, segmenter, params))
+
+
+def _final_model(run: _Run, name: str, train: list[Sample]) -> tuple[Any, InstanceParams, float | None]:
+    """Fit (or, on resume, load) the final model of ``name``; saved under ``models/``."""
+    model_dir = run.out / "models" / safe_stem(name)
+    done = model_dir / ".complete"
+    if run.config.resume and done.is_file():
+        return load_segmenter(name, model_dir), InstanceParams.from_json(model_dir / INSTANCE_FILE), None
+    segmenter, fit_s, params = _fit(name, run.config.seed, train)
+    # Save into a fresh folder and mark it complete last, so a model folder
+    # without the marker is known to be unfinished.
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    model_dir.mkdir(parents=True)
+    segmenter.save(model_dir)
+    params.to_json(model_dir / INSTANCE_FILE)
+    write_text_atomic(model_dir / "segmenter.json", json.dumps({"segmenter": name, "fit_s": fit_s}, indent=2) + "\n")
+    write_text_atomic(done, "")
+    return segmenter, params, fit_s
+
+
+def _run_final(run: _Run, name: str, patches: list[Sample], protocols: list[str]) -> None:
+    large = run.load("large") if "large" in protocols else []
+    excluded = {s.name for s in large} | set(_large_names(run))
+    train = without_groups(patches, excluded)
+    need_large = "large" in protocols and run.read_part(name, "large", "final") is None
+    need_test = "test" in protocols and run.read_part(name, "test", "final") is None
+    if not (need_large or need_test):
+        return
+    try:
+        segmenter, params, fit_s = _final_model(run, name, train)
+    except Exception as exc:
+        run.error(name, "large", "final", "-", f"fit failed ({type(exc).__name__}: {exc}).")
+        progress.write(traceback.format_exc())
+        return
+    if fit_s is None:  # loaded on resume: keep the fit time measured when it was made
+        fit_s = json.loads((run.out / "models" / safe_stem(name) / "segmenter.json").read_text()).get("fit_s")
+    pred_root = run.out / "predictions" / safe_stem(name)
+    if need_large:
+        rows, predict_s, pixels = _evaluate(run, name, "large", "final", segmenter, params, large,
+                                            pred_root / "large", overlays=True)
+        run.write_part(name, "large", "final", _unit_part(rows, fit_s, predict_s, pixels, segmenter, params))
+    if need_test:
+        test = run.load("test")
+        rows, predict_s, pixels = _evaluate(run, name, "test", "final", segmenter, params, test,
+                                            pred_root / "test", overlays=True)
+        run.write_part(name, "test", "final", _unit_part(rows, None, predict_s, pixels, None, params))
+
+
+def _large_names(run: _Run) -> list[str]:
+    """Names of the large labelled images, read from the file names only."""
+    folder = run.data_dir / "Train_Data"
+    if not folder.is_dir():
+        return []
+    from compare.data import list_images
+
+    try:
+        return [p.stem for p in list_images(folder) if not p.stem.startswith("train-")]
+    except DataError:
+        return []
+
+
+def _check_resume(run: _Run) -> None:
+    config_file = run.out / "config.json"
+    if not run.config.resume:
+        if run.parts.exists():
+            progress.write(f"note: {run.out} held an earlier run; starting afresh (use --resume to continue it).")
+            shutil.rmtree(run.parts)
+            for stale in ("models", "predictions"):
+                shutil.rmtree(run.out / stale, ignore_errors=True)
+        return
+    if config_file.is_file():
+        old = json.loads(config_file.read_text())
+        mismatched = {k: (old.get(k), v) for k, v in run.config.comparable().items() if old.get(k) != v}
+        if mismatched:
+            details = ", ".join(f"{k} was {a!r}, now {b!r}" for k, (a, b) in mismatched.items())
+            raise ValueError(f"--resume: {run.out} was run with other settings ({details}); use the same settings or another --out.")
+
+
+def collect_parts(out: Path) -> tuple[pd.DataFrame, dict[str, dict]]:
+    """Per-image rows and per-unit facts from a run folder's ``parts/``.
+
+    Returns
+    -------
+    per_image : DataFrame
+        One row per (segmenter, protocol, fold, image).
+    units : dict
+        ``"NAME/PROTOCOL-FOLD" -> part`` without its rows.
+    """
+    rows, units = [], {}
+    for path in sorted((Path(out) / "parts").glob("*/*.json")):
+        part = json.loads(path.read_text())
+        rows.extend(part.pop("rows"))
+        units[f"{path.parent.name}/{path.stem}"] = part
+    per_image = pd.DataFrame(rows)
+    for column in PER_IMAGE_COLUMNS:
+        if column not in per_image:
+            per_image[column] = np.nan
+    extra = [c for c in per_image.columns if c not in PER_IMAGE_COLUMNS]
+    return per_image[list(PER_IMAGE_COLUMNS) + extra], units
+
+
+def run(config: RunConfig) -> pd.DataFrame:
+    """Run the comparison and write the run folder; returns the summary table.
+
+    Parameters
+    ----------
+    config : RunConfig
+
+    Returns
+    -------
+    DataFrame
+        One row per (segmenter, protocol), as in ``summary.csv``.
+    """
+    for name in config.segmenters:
+        get_spec(name)  # unknown names fail before any work
+    unknown = set(config.protocols) - set(PROTOCOLS)
+    if unknown:
+        raise ValueError(f"Unknown protocol(s) {sorted(unknown)}; choose from {', '.join(PROTOCOLS)}.")
+    started = time.perf_counter()
+    run_state = _Run(config)
+    run_state.out.mkdir(parents=True, exist_ok=True)
+    _check_resume(run_state)
+    write_text_atomic(run_state.out / "config.json", json.dumps(asdict(config), indent=2) + "\n")
+
+    patches = run_state.load("patches") if {"cv", "large", "test"} & set(config.protocols) else []
+    splits = grouped_kfold(patches, config.folds, config.seed) if "cv" in config.protocols else []
+    write_text_atomic(run_state.out / "splits.json", json.dumps({
+        "seed": config.seed,
+        "folds": [{"fold": i, "test": [patches[j].name for j in test], "groups": sorted({patches[j].group for j in test})}
+                  for i, (_, test) in enumerate(splits)],
+        "large_training_excludes": sorted({s.name for s in patches if s.group in set(_large_names(run_state))}),
+    }, indent=2) + "\n")
+
+    for name in progress(config.segmenters, desc="segmenters", unit="seg"):
+        if "cv" in config.protocols:
+            _run_cv(run_state, name, patches, splits)
+        if {"large", "test"} & set(config.protocols):
+            _run_final(run_state, name, patches, config.protocols)
+
+    per_image, units = collect_parts(run_state.out)
+    summary = summarise(per_image, units, seed=config.seed)
+    env = _env_facts()
+    env["run_seconds"] = round(time.perf_counter() - started, 1)
+    env["resumed"] = config.resume
+    write_tables(run_state.out, per_image, summary, units, run_state.errors, env)
+    return summary

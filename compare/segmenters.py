@@ -1,0 +1,108 @@
+"""The registry: every segmenter the suite can compare, by name.
+
+A segmenter follows the scikit-learn-style contract of DESIGN.md::
+
+    fit(images, masks) -> self          # images (H, W, 3) uint8, masks (H, W) bool
+    predict_proba(image) -> (H, W) float32 in [0, 1], any image size
+    save(folder) / classmethod load(folder)
+
+Optional attributes after ``fit``: ``history_`` (per-epoch dicts, plotted as
+training curves) and ``fit_info_`` (a JSON-able dict saved with the run).
+
+Factories import their module only when called, so ``--help``, ``list`` and the
+classical segmenters never load TensorFlow.  Adding a segmenter is one entry
+here plus its own module.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["SegmenterSpec", "REGISTRY", "get_spec", "make_segmenter", "load_segmenter", "default_names"]
+
+
+@dataclass(frozen=True)
+class SegmenterSpec:
+    """One registry entry.
+
+    Attributes
+    ----------
+    name : str
+        Registry name, used on the command line and in results.
+    target : str
+        ``"module:callable"`` that takes ``random_state`` and returns an
+        unfitted segmenter.
+    cls : str
+        ``"module:Class"`` whose ``load`` reads a saved model.
+    description : str
+        One line for ``compare list``.
+    slow : bool
+        Skipped by ``run --all`` unless ``--include-slow`` is given.
+    """
+
+    name: str
+    target: str
+    cls: str
+    description: str
+    slow: bool = False
+
+
+def _resolve(ref: str) -> Any:
+    module, attr = ref.split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+REGISTRY: dict[str, SegmenterSpec] = {
+    spec.name: spec
+    for spec in [
+        SegmenterSpec(
+            "threshold", "baselines.threshold:ThresholdSegmenter", "baselines.threshold:ThresholdSegmenter",
+            "Otsu threshold on Lab -b* with closing and hole filling; learns nothing",
+        ),
+        SegmenterSpec(
+            "rf", "baselines.pixel:rf_segmenter", "baselines.pixel:PixelClassifierSegmenter",
+            "random forest pixel classifier on a multi-scale colour/texture feature bank",
+        ),
+        SegmenterSpec(
+            "svm", "baselines.pixel:svm_segmenter", "baselines.pixel:PixelClassifierSegmenter",
+            "RBF-kernel SVM (kernel approximation + linear SVM, calibrated) on the same features",
+        ),
+        SegmenterSpec(
+            "unet", "unet.segmenter:default_segmenter", "unet.segmenter:UNetSegmenter",
+            "U-Net with dropout, strong augmentation, CPU-budget profile (Keras 3)",
+        ),
+        SegmenterSpec(
+            "unet-paper", "unet.segmenter:paper_segmenter", "unet.segmenter:UNetSegmenter",
+            "U-Net, the seed's recipe: width 32, Dice loss, Adam 1e-4, 50 epochs (hours on CPU)",
+            slow=True,
+        ),
+    ]
+}
+
+
+def get_spec(name: str) -> SegmenterSpec:
+    """The registry entry for ``name``; a ValueError listing the known names otherwise."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"Unknown segmenter {name!r}; known segmenters are: {', '.join(REGISTRY)}.") from None
+
+
+def make_segmenter(name: str, random_state: int = 0) -> Any:
+    """A new, unfitted segmenter registered as ``name``."""
+    factory: Callable[..., Any] = _resolve(get_spec(name).target)
+    return factory(random_state=random_state)
+
+
+def load_segmenter(name: str, folder: Path) -> Any:
+    """Load a fitted segmenter of registry type ``name`` from ``folder``."""
+    return _resolve(get_spec(name).cls).load(Path(folder))
+
+
+def default_names(include_slow: bool = False) -> list[str]:
+    """Names that ``run --all`` uses, in registry order."""
+    return [n for n, s in REGISTRY.items() if include_slow or not s.slow]

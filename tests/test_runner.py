@@ -1,0 +1,130 @@
+"""``compare run`` end to end on tiny data: contract files, determinism, resume after a kill."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from compare.cli import main
+from compare.runner import RunConfig, run
+from compare.segmenters import get_spec, make_segmenter
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMING = ["predict_s"]
+
+
+def _run(sigtuple_dir, out, **kw):
+    cfg = RunConfig(segmenters=["threshold"], folds=3, data=str(sigtuple_dir), out=str(out), **kw)
+    return run(cfg)
+
+
+def test_run_writes_the_contract_files(sigtuple_dir, tmp_path):
+    out = tmp_path / "run"
+    summary = _run(sigtuple_dir, out)
+    for name in ("per_image.csv", "summary.csv", "summary.md", "config.json", "splits.json", "env.json", "errors.csv"):
+        assert (out / name).is_file(), name
+    per_image = pd.read_csv(out / "per_image.csv")
+    assert list(per_image.columns[:13]) == ["segmenter", "protocol", "fold", "image", "dice", "iou", "precision",
+                                            "recall", "true_count", "pred_count", "tp", "fp", "fn"]
+    assert (per_image.protocol == "cv").sum() == 12
+    assert (per_image.protocol == "large").sum() == 1 and (per_image.protocol == "test").sum() == 2
+    big = per_image[per_image.protocol == "large"].iloc[0]
+    assert big.true_count == 3
+    assert set(summary.protocol) == {"cv", "large", "test"}
+    cv = summary.set_index("protocol").loc["cv"]
+    assert 0.5 < cv.dice_ci_low <= cv.dice_mean <= cv.dice_ci_high <= 1.0
+    splits = json.loads((out / "splits.json").read_text())
+    assert sorted(sum((f["test"] for f in splits["folds"]), [])) == sorted(f"train-{i}" for i in range(12))
+    assert (out / "models" / "threshold" / ".complete").is_file()
+    assert len(list((out / "predictions" / "threshold" / "test" / "masks").glob("*.png"))) == 2
+    assert (out / "predictions" / "threshold" / "test" / "overlays" / "slide 0.png").is_file()
+
+
+def test_same_seed_same_results(sigtuple_dir, tmp_path):
+    _run(sigtuple_dir, tmp_path / "a", protocols=["cv", "large"])
+    _run(sigtuple_dir, tmp_path / "b", protocols=["cv", "large"])
+    a = pd.read_csv(tmp_path / "a" / "per_image.csv").drop(columns=TIMING)
+    b = pd.read_csv(tmp_path / "b" / "per_image.csv").drop(columns=TIMING)
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_unknown_segmenter_lists_known_ones():
+    with pytest.raises(ValueError, match="known segmenters are: threshold, rf"):
+        get_spec("nope")
+    assert make_segmenter("threshold").random_state == 0
+
+
+def test_cli_reports_bad_arguments(sigtuple_dir, tmp_path, capsys):
+    assert main(["run", "--segmenters", "nope", "--out", str(tmp_path / "x")]) == 2
+    assert "Unknown segmenter 'nope'" in capsys.readouterr().err
+    assert main(["run", "--segmenters", "threshold", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "y")]) == 2
+    assert "no such data folder" in capsys.readouterr().err
+
+
+def test_a_bad_image_is_recorded_and_the_rest_completes(sigtuple_dir, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(sigtuple_dir, data)
+    (data / "Test_Data" / "broken.jpg").write_text("this is not a JPEG")
+    out = tmp_path / "run"
+    code = main(["run", "--segmenters", "threshold", "--folds", "3", "--data", str(data), "--out", str(out), "--no-report"])
+    assert code == 1
+    errors = pd.read_csv(out / "errors.csv")
+    assert len(errors) == 1 and "broken.jpg" in errors.error.iloc[0]
+    per_image = pd.read_csv(out / "per_image.csv")
+    assert (per_image.protocol == "test").sum() == 2 and (per_image.protocol == "cv").sum() == 12
+
+
+def test_resume_after_a_kill_equals_an_uninterrupted_run(sigtuple_dir, tmp_path):
+    """Kill a real ``compare run`` process after its first unit, resume it, compare tables."""
+    script = tmp_path / "run_slow.py"
+    script.write_text(textwrap.dedent("""
+        import sys
+        from compare import segmenters
+        segmenters.REGISTRY["slow"] = segmenters.SegmenterSpec(
+            "slow", "tests.slow_segmenter:slow_threshold", "tests.slow_segmenter:SlowThreshold", "slow threshold")
+        from compare.cli import main
+        sys.exit(main(sys.argv[1:]))
+    """))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    killed = tmp_path / "killed"
+    args = [sys.executable, str(script), "run", "--segmenters", "slow", "--folds", "3", "--data", str(sigtuple_dir),
+            "--no-report"]
+    proc = subprocess.Popen(args + ["--out", str(killed)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = killed / "parts" / "slow" / "cv-0.json"
+    deadline = time.monotonic() + 120
+    while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert first.exists(), "the run never finished its first unit"
+    done_before = sorted(p.name for p in (killed / "parts" / "slow").glob("*.json"))
+    assert "test-final.json" not in done_before, "the run finished before it was killed; nothing was tested"
+    assert not (killed / "per_image.csv").exists()
+    first_written = first.stat().st_mtime_ns
+
+    resumed = subprocess.run(args + ["--out", str(killed), "--resume"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert first.stat().st_mtime_ns == first_written  # the finished unit was reused, not redone
+
+    full = tmp_path / "full"
+    complete = subprocess.run(args + ["--out", str(full)], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert complete.returncode == 0, complete.stderr
+    a = pd.read_csv(killed / "per_image.csv").drop(columns=TIMING)
+    b = pd.read_csv(full / "per_image.csv").drop(columns=TIMING)
+    pd.testing.assert_frame_equal(a, b)
+    timing_free = ["segmenter", "protocol", "n_images", "dice_mean", "dice_ci_low", "dice_ci_high", "object_f1",
+                   "count_mae", "count_exact"]
+    pd.testing.assert_frame_equal(pd.read_csv(killed / "summary.csv")[timing_free],
+                                  pd.read_csv(full / "summary.csv")[timing_free])

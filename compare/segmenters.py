@@ -98,9 +98,35 @@ def make_segmenter(name: str, random_state: int = 0) -> Any:
     return factory(random_state=random_state)
 
 
+#: File endings of formats that can run code when loaded; never read.
+UNSAFE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".pt", ".pth", ".npy", ".dill", ".h5", ".hdf5")
+
+
 def load_segmenter(name: str, folder: Path) -> Any:
-    """Load a fitted segmenter of registry type ``name`` from ``folder``."""
-    return _resolve(get_spec(name).cls).load(Path(folder))
+    """Load a fitted segmenter of registry type ``name`` from ``folder``.
+
+    Only the segmenter's own safe formats are read (JSON, skops with an
+    explicit list of trusted types, ``.keras`` in safe mode).  A model given
+    as a pickle (or another format that can run code on loading) is refused.
+
+    Raises
+    ------
+    ValueError
+        For a pickle-like file or a file where a model folder is expected.
+    FileNotFoundError
+        If ``folder`` does not exist.
+    """
+    folder = Path(folder)
+    if folder.suffix.lower() in UNSAFE_SUFFIXES:
+        raise ValueError(
+            f"{folder}: refusing to load a {folder.suffix} file, a format that can run code when loaded; "
+            "use a model folder saved by 'compare run' (skops or .keras files)."
+        )
+    if not folder.exists():
+        raise FileNotFoundError(f"{folder}: no such model folder; pass a folder saved by 'compare run' (results/models/NAME).")
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: is a file; pass the model folder that holds it (saved by 'compare run').")
+    return _resolve(get_spec(name).cls).load(folder)
 
 
 def default_names(include_slow: bool = False) -> list[str]:

@@ -128,3 +128,20 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(sigtuple_dir, tmp_path)
                    "count_mae", "count_exact"]
     pd.testing.assert_frame_equal(pd.read_csv(killed / "summary.csv")[timing_free],
                                   pd.read_csv(full / "summary.csv")[timing_free])
+
+
+def test_models_load_only_from_safe_folders(sigtuple_dir, tmp_path):
+    import pickle
+
+    from compare.segmenters import load_segmenter
+
+    bad = tmp_path / "model.pkl"
+    bad.write_bytes(pickle.dumps({"x": 1}))
+    with pytest.raises(ValueError, match="can run code"):
+        load_segmenter("threshold", bad)
+    with pytest.raises(FileNotFoundError, match="no such model folder"):
+        load_segmenter("threshold", tmp_path / "nowhere")
+    out = tmp_path / "run"
+    _run(sigtuple_dir, out, protocols=["large"])
+    model = load_segmenter("threshold", out / "models" / "threshold")
+    assert model.predict_proba(__import__("numpy").zeros((8, 8, 3), "uint8")).shape == (8, 8)

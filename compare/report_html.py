@@ -1,0 +1,202 @@
+"""A tiny document model for the report, rendered both as Markdown and as HTML.
+
+The report is composed once as a :class:`Document` of sections holding text,
+tables and images; :func:`to_markdown` writes it with relative image links
+(for GitHub and editors) and :func:`to_html` as one self-contained page with
+every image embedded as base64, so the HTML file can be mailed or opened from
+anywhere.  Text supports only ``**bold**`` and ```code``` inline marks, which
+read the same in both formats.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+__all__ = ["Text", "Table", "Figure", "Details", "Section", "Document", "to_markdown", "to_html"]
+
+
+@dataclass
+class Text:
+    """A paragraph; ``**bold**`` and ```code``` marks are honoured."""
+
+    text: str
+
+
+@dataclass
+class Table:
+    """A table of already formatted cells (strings); ``numeric`` columns are right-aligned."""
+
+    frame: pd.DataFrame
+    numeric: tuple[str, ...] = ()
+
+
+@dataclass
+class Figure:
+    """A PNG file shown with a caption."""
+
+    path: Path
+    caption: str
+    width: int | None = None
+
+
+@dataclass
+class Details:
+    """Blocks that HTML folds away behind a summary line (Markdown shows them)."""
+
+    summary: str
+    blocks: list = field(default_factory=list)
+
+
+@dataclass
+class Section:
+    """A titled part of the report with the command that reproduces it."""
+
+    anchor: str
+    title: str
+    blocks: list = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Document:
+    """The whole report: a title, a headline (list of paragraphs) and sections."""
+
+    title: str
+    headline: list[str]
+    sections: list[Section]
+
+
+_BOLD = re.compile(r"\*\*(.+?)\*\*")
+_CODE = re.compile(r"`([^`]+)`")
+
+
+def _inline_html(text: str) -> str:
+    out = html.escape(text, quote=False)
+    out = _CODE.sub(r"<code>\1</code>", out)
+    return _BOLD.sub(r"<strong>\1</strong>", out)
+
+
+def _md_cell(value: object) -> str:
+    # A pipe inside a cell would end it early.
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(table: Table) -> str:
+    frame = table.frame
+    columns = [str(c) for c in frame.columns]
+    lines = ["| " + " | ".join(_md_cell(c) for c in columns) + " |",
+             "|" + "|".join("---:" if c in table.numeric else "---" for c in columns) + "|"]
+    for row in frame.itertuples(index=False):
+        lines.append("| " + " | ".join(_md_cell(v) for v in row) + " |")
+    return "\n".join(lines)
+
+
+def _md_blocks(blocks: list, root: Path) -> list[str]:
+    parts = []
+    for block in blocks:
+        if isinstance(block, Text):
+            parts.append(block.text)
+        elif isinstance(block, Table):
+            parts.append(_md_table(block))
+        elif isinstance(block, Figure):
+            link = Path(os.path.relpath(block.path, root)).as_posix()
+            parts.append(f"![{block.caption}]({link})\n\n*{block.caption}*")
+        elif isinstance(block, Details):
+            parts.append(f"**{block.summary}**")
+            parts.extend(_md_blocks(block.blocks, root))
+    return parts
+
+
+def to_markdown(doc: Document, root: Path) -> str:
+    """The report as Markdown; image links are relative to ``root`` (the run folder)."""
+    parts = [f"# {doc.title}", *doc.headline, "## Contents",
+             "\n".join(f"- [{s.title}](#{s.anchor})" for s in doc.sections)]
+    for section in doc.sections:
+        parts.append(f'<a id="{section.anchor}"></a>\n\n## {section.title}')
+        if section.commands:
+            parts.append("Reproduce:\n\n```sh\n" + "\n".join(section.commands) + "\n```")
+        parts.extend(_md_blocks(section.blocks, root))
+    return "\n\n".join(parts) + "\n"
+
+
+def _data_uri(path: Path) -> str:
+    encoded = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return f"data:image/png;base64,{encoded}"
+
+
+def _html_table(table: Table) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in table.frame.columns)
+    rows = []
+    for row in table.frame.itertuples(index=False):
+        cells = []
+        for column, value in zip(table.frame.columns, row):
+            cls = ' class="num"' if column in table.numeric else ""
+            cells.append(f"<td{cls}>{_inline_html(str(value))}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
+
+
+def _html_blocks(blocks: list) -> list[str]:
+    parts = []
+    for block in blocks:
+        if isinstance(block, Text):
+            parts.append(f"<p>{_inline_html(block.text)}</p>")
+        elif isinstance(block, Table):
+            parts.append(_html_table(block))
+        elif isinstance(block, Figure):
+            style = f' style="max-width:min(100%,{block.width}px)"' if block.width else ""
+            parts.append(f'<figure><img src="{_data_uri(block.path)}" alt="{html.escape(block.caption)}"{style}>'
+                         f"<figcaption>{_inline_html(block.caption)}</figcaption></figure>")
+        elif isinstance(block, Details):
+            inner = "\n".join(_html_blocks(block.blocks))
+            parts.append(f"<details><summary>{_inline_html(block.summary)}</summary>{inner}</details>")
+    return parts
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;max-width:1250px;margin:1.5em auto;
+ padding:0 1.2em;color:#1d1d1f;line-height:1.45}
+h1{margin-bottom:.3em}h2{border-bottom:2px solid #e3e3e8;padding-bottom:.2em;margin-top:2em}
+.headline{background:#eef6ee;border-left:6px solid #2e8b57;padding:.6em 1.1em;border-radius:4px;font-size:1.08em}
+.headline p{margin:.45em 0}
+.repro{background:#f5f5f7;border:1px solid #e0e0e5;border-radius:4px;padding:.4em .8em;margin:.6em 0}
+.repro span{font-size:.85em;color:#555;text-transform:uppercase;letter-spacing:.04em}
+.repro pre{margin:.2em 0;white-space:pre-wrap;word-break:break-all}
+code{background:#f0f0f3;padding:0 .25em;border-radius:3px;font-size:.92em}
+.repro code{background:none;padding:0}
+table{border-collapse:collapse;margin:.6em 0;font-size:.92em}
+th,td{border:1px solid #d8d8de;padding:.28em .6em;text-align:left;vertical-align:top}
+th{background:#f3f3f6}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+tbody tr:nth-child(even){background:#fafafc}
+.scroll{overflow-x:auto}
+figure{margin:1em 0}figure img{max-width:100%;height:auto;border:1px solid #e3e3e8}
+figcaption{color:#444;font-size:.92em;margin-top:.3em}
+details{margin:.6em 0}summary{cursor:pointer;font-weight:600}
+nav ul{columns:2;font-size:.95em}
+"""
+
+
+def to_html(doc: Document) -> str:
+    """The report as one self-contained HTML page (images embedded as base64)."""
+    body = [f"<h1>{html.escape(doc.title)}</h1>",
+            '<div class="headline">' + "".join(f"<p>{_inline_html(p)}</p>" for p in doc.headline) + "</div>",
+            "<nav><h2>Contents</h2><ul>" + "".join(f'<li><a href="#{s.anchor}">{html.escape(s.title)}</a></li>'
+                                                  for s in doc.sections) + "</ul></nav>"]
+    for section in doc.sections:
+        body.append(f'<section id="{section.anchor}"><h2>{html.escape(section.title)}</h2>')
+        if section.commands:
+            commands = html.escape("\n".join(section.commands))
+            body.append(f'<div class="repro"><span>Reproduce</span><pre><code>{commands}</code></pre></div>')
+        body.extend(_html_blocks(section.blocks))
+        body.append("</section>")
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            f"<title>{html.escape(doc.title)}</title><style>{_CSS}</style></head><body>\n"
+            + "\n".join(body) + "\n</body></html>\n")

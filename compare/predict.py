@@ -1,0 +1,585 @@
+"""``compare predict``: locate, delineate and count WBCs in your own images.
+
+For every input image (files, or folders of images) the output folder gets
+
+``masks/NAME.png``
+    the label image: 0 background, 1..n one label per WBC (8-bit PNG, 16-bit
+    when there are more than 255 WBCs);
+``overlays/NAME.png``
+    the image with each WBC's boundary drawn and its number beside it;
+``instances.csv``
+    one row per WBC: ``image, id, centroid_x, centroid_y, area_px,
+    equivalent_diameter_px, bbox_x0, bbox_y0, bbox_x1, bbox_y1,
+    mean_probability`` (pixels of the original image; ``x1``/``y1``
+    exclusive; ``id`` is the WBC's value in the mask and its number in the
+    overlay);
+``counts.csv``
+    one row per image: ``image, path, wbc_count, width, height, scale,
+    seconds``.
+
+``NAME`` is the input's file stem made safe (:func:`compare.io.safe_stem`);
+two inputs with the same stem get ``NAME``, ``NAME-2``, ... in input order.
+
+The model is a folder saved by ``compare run`` (``models/NAME/``: the
+segmenter's files, ``instances.json`` with the instance settings tuned on the
+training masks, ``segmenter.json`` naming the registry entry, ``.complete``).
+Without ``--model`` the U-Net of the committed ``results/models/unet`` is used.
+
+Memory stays bounded on images of any size: images above
+:data:`BLOCK` x :data:`BLOCK` pixels are predicted block by block, each block
+read with a mirrored margin of :data:`BLOCK_MARGIN` pixels that is cut off
+again, so no segmenter ever sees more than one block at once (the learned
+segmenters tile again inside a block).
+
+With ``--scheduler ADDRESS`` images are spread over a Dask distributed
+cluster, one task per image; a worker loads the model once and keeps it.  The
+input paths and the model folder must be readable by the workers (shared
+storage); results come back to this machine and are written here, so they
+equal a local run's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from compare.data import IMAGE_SUFFIXES, DataError, list_images, read_image
+from compare.instances import InstanceParams, separate_instances
+from compare.io import inside, safe_stem, write_text_atomic
+from compare.scale import ScaleError, TrainingScale, scale_factor, training_scale
+
+__all__ = [
+    "BLOCK",
+    "BLOCK_MARGIN",
+    "INSTANCE_COLUMNS",
+    "COUNT_COLUMNS",
+    "Model",
+    "ImageResult",
+    "default_model_dir",
+    "load_model",
+    "collect_inputs",
+    "output_names",
+    "predict_proba_blocked",
+    "predict_labels",
+    "instance_rows",
+    "predict_path",
+    "predict",
+    "main",
+]
+
+#: Side of the blocks a large image is predicted in, in pixels.
+BLOCK = 2048
+#: Mirrored margin read around each block and discarded, in pixels: wider than
+#: the reach of the segmenters' filters and receptive fields, so block seams
+#: do not show.
+BLOCK_MARGIN = 96
+
+INSTANCE_COLUMNS = ("image", "id", "centroid_x", "centroid_y", "area_px", "equivalent_diameter_px",
+                    "bbox_x0", "bbox_y0", "bbox_x1", "bbox_y1", "mean_probability")
+COUNT_COLUMNS = ("image", "path", "wbc_count", "width", "height", "scale", "seconds")
+
+
+@dataclass
+class Model:
+    """A fitted segmenter with the settings prediction needs.
+
+    Attributes
+    ----------
+    name : str
+        Registry name of the segmenter.
+    folder : Path
+    segmenter : object
+        Has ``predict_proba(image) -> (H, W) float32``.
+    params : InstanceParams
+        Instance settings chosen on the training masks.
+    scale : TrainingScale
+        Cell sizes of the training images.
+    """
+
+    name: str
+    folder: Path
+    segmenter: Any
+    params: InstanceParams
+    scale: TrainingScale
+
+
+@dataclass
+class ImageResult:
+    """What prediction found in one image.
+
+    Attributes
+    ----------
+    labels : ndarray, shape (H, W), uint16 or int32
+        0 background, 1..n one per WBC, at the image's own size.
+    instances : list of dict
+        One row per WBC (keys of :data:`INSTANCE_COLUMNS` except ``image``).
+    width, height : int
+    scale : float
+        Factor the image was resized by before prediction.
+    seconds : float
+        Wall time of reading, scaling, prediction and instance separation.
+    """
+
+    labels: np.ndarray
+    instances: list[dict] = field(default_factory=list)
+    width: int = 0
+    height: int = 0
+    scale: float = 1.0
+    seconds: float = 0.0
+
+
+def default_model_dir() -> Path:
+    """The committed default model: ``results/models/unet`` of the project."""
+    return Path(__file__).resolve().parent.parent / "results" / "models" / "unet"
+
+
+def load_model(folder: str | Path | None) -> Model:
+    """Load a model folder saved by ``compare run``.
+
+    Parameters
+    ----------
+    folder : str, Path or None
+        None loads :func:`default_model_dir`.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the folder, its ``.complete`` marker or ``segmenter.json`` is missing.
+    """
+    from compare.segmenters import load_segmenter
+
+    default = folder is None
+    folder = default_model_dir() if default else Path(folder)
+    if not folder.is_dir():
+        hint = ("the default U-Net is missing from this copy; train it with "
+                "'python -m compare run --segmenters unet --protocols large' or pass --model"
+                if default else "pass a folder saved by 'compare run' (RUN/models/NAME)")
+        raise FileNotFoundError(f"{folder}: no such model folder; {hint}.")
+    info_file = folder / "segmenter.json"
+    if not info_file.is_file():
+        raise FileNotFoundError(f"{info_file}: missing, so {folder} is not a model saved by 'compare run'; "
+                                "pass --model RUN/models/NAME.")
+    if not (folder / ".complete").is_file():
+        raise FileNotFoundError(f"{folder}: the model was not saved completely (no .complete marker); "
+                                "run 'compare run' again for it.")
+    name = json.loads(info_file.read_text())["segmenter"]
+    return Model(name=name, folder=folder, segmenter=load_segmenter(name, folder),
+                 params=InstanceParams.from_json(folder / "instances.json"), scale=training_scale(folder))
+
+
+# -- inputs and names ---------------------------------------------------------
+
+def collect_inputs(paths: Iterable[str | Path]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Expand files and folders into image files.
+
+    Parameters
+    ----------
+    paths : iterable of str or Path
+        Image files (any name: unreadable ones fail later, by name) or
+        folders (their image files, not recursively, in natural order).
+
+    Returns
+    -------
+    files : list of Path
+        In the order given, each file once.
+    errors : list of (str, str)
+        ``(path, message)`` for inputs that do not exist or empty folders.
+    """
+    files: list[Path] = []
+    errors: list[tuple[str, str]] = []
+    seen: set[Path] = set()
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            try:
+                found = list_images(path)
+            except DataError:
+                errors.append((str(path), f"{path}: the folder holds no images ({', '.join(IMAGE_SUFFIXES)})."))
+                continue
+        elif path.exists():
+            found = [path]
+        else:
+            errors.append((str(path), f"{path}: no such file or folder; check the path."))
+            continue
+        for f in found:
+            key = f.resolve()
+            if key not in seen:
+                seen.add(key)
+                files.append(f)
+    return files, errors
+
+
+def output_names(files: Sequence[Path]) -> list[str]:
+    """A distinct, safe output stem for every input file.
+
+    The first file with a stem keeps it; later ones get ``-2``, ``-3``, ...
+    Names are compared without case, so outputs do not overwrite each other
+    on case-insensitive file systems either.
+
+    Examples
+    --------
+    >>> output_names([Path("a/x.jpg"), Path("b/x.png"), Path("../../y.jpg")])
+    ['x', 'x-2', 'y']
+    """
+    taken: set[str] = set()
+    names = []
+    for f in files:
+        stem = safe_stem(f.stem)
+        name, n = stem, 1
+        while name.lower() in taken:
+            n += 1
+            name = f"{stem}-{n}"
+        taken.add(name.lower())
+        names.append(name)
+    return names
+
+
+# -- prediction of one image --------------------------------------------------
+
+def predict_proba_blocked(segmenter: Any, image: np.ndarray, *, block: int = BLOCK,
+                          margin: int = BLOCK_MARGIN) -> np.ndarray:
+    """``segmenter.predict_proba`` with bounded memory on any image size.
+
+    Images no larger than ``block`` on both sides go to the segmenter whole,
+    so the result is exactly what ``compare run`` computes.  Larger images
+    are cut into blocks; each is predicted with ``margin`` mirrored pixels
+    around it, and only its core is kept.
+
+    Parameters
+    ----------
+    segmenter : object with ``predict_proba``
+    image : ndarray, shape (H, W, 3), uint8
+    block, margin : int, keyword-only
+
+    Returns
+    -------
+    ndarray, shape (H, W), float32
+    """
+    from tiling import read_tile, tile_grid
+
+    height, width = image.shape[:2]
+    if height <= block and width <= block:
+        return np.asarray(segmenter.predict_proba(image), dtype=np.float32)
+    out = np.empty((height, width), np.float32)
+    # Blocks overlap only where the last row/column is shifted back to the
+    # edge; writing the cores over each other there needs no blending,
+    # because the margin already gives every core its true surroundings.
+    for t in tile_grid((height, width), block, 0):
+        crop = read_tile(image, t, margin)
+        prob = np.asarray(segmenter.predict_proba(crop), dtype=np.float32)
+        out[t.y0:t.y1, t.x0:t.x1] = prob[margin:margin + t.y1 - t.y0, margin:margin + t.x1 - t.x0]
+        del crop, prob
+    return out
+
+
+def _resize_rgb(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Anti-aliased resize of an RGB image to ``(H, W)``.
+
+    Pillow's Lanczos filter widens its support with the reduction factor, so
+    downscaling is anti-aliased, and it works on 8-bit data, so memory stays at
+    one copy of the image instead of a float64 one.
+    """
+    from PIL import Image
+
+    resized = Image.fromarray(image).resize((shape[1], shape[0]), Image.Resampling.LANCZOS)
+    return np.asarray(resized, dtype=np.uint8)
+
+
+def _nearest(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of a label image (labels are never mixed)."""
+    rows = np.minimum(((np.arange(shape[0]) + 0.5) * labels.shape[0] / shape[0]).astype(np.intp), labels.shape[0] - 1)
+    cols = np.minimum(((np.arange(shape[1]) + 0.5) * labels.shape[1] / shape[1]).astype(np.intp), labels.shape[1] - 1)
+    return labels[rows[:, None], cols[None, :]]
+
+
+def _compact(labels: np.ndarray) -> np.ndarray:
+    """Renumber labels 1..n keeping their order, dropping any that vanished."""
+    present = np.bincount(labels.ravel())
+    present[0] = 0
+    if (present[1:] > 0).all():
+        return labels
+    lut = np.zeros(len(present), labels.dtype)
+    keep = np.flatnonzero(present)
+    lut[keep] = np.arange(1, len(keep) + 1, dtype=labels.dtype)
+    return lut[labels]
+
+
+def _small_dtype(labels: np.ndarray) -> np.ndarray:
+    """The narrowest unsigned type that holds the labels (a 64 Mpx int32 map is 256 MB)."""
+    top = int(labels.max()) if labels.size else 0
+    if top < 2 ** 16:
+        return labels.astype(np.uint16, copy=False)
+    return labels
+
+
+def predict_labels(model: Model, image: np.ndarray, *, factor: float = 1.0) -> tuple[np.ndarray, dict[int, float]]:
+    """Label the WBCs of one image.
+
+    Parameters
+    ----------
+    model : Model
+    image : ndarray, shape (H, W, 3), uint8
+    factor : float, keyword-only
+        Resize factor to the training scale; the labels are mapped back to
+        the image's own size.
+
+    Returns
+    -------
+    labels : ndarray, shape (H, W), uint16 (int32 beyond 65,535 WBCs)
+        0 background, 1..n one per WBC, in raster order.
+    mean_probability : dict of int to float
+        Mean foreground probability of each WBC, on the grid it was predicted on.
+    """
+    height, width = image.shape[:2]
+    work = image
+    if factor != 1.0:
+        shape = (max(1, round(height * factor)), max(1, round(width * factor)))
+        work = _resize_rgb(image, shape)
+    prob = predict_proba_blocked(model.segmenter, work)
+    del work
+    labels = _small_dtype(separate_instances(prob, model.params))
+    n = int(labels.max()) if labels.size else 0
+    means: dict[int, float] = {}
+    if n:
+        # find_objects keeps every per-cell computation inside its bounding box.
+        for index, box in enumerate(ndi.find_objects(labels), start=1):
+            if box is not None:
+                means[index] = float(prob[box][labels[box] == index].mean())
+    del prob
+    if factor != 1.0:
+        labels = _compact(_nearest(labels, (height, width)))
+        if int(labels.max()) != n:
+            # A cell lost in the mapping back: renumbered, so its mean is re-keyed
+            # by position (labels keep their relative order).
+            kept = sorted(means)[:int(labels.max())]
+            means = {i + 1: means[k] for i, k in enumerate(kept)}
+    return labels, means
+
+
+def instance_rows(labels: np.ndarray, mean_probability: dict[int, float]) -> list[dict]:
+    """One row per WBC of a label image, in original-image pixels.
+
+    Parameters
+    ----------
+    labels : ndarray, shape (H, W), int
+    mean_probability : dict of int to float
+
+    Returns
+    -------
+    list of dict
+        Keys of :data:`INSTANCE_COLUMNS` except ``image``.
+    """
+    rows = []
+    for index, box in enumerate(ndi.find_objects(labels), start=1):
+        if box is None:
+            continue
+        ys, xs = np.nonzero(labels[box] == index)
+        area = int(len(ys))
+        rows.append({
+            "id": index,
+            "centroid_x": round(float(xs.mean()) + box[1].start, 2),
+            "centroid_y": round(float(ys.mean()) + box[0].start, 2),
+            "area_px": area,
+            "equivalent_diameter_px": round(2.0 * float(np.sqrt(area / np.pi)), 2),
+            "bbox_x0": box[1].start,
+            "bbox_y0": box[0].start,
+            "bbox_x1": box[1].stop,
+            "bbox_y1": box[0].stop,
+            "mean_probability": round(mean_probability.get(index, float("nan")), 4),
+        })
+    return rows
+
+
+def predict_path(model: Model, path: str | Path, *, wbc_diameter: float | None = None,
+                 auto_scale: bool = False) -> ImageResult:
+    """Read one image file and find its WBCs.
+
+    Raises
+    ------
+    DataError
+        If the file cannot be read.
+    ScaleError
+        If ``auto_scale`` cannot measure the image.
+    """
+    start = time.perf_counter()
+    image = read_image(path)
+    factor = scale_factor(image, model.scale, wbc_diameter=wbc_diameter, auto=auto_scale, name=str(path))
+    labels, means = predict_labels(model, image, factor=factor)
+    rows = instance_rows(labels, means)
+    return ImageResult(labels=labels, instances=rows, width=image.shape[1], height=image.shape[0],
+                       scale=round(factor, 4), seconds=time.perf_counter() - start)
+
+
+# -- Dask ---------------------------------------------------------------------
+
+_WORKER_MODELS: dict[str, Model] = {}
+_WORKER_LOCK = threading.Lock()
+
+
+def _worker_predict(model_dir: str, path: str, wbc_diameter: float | None, auto_scale: bool) -> ImageResult:
+    """The task run on a Dask worker: load the model once per worker, predict one image."""
+    with _WORKER_LOCK:
+        model = _WORKER_MODELS.get(model_dir)
+        if model is None:
+            model = _WORKER_MODELS[model_dir] = load_model(model_dir)
+    return predict_path(model, path, wbc_diameter=wbc_diameter, auto_scale=auto_scale)
+
+
+def _distributed_results(address: str, model_dir: Path, files: Sequence[Path], wbc_diameter: float | None,
+                         auto_scale: bool) -> Iterable[tuple[int, ImageResult | BaseException]]:
+    """Yield ``(index, result or exception)`` as the cluster finishes images."""
+    from distributed import Client, as_completed
+
+    with Client(address, set_as_default=False) as client:
+        model_arg = str(model_dir.resolve())
+        futures = {client.submit(_worker_predict, model_arg, str(f.resolve()), wbc_diameter, auto_scale,
+                                 pure=False, key=f"wbc-predict-{i}-{safe_stem(f.stem)}"): i
+                   for i, f in enumerate(files)}
+        for future in as_completed(futures):
+            index = futures[future]
+            try:
+                yield index, future.result()
+            except Exception as exc:  # one image's failure is reported, the rest go on
+                yield index, exc
+            future.release()
+
+
+# -- the command --------------------------------------------------------------
+
+def _write_csv(path: Path, columns: Sequence[str], rows: Iterable[dict]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({c: row.get(c, "") for c in columns})
+    write_text_atomic(path, buffer.getvalue())
+
+
+def _error_message(path: Path, exc: BaseException) -> str:
+    if isinstance(exc, (DataError, ScaleError)):
+        return str(exc)
+    return f"{path}: prediction failed ({type(exc).__name__}: {exc})."
+
+
+def predict(paths: Sequence[str | Path], *, model_dir: str | Path | None = None, out: str | Path = "predictions",
+            wbc_diameter: float | None = None, auto_scale: bool = False, scheduler: str | None = None,
+            show_progress: bool = True) -> tuple[list[dict], list[dict], list[tuple[str, str]]]:
+    """Predict masks, overlays and CSV rows for images and folders of images.
+
+    Parameters
+    ----------
+    paths : sequence of str or Path
+        Image files and folders of images.
+    model_dir : str, Path or None, keyword-only
+        A model folder saved by ``compare run``; None uses the default U-Net.
+    out : str or Path, keyword-only
+        Output folder (created).
+    wbc_diameter : float, optional, keyword-only
+        Typical WBC diameter in these images, in pixels.
+    auto_scale : bool, keyword-only
+        Estimate each image's scale from its red cells.
+    scheduler : str, optional, keyword-only
+        Address of a Dask distributed scheduler; None runs here.
+    show_progress : bool, keyword-only
+
+    Returns
+    -------
+    counts : list of dict
+        One row per image that succeeded (:data:`COUNT_COLUMNS`).
+    instances : list of dict
+        One row per WBC (:data:`INSTANCE_COLUMNS`).
+    errors : list of (str, str)
+        ``(input path, message)`` for every input that failed.
+    """
+    from compare.overlay import draw_overlay, save_label_png, save_rgb_png
+    from compare.progress import progress
+
+    if wbc_diameter is not None and auto_scale:
+        raise ValueError("Give either --wbc-diameter or --auto-scale, not both.")
+    if wbc_diameter is not None and (not np.isfinite(wbc_diameter) or wbc_diameter <= 0):
+        raise ValueError(f"--wbc-diameter must be a positive number of pixels, not {wbc_diameter}.")
+    out = Path(out)
+    model_folder = default_model_dir() if model_dir is None else Path(model_dir)
+    # Load here even with a cluster: a wrong --model fails at once, and the
+    # training scale is checked before any work is sent out.
+    model = load_model(model_dir)
+    files, errors = collect_inputs(paths)
+    names = output_names(files)
+    out.mkdir(parents=True, exist_ok=True)
+
+    if scheduler is None:
+        def local() -> Iterable[tuple[int, ImageResult | BaseException]]:
+            for i, f in enumerate(files):
+                try:
+                    yield i, predict_path(model, f, wbc_diameter=wbc_diameter, auto_scale=auto_scale)
+                except Exception as exc:  # one bad image must not stop the others
+                    yield i, exc
+        results = local()
+    else:
+        results = _distributed_results(scheduler, model_folder, files, wbc_diameter, auto_scale)
+
+    counts: dict[int, dict] = {}
+    instances: dict[int, list[dict]] = {}
+    failed: dict[int, tuple[str, str]] = {}
+    bar = progress(results, desc="predict", unit="img") if show_progress else results
+    if show_progress and hasattr(bar, "total"):
+        bar.total = len(files)
+    for index, result in bar:
+        path, name = files[index], names[index]
+        if isinstance(result, BaseException):
+            failed[index] = (str(path), _error_message(path, result))
+            continue
+        try:
+            mask_file = inside(out, out / "masks" / f"{name}.png")
+            overlay_file = inside(out, out / "overlays" / f"{name}.png")
+            save_label_png(mask_file, result.labels)
+            # The overlay needs the pixels; reading again here keeps them off
+            # the wire when a cluster did the prediction.
+            save_rgb_png(overlay_file, draw_overlay(read_image(path), result.labels))
+        except Exception as exc:
+            failed[index] = (str(path), _error_message(path, exc))
+            continue
+        counts[index] = {"image": name, "path": str(path), "wbc_count": len(result.instances),
+                         "width": result.width, "height": result.height, "scale": result.scale,
+                         "seconds": round(result.seconds, 3)}
+        instances[index] = [{"image": name, **row} for row in result.instances]
+
+    count_rows = [counts[i] for i in sorted(counts)]
+    instance_rows_all = [row for i in sorted(instances) for row in instances[i]]
+    _write_csv(out / "counts.csv", COUNT_COLUMNS, count_rows)
+    _write_csv(out / "instances.csv", INSTANCE_COLUMNS, instance_rows_all)
+    errors = errors + [failed[i] for i in sorted(failed)]
+    return count_rows, instance_rows_all, errors
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run ``compare predict`` from parsed arguments; returns the exit code.
+
+    0 when every image was predicted, 1 when any input failed (the others are
+    still written).
+    """
+    counts, _, errors = predict(args.paths, model_dir=args.model, out=args.out,
+                                wbc_diameter=args.wbc_diameter, auto_scale=args.auto_scale,
+                                scheduler=args.scheduler)
+    for row in counts:
+        print(f"{row['image']}: {row['wbc_count']} WBC{'s' if row['wbc_count'] != 1 else ''}")
+    total = sum(r["wbc_count"] for r in counts)
+    print(f"{total} WBCs in {len(counts)} image(s); masks, overlays, counts.csv and instances.csv are in {args.out}/.")
+    if errors:
+        print(f"{len(errors)} input(s) failed; the others are complete:", file=sys.stderr)
+        for path, message in errors:
+            print(f"  {path}: {message}" if not message.startswith(path) else f"  {message}", file=sys.stderr)
+        return 1
+    return 0

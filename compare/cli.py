@@ -89,7 +89,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(markdown_table(summary, READABLE))
     print(f"Results are in {args.out}/ (summary.md, per_image.csv, predictions/, models/).")
     errors_file = args.out / "errors.csv"
-    n_errors = max(0, sum(1 for _ in errors_file.open()) - 1) if errors_file.exists() else 0
+    n_errors = 0
+    if errors_file.exists():
+        import pandas as pd
+
+        problems = pd.read_csv(errors_file)
+        n_errors = int((problems["level"] == "error").sum()) if "level" in problems else len(problems)
     if n_errors:
         print(f"{n_errors} problem(s) were recorded in {errors_file}; the other results are complete.", file=sys.stderr)
         return 1

@@ -106,12 +106,19 @@ class _Run:
         samples = load_set(self.data_dir, which, on_error="skip", errors=errors)
         for exc in errors:
             self.error("-", which, "-", "-", str(exc))
+        for s in samples:
+            if s.mask is not None and not s.mask.any():
+                # Kept (an empty image is a valid case, scored NaN), but a
+                # labelled WBC image without any WBC is usually a mistake.
+                self.error("-", which, "-", s.name, f"{s.path}: the mask of this image is all black (no WBC); if it shows "
+                           "WBCs, fix the mask; it is used as an image without WBCs.", level="warning")
         return samples
 
-    def error(self, segmenter: str, protocol: str, fold: str, image: str, message: str) -> None:
-        self.errors.append({"segmenter": segmenter, "protocol": protocol, "fold": str(fold),
+    def error(self, segmenter: str, protocol: str, fold: str, image: str, message: str,
+              level: str = "error") -> None:
+        self.errors.append({"level": level, "segmenter": segmenter, "protocol": protocol, "fold": str(fold),
                             "image": image, "error": message})
-        progress.write(f"error: {message}")
+        progress.write(f"{level}: {message}")
 
     # -- parts --------------------------------------------------------------
     def part_path(self, name: str, protocol: str, fold: str) -> Path:

@@ -124,7 +124,7 @@ def write_tables(out: Path, per_image: pd.DataFrame, summary: pd.DataFrame, unit
     if errors:
         text += f"\n{len(errors)} problem(s) were recorded; see errors.csv.\n"
     write_text_atomic(out / "summary.md", text)
-    _write_csv(out / "errors.csv", pd.DataFrame(errors, columns=["segmenter", "protocol", "fold", "image", "error"]))
+    _write_csv(out / "errors.csv", pd.DataFrame(errors, columns=["level", "segmenter", "protocol", "fold", "image", "error"]))
     histories = {key: u["history"] for key, u in units.items() if u.get("history")}
     fit_info = {key: u["fit_info"] for key, u in units.items() if u.get("fit_info")}
     write_text_atomic(out / "histories.json", json.dumps(histories, indent=1) + "\n")

@@ -145,3 +145,22 @@ def test_models_load_only_from_safe_folders(sigtuple_dir, tmp_path):
     _run(sigtuple_dir, out, protocols=["large"])
     model = load_segmenter("threshold", out / "models" / "threshold")
     assert model.predict_proba(__import__("numpy").zeros((8, 8, 3), "uint8")).shape == (8, 8)
+
+
+def test_all_black_mask_is_a_warning_not_a_failure(sigtuple_dir, tmp_path):
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    data = tmp_path / "data"
+    shutil.copytree(sigtuple_dir, data)
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(data / "Train_Data" / "train-2-mask.png")
+    out = tmp_path / "run"
+    code = main(["run", "--segmenters", "threshold", "--folds", "3", "--protocols", "cv", "--data", str(data),
+                 "--out", str(out), "--no-report"])
+    assert code == 0
+    problems = pd.read_csv(out / "errors.csv")
+    assert list(problems.level) == ["warning"] and "train-2.jpg" in problems.error.iloc[0]
+    rows = pd.read_csv(out / "per_image.csv")
+    assert len(rows) == 12 and rows.set_index("image").loc["train-2", "dice"] != rows.set_index("image").loc["train-2", "dice"]

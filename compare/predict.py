@@ -442,7 +442,7 @@ def _distributed_results(address: str, model_dir: Path, files: Sequence[Path], w
     """Yield ``(index, result or exception)`` as the cluster finishes images."""
     from distributed import Client, as_completed
 
-    with Client(address, set_as_default=False) as client:
+    with Client(address) as client:
         model_arg = str(model_dir.resolve())
         futures = {client.submit(_worker_predict, model_arg, str(f.resolve()), wbc_diameter, auto_scale,
                                  pure=False, key=f"wbc-predict-{i}-{safe_stem(f.stem)}"): i

@@ -9,6 +9,7 @@ display.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -16,6 +17,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display on servers / CI; must precede pyplot
 
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
@@ -71,8 +73,11 @@ def dice_per_image(per_image: pd.DataFrame, order: list[str], path: Path, *, pro
         return None
     _style()
     fig, ax = plt.subplots(figsize=(max(5.0, 1.5 * len(order) + 2), 4.2))
-    sns.boxplot(data=data, x="segmenter", y="dice", order=order, hue="segmenter", palette=_palette(order),
-                showfliers=False, width=0.55, ax=ax, legend=False, boxprops={"alpha": 0.45})
+    with warnings.catch_warnings():
+        # seaborn 0.13 passes matplotlib's deprecated ``vert``; harmless, not ours to fix.
+        warnings.simplefilter("ignore", matplotlib.MatplotlibDeprecationWarning)
+        sns.boxplot(data=data, x="segmenter", y="dice", order=order, hue="segmenter", palette=_palette(order),
+                    showfliers=False, width=0.55, ax=ax, legend=False, boxprops={"alpha": 0.45})
     sns.stripplot(data=data, x="segmenter", y="dice", order=order, color="0.2", size=3, alpha=0.55,
                   jitter=0.22, ax=ax)
     means = data.groupby("segmenter")["dice"].mean().reindex(order)
@@ -113,6 +118,9 @@ def frontier(summary: pd.DataFrame, order: list[str], path: Path, *, protocol: s
         ax.annotate(row.segmenter, (row.predict_mpx_s, row.dice_mean), xytext=(7, 5),
                     textcoords="offset points", fontsize=10)
     ax.set_xscale("log")
+    # Plain numbers (0.2, 2) read better than 2 x 10^-1 for a handful of points.
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set(xlabel="predict speed, megapixels per second (log scale; right is cheaper)",
            ylabel="mean Dice (95% CI)", title=f"Accuracy against cost ({protocol})")
     lo, hi = data["predict_mpx_s"].min(), data["predict_mpx_s"].max()

@@ -1,0 +1,169 @@
+"""The report: built from a real tiny run and from hand-made run folders."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from compare.cli import main
+from compare.report import BENCHMARK_FILE, build_report, headline, load_run, pairwise_table, run_command
+from compare.runner import RunConfig, run
+from compare.summary import summarise
+
+
+@pytest.fixture(scope="module")
+def threshold_run(sigtuple_dir, tmp_path_factory):
+    """A real run of the threshold segmenter (no training) on the tiny synthetic data."""
+    out = tmp_path_factory.mktemp("run")
+    run(RunConfig(segmenters=["threshold"], protocols=["cv", "large", "test"], folds=2, data=str(sigtuple_dir),
+                  out=str(out)))
+    return out
+
+
+def _fresh_copy(src, tmp_path):
+    dst = tmp_path / "run"
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_report_from_a_real_run(threshold_run, tmp_path):
+    out = _fresh_copy(threshold_run, tmp_path)
+    path = build_report(out)
+    assert path == out / "report.html"
+    html = path.read_text()
+    md = (out / "report.md").read_text()
+    assert html.lstrip().startswith("<!DOCTYPE html>") and "</html>" in html
+    # Self-contained: every image is embedded, none is linked.
+    assert html.count("data:image/png;base64,") >= 4
+    assert not re.search(r'<img src="(?!data:)', html)
+    assert "threshold" in md and "best mean Dice" in md
+    assert "python -m compare report" in md and "python -m compare run --segmenters threshold" in md
+    assert "no training curves" in md  # threshold records no history
+    for name in ("dice_per_image", "dice_vs_speed", "counts", "precision_recall"):
+        assert (out / "plots" / f"{name}.png").is_file(), name
+    assert (out / "report_assets" / "gallery-threshold.png").is_file()
+    assert (out / "report_assets" / "test-threshold.png").is_file()
+    assert "None: every unit and image" in md
+
+
+def test_report_cli_rebuilds_without_recomputing(threshold_run, tmp_path, capsys):
+    out = _fresh_copy(threshold_run, tmp_path)
+    per_image = (out / "per_image.csv").read_bytes()
+    shutil.rmtree(out / "models")  # nothing may be re-fitted
+    assert main(["report", str(out)]) == 0
+    assert "report.html" in capsys.readouterr().out
+    assert (out / "per_image.csv").read_bytes() == per_image
+    assert (out / "report.md").is_file()
+
+
+def _fake_run(root, names=("alpha", "beta", "gamma"), offsets=(0.1, 0.0, 0.098), n=30, histories=None,
+              errors=None, benchmarks=None):
+    """A hand-made run folder: per-image cv and large rows with known Dice gaps."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for name, offset in zip(names, offsets):
+        for i in range(n):
+            dice = float(np.clip(0.8 + offset + rng.normal(0, 0.01), 0, 1))
+            rows.append({"segmenter": name, "protocol": "cv", "fold": str(i % 3), "image": f"train-{i}",
+                         "dice": dice, "iou": dice / (2 - dice), "precision": dice, "recall": dice,
+                         "true_count": 1, "pred_count": 1, "tp": 1, "fp": 0, "fn": 0, "predict_s": 0.01,
+                         "matched_iou_sum": dice / (2 - dice)})
+        rows.append({"segmenter": name, "protocol": "large", "fold": "final", "image": "big", "dice": 0.8,
+                     "iou": 0.7, "precision": 0.8, "recall": 0.8, "true_count": 3, "pred_count": 3, "tp": 3,
+                     "fp": 0, "fn": 0, "predict_s": 0.1, "matched_iou_sum": 2.1})
+    per_image = pd.DataFrame(rows)
+    units = {f"{name}/cv-{f}": {"fit_s": 1.0 + k, "predict_s": 0.1 * (k + 1), "pixels": 163840}
+             for k, name in enumerate(names) for f in range(3)}
+    summary = summarise(per_image, units)
+    root.mkdir(parents=True, exist_ok=True)
+    per_image.to_csv(root / "per_image.csv", index=False)
+    summary.to_csv(root / "summary.csv", index=False)
+    (root / "config.json").write_text(json.dumps({"segmenters": list(names), "protocols": ["cv", "large"],
+                                                  "folds": 3, "seed": 0, "data": "/nowhere", "out": "results"}))
+    (root / "env.json").write_text(json.dumps({"run_seconds": 12.5, "cpu_count": 2}))
+    (root / "histories.json").write_text(json.dumps(histories or {}))
+    pd.DataFrame(errors or [], columns=["segmenter", "protocol", "fold", "image", "error"]).to_csv(
+        root / "errors.csv", index=False)
+    if benchmarks is not None:
+        (root / BENCHMARK_FILE).parent.mkdir(parents=True, exist_ok=True)
+        (root / BENCHMARK_FILE).write_text(json.dumps(benchmarks))
+    return root
+
+
+def test_headline_names_winner_and_significance(tmp_path):
+    # alpha and gamma differ by 0.002 (tied at n=30 and sd 0.01); both beat beta by 0.1.
+    data = load_run(_fake_run(tmp_path / "r"))
+    pairs = pairwise_table(data, "cv", ["alpha", "gamma", "beta"])
+    assert len(pairs) == 3
+    text = " ".join(headline(data, pairs, "cv"))
+    cv = data.summary[data.summary.protocol == "cv"].sort_values("dice_mean", ascending=False)
+    best, runner = cv.segmenter.iloc[0], cv.segmenter.iloc[1]
+    assert {best, runner} == {"alpha", "gamma"}
+    assert text.startswith(f"**{best}** has the best mean Dice")
+    assert f"runner-up **{runner}**" in text and "not statistically significant" in text
+
+
+def test_headline_significant_when_runner_up_is_clearly_worse(tmp_path):
+    data = load_run(_fake_run(tmp_path / "r", names=("alpha", "beta"), offsets=(0.1, 0.0)))
+    pairs = pairwise_table(data, "cv", ["alpha", "beta"])
+    text = " ".join(headline(data, pairs, "cv"))
+    assert "runner-up **beta**" in text and "**statistically significant**" in text
+
+
+def test_report_shows_pairs_curves_errors_and_benchmarks(tmp_path):
+    histories = {f"alpha/cv-{f}": [{"epoch": e, "loss": 1 / e, "val_loss": 1.2 / e, "val_dice": 0.5 + e / 20, "lr": 1e-3}
+                                   for e in range(1, 6)] for f in range(3)}
+    errors = [{"segmenter": "beta", "protocol": "large", "fold": "final", "image": "big", "error": "it broke"}]
+    bench = {"datetime": "2026-01-01T00:00:00", "machine_info": {"cpu": {"brand_raw": "Test CPU", "count": 2}},
+             "benchmarks": [{"group": "fit", "name": "test_fit[alpha]", "params": {"name": "alpha"},
+                             "extra_info": {"stage": "fit", "segmenter": "alpha", "case": "fit 8 patches"},
+                             "stats": {"mean": 1.25, "stddev": 0.1, "ops": 0.8, "rounds": 2}}]}
+    root = _fake_run(tmp_path / "r", histories=histories, errors=errors, benchmarks=bench)
+    build_report(root)
+    md = (root / "report.md").read_text()
+    html = (root / "report.html").read_text()
+    assert "Paired tests (Wilcoxon signed-rank, Holm-corrected)" in md
+    assert "alpha vs beta" in md and "p (Holm)" in md and "**alpha** better" in md
+    assert (root / "plots" / "training_curves.png").is_file()
+    assert "it broke" in md and "1 problem(s)" in md
+    assert "Test CPU" in md and "1.2500" in md and "fit 8 patches" in md
+    assert "--benchmark-json" in md
+    # The data folder does not exist: the gallery says so instead of failing.
+    assert "could not be read" in md
+    assert "<table>" in html and "alpha vs beta" in html
+
+
+def test_report_with_no_scored_protocol(tmp_path):
+    root = _fake_run(tmp_path / "r", names=("alpha",), offsets=(0.0,))
+    per_image = pd.read_csv(root / "per_image.csv")
+    per_image["protocol"] = "test"
+    per_image[["dice", "true_count"]] = np.nan
+    per_image.to_csv(root / "per_image.csv", index=False)
+    summarise(per_image, {}).to_csv(root / "summary.csv", index=False)
+    build_report(root)
+    md = (root / "report.md").read_text()
+    assert "no scored results" in md and "Paired tests need at least two" in md
+
+
+def test_missing_run_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such run folder"):
+        build_report(tmp_path / "absent")
+    (tmp_path / "half").mkdir()
+    with pytest.raises(FileNotFoundError, match="--resume"):
+        build_report(tmp_path / "half")
+
+
+def test_run_command_reproduces_config():
+    from compare.segmenters import default_names
+
+    assert run_command({"segmenters": default_names(), "protocols": ["cv", "large", "test"], "folds": 5,
+                        "seed": 0, "data": None, "out": "results"}, None) == "python -m compare run --all --out results"
+    command = run_command({"segmenters": ["threshold"], "protocols": ["cv", "large"], "folds": 2, "seed": 3,
+                           "data": "my data", "out": "/tmp/x"}, None)
+    assert command == ("python -m compare run --segmenters threshold --protocols cv,large --folds 2 --seed 3 "
+                       "--data 'my data' --out /tmp/x")

@@ -57,7 +57,7 @@ from scipy import ndimage as ndi
 
 from compare.data import IMAGE_SUFFIXES, DataError, list_images, read_image
 from compare.instances import InstanceParams, separate_instances
-from compare.io import inside, safe_stem, write_text_atomic
+from compare.io import atomic_path, inside, safe_stem, write_text_atomic
 from compare.scale import ScaleError, TrainingScale, scale_factor, training_scale
 
 __all__ = [
@@ -72,7 +72,9 @@ __all__ = [
     "collect_inputs",
     "output_names",
     "predict_proba_blocked",
+    "separate_and_measure",
     "predict_labels",
+    "overlay_image",
     "instance_rows",
     "predict_path",
     "predict",
@@ -316,12 +318,60 @@ def _compact(labels: np.ndarray) -> np.ndarray:
     return lut[labels]
 
 
-def _small_dtype(labels: np.ndarray) -> np.ndarray:
-    """The narrowest unsigned type that holds the labels (a 64 Mpx int32 map is 256 MB)."""
-    top = int(labels.max()) if labels.size else 0
-    if top < 2 ** 16:
-        return labels.astype(np.uint16, copy=False)
-    return labels
+def separate_and_measure(prob: np.ndarray, params: InstanceParams) -> tuple[np.ndarray, dict[int, float]]:
+    """:func:`compare.instances.separate_instances` with less memory, plus each WBC's mean probability.
+
+    ``separate_instances`` holds several full-size int32 maps at once (the
+    components, the output and a sort for the renumbering: about 30 bytes a
+    pixel, 2 GB at 64 Mpx).  Here only one full-size int32 map (the
+    components) exists at a time: each component's bounding-box crop goes
+    through ``separate_instances`` itself, which sees exactly what it would
+    see in the whole image (it splits one component at a time on its crop),
+    and the pieces are numbered by their first pixel in raster order, as
+    ``separate_instances`` numbers them.  So the labels are identical.
+
+    Parameters
+    ----------
+    prob : ndarray, shape (H, W), float
+    params : InstanceParams
+
+    Returns
+    -------
+    labels : ndarray, shape (H, W), uint16 (int32 beyond 65,535 WBCs)
+    mean_probability : dict of int to float
+        Mean of ``prob`` over each WBC, by label.
+    """
+    prob = np.asarray(prob)
+    if prob.ndim != 2:
+        raise ValueError(f"A probability map must be 2-D (H, W), got shape {prob.shape}.")
+    height, width = prob.shape
+    foreground = ndi.binary_fill_holes(prob >= params.threshold)
+    components, _ = ndi.label(foreground)
+    del foreground
+    areas = np.bincount(components.ravel())
+    pieces: list[tuple[int, tuple[slice, slice], np.ndarray, float]] = []
+    for index, box in enumerate(ndi.find_objects(components), start=1):
+        if box is None or areas[index] < params.min_area:
+            continue
+        component = components[box] == index
+        # A filled component has no holes, so thresholding its 0/1 crop gives
+        # the component back and separate_instances only decides the split.
+        crop_labels = separate_instances(component.astype(np.float32), params)
+        crop_prob = prob[box]
+        for k in range(1, int(crop_labels.max()) + 1):
+            piece = crop_labels == k
+            row = int(np.argmax(piece.any(axis=1)))
+            col = int(np.argmax(piece[row]))
+            first = (box[0].start + row) * width + box[1].start + col
+            pieces.append((first, box, piece, float(crop_prob[piece].mean())))
+    del components
+    dtype = np.uint16 if len(pieces) < 2 ** 16 else np.int32
+    labels = np.zeros((height, width), dtype)
+    means: dict[int, float] = {}
+    for new_label, (_, box, piece, mean) in enumerate(sorted(pieces, key=lambda p: p[0]), start=1):
+        labels[box][piece] = new_label
+        means[new_label] = mean
+    return labels, means
 
 
 def predict_labels(model: Model, image: np.ndarray, *, factor: float = 1.0) -> tuple[np.ndarray, dict[int, float]]:
@@ -349,23 +399,71 @@ def predict_labels(model: Model, image: np.ndarray, *, factor: float = 1.0) -> t
         work = _resize_rgb(image, shape)
     prob = predict_proba_blocked(model.segmenter, work)
     del work
-    labels = _small_dtype(separate_instances(prob, model.params))
-    n = int(labels.max()) if labels.size else 0
-    means: dict[int, float] = {}
-    if n:
-        # find_objects keeps every per-cell computation inside its bounding box.
-        for index, box in enumerate(ndi.find_objects(labels), start=1):
-            if box is not None:
-                means[index] = float(prob[box][labels[box] == index].mean())
+    labels, means = separate_and_measure(prob, model.params)
     del prob
+    n = len(means)
     if factor != 1.0:
-        labels = _compact(_nearest(labels, (height, width)))
-        if int(labels.max()) != n:
-            # A cell lost in the mapping back: renumbered, so its mean is re-keyed
-            # by position (labels keep their relative order).
-            kept = sorted(means)[:int(labels.max())]
-            means = {i + 1: means[k] for i, k in enumerate(kept)}
+        labels = _nearest(labels, (height, width))
+        present = np.flatnonzero(np.bincount(labels.ravel(), minlength=n + 1)[1:]) + 1
+        if len(present) != n:
+            # A cell too small to survive the mapping back is dropped; the
+            # rest keep their order, renumbered 1..m.
+            labels = _compact(labels)
+            means = {i: means[int(k)] for i, k in enumerate(present, start=1)}
     return labels, means
+
+
+def overlay_image(image: np.ndarray, labels: np.ndarray, *, strip: int = 1024):
+    """The picture of :func:`compare.overlay.draw_overlay` (outlines and numbers), drawn with less memory.
+
+    ``draw_overlay`` copies the image and erodes and dilates the whole label
+    map at once (about 20 bytes a pixel).  Here the outlines are drawn in
+    place, ``strip`` rows at a time with a halo as wide as the line, which
+    gives the same pixels; the numbers are then written with the same font,
+    size and position.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, 3), uint8
+        Drawn on in place when writeable.
+    labels : ndarray, shape (H, W), int
+    strip : int, keyword-only
+        Rows per strip.
+
+    Returns
+    -------
+    PIL.Image.Image
+        RGB, ready to save.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    from compare.overlay import PRED_COLOUR, boundaries
+
+    height, width = labels.shape
+    line = max(1, round(min(height, width) / 300))
+    # Arrays read through Pillow are read-only; copy only those.
+    image = np.require(image, np.uint8, ["W", "C"])
+    for y0 in range(0, height, strip):
+        y1 = min(height, y0 + strip)
+        top, bottom = max(0, y0 - line), min(height, y1 + line)
+        edge = boundaries(labels[top:bottom], line)[y0 - top:y0 - top + (y1 - y0)]
+        image[y0:y1][edge] = PRED_COLOUR
+    pil = Image.fromarray(image)
+    boxes = ndi.find_objects(labels)
+    if boxes:
+        draw = ImageDraw.Draw(pil)
+        size = max(12, min(height, width) // 25)
+        try:
+            font = ImageFont.load_default(size=size)
+        except TypeError:  # Pillow < 10.1 has a fixed-size default font
+            font = ImageFont.load_default()
+        for index, box in enumerate(boxes, start=1):
+            if box is None:
+                continue
+            x = min(box[1].stop + 2, width - size)
+            draw.text((x, max(box[0].start, 0)), str(index), fill=PRED_COLOUR, font=font, stroke_width=2,
+                      stroke_fill=(0, 0, 0))
+    return pil
 
 
 def instance_rows(labels: np.ndarray, mean_probability: dict[int, float]) -> list[dict]:
@@ -503,7 +601,7 @@ def predict(paths: Sequence[str | Path], *, model_dir: str | Path | None = None,
     errors : list of (str, str)
         ``(input path, message)`` for every input that failed.
     """
-    from compare.overlay import draw_overlay, save_label_png, save_rgb_png
+    from compare.overlay import save_label_png
     from compare.progress import progress
 
     if wbc_diameter is not None and auto_scale:
@@ -547,7 +645,9 @@ def predict(paths: Sequence[str | Path], *, model_dir: str | Path | None = None,
             save_label_png(mask_file, result.labels)
             # The overlay needs the pixels; reading again here keeps them off
             # the wire when a cluster did the prediction.
-            save_rgb_png(overlay_file, draw_overlay(read_image(path), result.labels))
+            picture = overlay_image(read_image(path), result.labels)
+            atomic_path(overlay_file, lambda p: picture.save(p, format="PNG"))
+            del picture
         except Exception as exc:
             failed[index] = (str(path), _error_message(path, exc))
             continue

@@ -196,3 +196,43 @@ def test_dask_cluster_equals_serial(tmp_path, model_dir):
     for name in ("pair", "three"):
         np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "dask" / "masks" / f"{name}.png")),
                                       np.asarray(Image.open(tmp_path / "serial" / "masks" / f"{name}.png")))
+
+
+def _blobs(seed: int, shape=(260, 300)) -> np.ndarray:
+    """Random disks, touching and overlapping, some with holes, as a 0/1 probability map."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    prob = np.zeros(shape, np.float32)
+    for _ in range(9):
+        cy, cx, r = rng.uniform(0, shape[0]), rng.uniform(0, shape[1]), rng.uniform(8, 40)
+        prob[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = rng.uniform(0.5, 1.0)
+    prob[(yy - 130) ** 2 + (xx - 150) ** 2 < 25] = 0.1  # a hole, filled by both
+    return prob
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_separate_and_measure_equals_separate_instances(seed):
+    from compare.instances import separate_instances
+    from compare.predict import separate_and_measure
+
+    prob = _blobs(seed)
+    params = InstanceParams(threshold=0.5, min_area=300, split_area=2500, min_distance=12)
+    labels, means = separate_and_measure(prob, params)
+    expected = separate_instances(prob, params)
+    np.testing.assert_array_equal(labels, expected)
+    assert sorted(means) == list(range(1, int(expected.max()) + 1))
+    for k, mean in means.items():
+        assert mean == pytest.approx(float(prob[expected == k].mean()))
+
+
+def test_overlay_image_equals_draw_overlay():
+    from compare.overlay import draw_overlay
+    from compare.predict import overlay_image
+    from compare.instances import separate_instances
+
+    image = _disks(30, [(50, 50), (50, 104), (140, 200)], (200, 330))
+    labels = separate_instances(_blobs(1, (200, 330)), InstanceParams(min_area=200, split_area=2000, min_distance=12))
+    assert labels.max() >= 2
+    expected = draw_overlay(image, labels)
+    got = np.asarray(overlay_image(image.copy(), labels, strip=17))
+    np.testing.assert_array_equal(got, expected)

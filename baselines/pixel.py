@@ -190,6 +190,44 @@ def sample_pixels(
     return [picked[(picked >= a) & (picked < b)] - a for a, b in zip(offsets[:-1], offsets[1:])]
 
 
+def _to_prior(prob: np.ndarray, sampled: float, true: float) -> np.ndarray:
+    """Bayes prior shift: rescale the odds from the sampled to the true class prior.
+
+    ``p' / (1 - p') = p / (1 - p) * [true / (1 - true)] / [sampled / (1 - sampled)]``.
+    """
+    ratio = (true / (1.0 - true)) / (sampled / (1.0 - sampled))
+    prob = prob.astype(np.float32, copy=False)
+    return prob * ratio / (prob * ratio + (1.0 - prob))
+
+
+# Builtin containers and scalars skops stores natively; they construct no objects of concern.
+_SKOPS_PRIMITIVES = {
+    f"builtins.{n}" for n in ("dict", "list", "tuple", "str", "int", "float", "bool", "NoneType", "bytes", "complex", "set")
+}
+
+
+def _types_in_skops(path: Path) -> set[str]:
+    """Every ``module.class`` named in a skops file's schema (read without loading)."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        schema = json.loads(archive.read("schema.json"))
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if "__module__" in node and "__class__" in node:
+                found.add(f"{node['__module__']}.{node['__class__']}")
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(schema)
+    return found
+
+
 def _seed_classifier(classifier: Any, random_state: int) -> Any:
     """A clone of ``classifier`` with every nested ``random_state`` set."""
     est = clone(classifier)
@@ -215,6 +253,10 @@ class PixelClassifierSegmenter:
         boundary that is over-sampled.
     boundary_weight : float
         How many times likelier a band pixel is to be drawn.
+    correct_prior : bool
+        Shift predicted odds from the balanced sample's class prior back to
+        the training images' foreground fraction, so that 0.5 stays the
+        Bayes threshold.
     tile : int
         Largest tile side in full-resolution pixels for prediction; bounds
         memory at about ``(tile + 2 * reach)**2 * n_features * 4 /
@@ -237,6 +279,7 @@ class PixelClassifierSegmenter:
         n_samples: int = 100_000,
         boundary_width: float = 3.0,
         boundary_weight: float = 3.0,
+        correct_prior: bool = False,
         tile: int = 512,
         random_state: int = 0,
     ) -> None:
@@ -245,6 +288,7 @@ class PixelClassifierSegmenter:
         self.n_samples = n_samples
         self.boundary_width = boundary_width
         self.boundary_weight = boundary_weight
+        self.correct_prior = correct_prior
         self.tile = tile
         self.random_state = random_state
 
@@ -296,6 +340,10 @@ class PixelClassifierSegmenter:
         y = np.concatenate([lab.ravel()[p] for lab, p in zip(labels, picks)]).astype(np.int8)
 
         self.classifier_ = _seed_classifier(self.classifier, self.random_state).fit(X, y)
+        # Balanced sampling teaches the classifier a 50/50 prior; remember the
+        # true one so predict_proba can shift the odds back (see _to_prior).
+        self.prior_ = float(np.mean([lab.mean() for lab in labels]))
+        self.sample_prior_ = float(y.mean())
         self.fit_info_ = {
             "n_images": len(images),
             "n_pixels_sampled": int(len(y)),
@@ -319,6 +367,8 @@ class PixelClassifierSegmenter:
         for i, crop in enumerate(crops):
             feats = bank.compute(crop)
             prob = self.classifier_.predict_proba(feats.reshape(-1, feats.shape[-1]))[:, fg]
+            if self.correct_prior:
+                prob = _to_prior(prob, self.sample_prior_, self.prior_)
             out[i] = upsample(prob.reshape(feats.shape[:2]), bank.downsample)
         return out
 
@@ -359,6 +409,7 @@ class PixelClassifierSegmenter:
             "n_samples": int(self.n_samples),
             "boundary_width": float(self.boundary_width),
             "boundary_weight": float(self.boundary_weight),
+            "correct_prior": bool(self.correct_prior),
             "tile": int(self.tile),
             "random_state": int(self.random_state),
         }
@@ -381,6 +432,8 @@ class PixelClassifierSegmenter:
             "segmenter": type(self).__name__,
             "params": self.get_params(),
             "fit_info": getattr(self, "fit_info_", {}),
+            "prior": self.prior_,
+            "sample_prior": self.sample_prior_,
         }
         (path / PARAMS_FILE).write_text(json.dumps(payload, indent=2))
 
@@ -404,10 +457,13 @@ class PixelClassifierSegmenter:
             if not f.is_file():
                 raise ValueError(f"Cannot load a segmenter from {path}: {f.name} is missing; point at a directory written by save().")
         try:
+            present = _types_in_skops(model_file)
             untrusted = sio.get_untrusted_types(file=model_file)
         except (zipfile.BadZipFile, KeyError, ValueError, json.JSONDecodeError) as exc:
             raise ValueError(f"{model_file} is not a skops model file ({exc}); refusing to load it.") from None
-        refused = sorted(set(untrusted) - set(TRUSTED_TYPES))
+        # Check every type in the file, not only those skops itself distrusts:
+        # the list of what this segmenter may contain is ours to state.
+        refused = sorted((present | set(untrusted)) - set(TRUSTED_TYPES) - _SKOPS_PRIMITIVES)
         if refused:
             raise ValueError(f"{model_file} contains types outside the trusted list: {refused}; refusing to load it.")
         classifier = sio.load(model_file, trusted=list(untrusted))
@@ -417,6 +473,8 @@ class PixelClassifierSegmenter:
         seg = cls(clone(classifier), bank, **params)
         seg.classifier_ = classifier
         seg.fit_info_ = payload.get("fit_info", {})
+        seg.prior_ = float(payload["prior"])
+        seg.sample_prior_ = float(payload["sample_prior"])
         return seg
 
 

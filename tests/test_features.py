@@ -1,0 +1,93 @@
+"""Tests for baselines.features on tiny synthetic images."""
+
+import numpy as np
+import pytest
+
+from baselines.features import (
+    FeatureBank,
+    cached_features,
+    clear_feature_cache,
+    colour_channels,
+    downsample_mean,
+    upsample,
+)
+
+
+def disk_image(size=64, radius=14, centre=None, seed=0):
+    """Pinkish background with a purple disk; returns (image uint8, mask bool)."""
+    rng = np.random.default_rng(seed)
+    cy, cx = centre if centre is not None else (size // 2, size // 2)
+    yy, xx = np.mgrid[:size, :size]
+    mask = (yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2
+    image = np.empty((size, size, 3), np.float32)
+    image[:] = (230, 180, 190)  # pink
+    image[mask] = (110, 60, 160)  # purple
+    image += rng.normal(0, 6, image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8), mask
+
+
+def test_shape_dtype_and_names():
+    bank = FeatureBank()
+    image, _ = disk_image()
+    feats = bank.compute(image)
+    assert feats.dtype == np.float32
+    assert feats.shape == (64 // bank.downsample, 64 // bank.downsample, len(bank.names))
+    assert len(set(bank.names)) == len(bank.names)
+    assert feats.flags.c_contiguous
+    assert np.isfinite(feats).all()
+
+
+@pytest.mark.parametrize("filters", [("hessian", "structure"), ("dog", "gradmag")])
+def test_every_filter_gives_named_finite_features(filters):
+    bank = FeatureBank(colours=("R",), filtered=("Hx",), filters=filters, sigmas=(1.0, 2.0), downsample=1)
+    feats = bank.compute(disk_image(32)[0])
+    assert feats.shape == (32, 32, bank.n_features)
+    per_sigma = sum(2 if f in ("hessian", "structure") else 1 for f in filters)
+    assert bank.n_features == 1 + 2 * per_sigma
+    assert np.isfinite(feats).all()
+
+
+def test_colour_spaces_separate_disk_from_background():
+    image, mask = disk_image()
+    chans = colour_channels(image.astype(np.float32) / 255, ("Hx", "S", "a"))
+    # Haematoxylin, saturation and Lab a* all differ between purple and pink.
+    for k in range(3):
+        inside, outside = chans[..., k][mask].mean(), chans[..., k][~mask].mean()
+        assert abs(inside - outside) > 0.05
+
+
+def test_unknown_filter_and_channel_are_refused():
+    with pytest.raises(ValueError, match="Unknown filter"):
+        FeatureBank(filters=("sobel",))
+    with pytest.raises(ValueError, match="Unknown colour"):
+        FeatureBank(colours=("Q",))
+
+
+def test_reach_is_on_the_block_grid():
+    bank = FeatureBank(sigmas=(1.0, 3.0), downsample=2)
+    assert bank.reach % 2 == 0
+    assert bank.reach >= 2 * int(4 * 3.0 + 0.5)
+
+
+def test_downsample_and_upsample():
+    x = np.arange(16, dtype=np.float32).reshape(4, 4)
+    np.testing.assert_allclose(downsample_mean(x, 2), [[2.5, 4.5], [10.5, 12.5]])
+    const = np.full((3, 5), 0.7, np.float32)
+    up = upsample(const, 2)
+    assert up.shape == (6, 10) and up.dtype == np.float32
+    np.testing.assert_allclose(up, 0.7, rtol=1e-6)
+    ramp = upsample(np.array([[0.0, 1.0]], np.float32), 2)
+    np.testing.assert_allclose(ramp[0], [0.0, 0.25, 0.75, 1.0])
+    with pytest.raises(ValueError, match="multiple"):
+        downsample_mean(np.zeros((3, 4)), 2)
+
+
+def test_cache_returns_same_read_only_array():
+    clear_feature_cache()
+    bank = FeatureBank()
+    image, _ = disk_image()
+    first = cached_features(bank, image)
+    assert cached_features(bank, image.copy()) is first
+    assert not first.flags.writeable
+    other = cached_features(FeatureBank(sigmas=(1.0,)), image)
+    assert other.shape[-1] != first.shape[-1]

@@ -1,0 +1,137 @@
+"""Tests for baselines.pixel on tiny synthetic images."""
+
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.ensemble import ExtraTreesClassifier
+
+from baselines.features import FeatureBank
+from baselines.pixel import PixelClassifierSegmenter, rf_segmenter, sample_pixels, svm_segmenter
+from tests.test_features import disk_image
+
+
+def small_rf(random_state=0, **kwargs):
+    forest = ExtraTreesClassifier(n_estimators=8, max_depth=8, n_jobs=1)
+    bank = FeatureBank(sigmas=(1.0, 2.0))
+    return PixelClassifierSegmenter(forest, bank, n_samples=2000, random_state=random_state, **kwargs)
+
+
+def dice(a, b):
+    return 2 * (a & b).sum() / (a.sum() + b.sum())
+
+
+@pytest.fixture(scope="module")
+def training():
+    pairs = [disk_image(64, 14, seed=1), disk_image(64, 10, centre=(20, 40), seed=2)]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+@pytest.fixture(scope="module")
+def fitted(training):
+    return small_rf().fit(*training)
+
+
+def test_learns_disk_from_background(fitted):
+    image, mask = disk_image(64, 12, centre=(34, 28), seed=3)
+    prob = fitted.predict_proba(image)
+    assert prob.shape == mask.shape and prob.dtype == np.float32
+    assert 0.0 <= prob.min() and prob.max() <= 1.0
+    assert dice(prob > 0.5, mask) > 0.8
+
+
+@pytest.mark.parametrize("factory", [rf_segmenter, svm_segmenter])
+def test_registry_factories_fit_and_predict(factory, training):
+    seg = factory(random_state=0)
+    seg.n_samples = 3000  # keep the test fast
+    seg.fit(*training)
+    image, mask = disk_image(64, 12, centre=(30, 30), seed=4)
+    assert dice(seg.predict_proba(image) > 0.5, mask) > 0.8
+    assert seg.fit_info_["n_features"] == seg.bank_.n_features
+
+
+def test_tiled_equals_untiled_on_odd_sized_image(fitted):
+    # Several disks on a 150 x 133 image, larger than the tile, odd width.
+    rng = np.random.default_rng(5)
+    image = np.tile(disk_image(64, 12, seed=6)[0], (3, 3, 1))[:150, :133]
+    image = np.clip(image.astype(int) + rng.integers(-3, 4, image.shape), 0, 255).astype(np.uint8)
+    fitted.tile = 1024
+    untiled = fitted.predict_proba(image)
+    fitted.tile = 40
+    try:
+        tiled = fitted.predict_proba(image)
+    finally:
+        fitted.tile = 512
+    assert tiled.shape == (150, 133)
+    np.testing.assert_allclose(tiled, untiled, atol=1e-5)
+
+
+def test_predict_before_fit_raises():
+    with pytest.raises(RuntimeError, match="not fitted; call fit first"):
+        small_rf().predict_proba(disk_image()[0])
+
+
+@pytest.mark.parametrize(
+    "images, masks, message",
+    [
+        ([np.zeros((8, 8, 3), np.uint8)], [], "1 images but 0 masks"),
+        ([np.zeros((8, 8), np.uint8)], [np.zeros((8, 8), bool)], "uint8 RGB"),
+        ([np.zeros((8, 8, 3), np.float32)], [np.zeros((8, 8), bool)], "uint8 RGB"),
+        ([np.zeros((8, 8, 3), np.uint8)], [np.zeros((8, 8), np.uint8)], "bool"),
+        ([np.zeros((8, 8, 3), np.uint8)], [np.zeros((8, 6), bool)], "must match"),
+        ([np.zeros((8, 8, 3), np.uint8)], [np.zeros((8, 8), bool)], "only one class"),
+    ],
+)
+def test_fit_validates_input(images, masks, message):
+    with pytest.raises(ValueError, match=message):
+        small_rf().fit(images, masks)
+
+
+def test_save_load_round_trip(fitted, tmp_path):
+    fitted.save(tmp_path / "model")
+    assert (tmp_path / "model" / "model.skops").is_file()
+    loaded = PixelClassifierSegmenter.load(tmp_path / "model")
+    image = disk_image(64, 12, centre=(30, 36), seed=7)[0]
+    np.testing.assert_array_equal(loaded.predict_proba(image), fitted.predict_proba(image))
+    assert loaded.bank_ == fitted.bank_
+
+
+def test_load_refuses_pickle(fitted, tmp_path):
+    fitted.save(tmp_path / "model")
+    (tmp_path / "model" / "model.skops").write_bytes(pickle.dumps(fitted.classifier_))
+    with pytest.raises(ValueError, match="not a skops model file"):
+        PixelClassifierSegmenter.load(tmp_path / "model")
+
+
+def test_load_refuses_untrusted_types(tmp_path):
+    import skops.io as sio
+    from sklearn.neighbors import KNeighborsClassifier
+
+    seg = small_rf().fit(*[[x] for x in disk_image()])
+    seg.save(tmp_path / "model")
+    knn = KNeighborsClassifier(n_neighbors=1).fit(np.zeros((2, 1)), [0, 1])
+    sio.dump(knn, tmp_path / "model" / "model.skops")
+    with pytest.raises(ValueError, match="outside the trusted list"):
+        PixelClassifierSegmenter.load(tmp_path / "model")
+
+
+def test_same_random_state_same_model(training):
+    image = disk_image(64, 12, centre=(30, 30), seed=8)[0]
+    a = small_rf(random_state=3).fit(*training).predict_proba(image)
+    b = small_rf(random_state=3).fit(*training).predict_proba(image)
+    c = small_rf(random_state=4).fit(*training).predict_proba(image)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_sampling_is_balanced_and_favours_boundary():
+    lab = np.zeros((40, 40), bool)
+    lab[10:30, 10:30] = True
+    rng = np.random.default_rng(0)
+    (picked,) = sample_pixels([lab], 400, boundary_width=2, boundary_weight=10.0, rng=rng)
+    values = lab.ravel()[picked]
+    assert values.sum() == 200 and (~values).sum() == 200
+    ys, xs = np.unravel_index(picked, lab.shape)
+    near = (np.minimum(np.abs(ys - 10), np.abs(ys - 29)) <= 2) | (np.minimum(np.abs(xs - 10), np.abs(xs - 29)) <= 2)
+    # The band holds well under half of all pixels but most of the draw.
+    assert near.mean() > 0.5

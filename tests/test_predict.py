@@ -236,3 +236,34 @@ def test_overlay_image_equals_draw_overlay():
     expected = draw_overlay(image, labels)
     got = np.asarray(overlay_image(image.copy(), labels, strip=17))
     np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("factor", [0.5, 2.0])
+def test_auto_scale_keeps_large_image_counts(tmp_path, factor):
+    """The shipped large images rescaled 0.5x and 2x: --auto-scale must give the true counts.
+
+    Uses the committed default model (``results/models/unet``), or the model
+    folder in ``$WBC_MODEL``; skipped when neither exists.
+    """
+    import os
+
+    from compare.data import load_large
+    from compare.instances import label_truth
+    from compare.predict import default_model_dir
+
+    model = Path(os.environ.get("WBC_MODEL", default_model_dir()))
+    if not (model / ".complete").is_file():
+        pytest.skip(f"no finished model at {model}")
+    truth = {}
+    for sample in load_large():
+        h, w = sample.image.shape[:2]
+        resized = Image.fromarray(sample.image).resize((round(w * factor), round(h * factor)), Image.Resampling.LANCZOS)
+        resized.save(tmp_path / f"{sample.name}.png")
+        truth[sample.name] = int(label_truth(sample.mask).max())
+    counts, _, errors = predict([tmp_path], model_dir=model, out=tmp_path / "out", auto_scale=True,
+                                show_progress=False)
+    assert not errors
+    assert {r["image"]: r["wbc_count"] for r in counts} == truth
+    for row in counts:
+        assert row["scale"] == pytest.approx(1 / factor, rel=0.1)

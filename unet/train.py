@@ -130,6 +130,9 @@ def configure_threads() -> None:
         return
     import tensorflow as tf
 
+    # Retracing warnings come from predicting images of several sizes, which
+    # is expected here; they would only clutter the progress output.
+    tf.get_logger().setLevel(logging.ERROR)
     n = os.cpu_count() or 1
     try:
         tf.config.threading.set_intra_op_parallelism_threads(n)

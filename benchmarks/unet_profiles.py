@@ -1,0 +1,208 @@
+"""Benchmark the U-Net profiles side by side on the same grouped CV fold(s), on CPU.
+
+Measures, per profile and fold: training seconds, epochs run, held-out mean
+per-image Dice (raw ``prob > 0.5`` and after the suite's cleaning: holes
+filled, objects below 800 px removed) and ``predict_proba`` throughput in
+megapixels per second on the 5 large training images.  Optionally (``--large``)
+trains on the 156 patches not cropped from the large images and checks WBC
+counts and Dice there.
+
+Examples
+--------
+The committed side-by-side comparison (paper epochs capped, see --paper-epochs)::
+
+    python benchmarks/unet_profiles.py --profiles default,paper --folds 0 \
+        --paper-epochs 10 --out results/benchmarks/unet_profiles
+
+Experiments with overrides of the default profile::
+
+    python benchmarks/unet_profiles.py --profiles default --folds 0 --set epochs=20 --set base_width=8
+
+This script may import ``compare`` (the loader, the folds and the evaluator);
+the ``unet`` package itself never does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+LARGE_GROUPS = {"017532875DDF", "1467973104", "1467973122", "1467973178", "54A84627F362"}
+
+
+def parse_value(text: str):
+    """``"8"`` -> 8, ``"1e-3"`` -> 0.001, ``"true"`` -> True, ``"none"`` -> None, else the string."""
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low == "none":
+        return None
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def dice(true: np.ndarray, pred: np.ndarray) -> float:
+    inter = np.logical_and(true, pred).sum()
+    total = true.sum() + pred.sum()
+    return float("nan") if total == 0 else float(2 * inter / total)
+
+
+def throughput(seg, images) -> float:
+    """Megapixels per second of ``predict_proba`` over ``images`` (after one warm-up call each shape)."""
+    for img in images:  # warm-up: traces every tile shape once
+        seg.predict_proba(img)
+    t0 = time.perf_counter()
+    mpx = 0.0
+    for img in images:
+        seg.predict_proba(img)
+        mpx += img.shape[0] * img.shape[1] / 1e6
+    return mpx / (time.perf_counter() - t0)
+
+
+def run_profile(profile, overrides, train, test, large, seed, do_speed):
+    from compare.instances import clean_mask
+    from unet.segmenter import UNetSegmenter
+
+    seg = UNetSegmenter(profile, random_state=seed, verbose=2, **overrides)
+    t0 = time.perf_counter()
+    seg.fit([s.image for s in train], [s.mask for s in train])
+    fit_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    probs = [seg.predict_proba(s.image) for s in test]
+    test_predict_s = time.perf_counter() - t0
+    raw = [dice(s.mask, p > 0.5) for s, p in zip(test, probs)]
+    clean = [dice(s.mask, clean_mask(p)) for s, p in zip(test, probs)]
+    row = {
+        "profile": profile,
+        "overrides": overrides,
+        "fit_s": round(fit_s, 1),
+        "epochs_run": seg.fit_info_["epochs_run"],
+        "best_epoch": seg.fit_info_["best_epoch"],
+        "params": seg.fit_info_["params"],
+        "device": seg.fit_info_["device"],
+        "n_train": len(train),
+        "n_test": len(test),
+        "dice_raw": round(float(np.nanmean(raw)), 4),
+        "dice_clean": round(float(np.nanmean(clean)), 4),
+        "dice_clean_min": round(float(np.nanmin(clean)), 4),
+        "test_predict_s": round(test_predict_s, 2),
+        "history": seg.history_,
+    }
+    if do_speed:
+        row["predict_mpx_s"] = round(throughput(seg, [s.image for s in large]), 2)
+    return row, seg
+
+
+def evaluate_large(seg, large):
+    """Counts and Dice on the 5 large images with the suite's instance stage."""
+    from compare.instances import clean_mask, label_truth, match_instances, separate_instances
+
+    out = []
+    for s in large:
+        prob = seg.predict_proba(s.image)
+        pred_labels = separate_instances(prob)
+        true_labels = label_truth(s.mask)
+        m = match_instances(true_labels, pred_labels)
+        out.append({
+            "image": s.name,
+            "dice_clean": round(dice(s.mask, clean_mask(prob)), 4),
+            "true_count": int(true_labels.max()),
+            "pred_count": int(pred_labels.max()),
+            "tp": int(m.tp), "fp": int(m.fp), "fn": int(m.fn),
+        })
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profiles", default="default,paper", help="comma-separated profile names")
+    parser.add_argument("--folds", default="0", help="comma-separated fold indices of the grouped 5-fold split, or 'all'")
+    parser.add_argument("--k", type=int, default=5)
+    parser.add_argument("--split-seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="random_state of the segmenters")
+    parser.add_argument("--paper-epochs", type=int, default=None,
+                        help="cap the paper profile's epochs (its recipe says 50: hours on 2 CPU cores)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override of the default profile (repeatable)")
+    parser.add_argument("--large", action="store_true", help="also run the large-image protocol for each profile")
+    parser.add_argument("--no-speed", action="store_true", help="skip the predict throughput measurement")
+    parser.add_argument("--out", type=Path, default=None, help="write OUT.json and OUT.md")
+    args = parser.parse_args(argv)
+
+    from compare.data import grouped_kfold, load_large, load_patches, without_groups
+
+    patches = load_patches()
+    large = load_large()
+    splits = grouped_kfold(patches, k=args.k, seed=args.split_seed)
+    folds = range(args.k) if args.folds == "all" else [int(f) for f in args.folds.split(",")]
+    default_overrides = dict(kv.split("=", 1) for kv in args.set)
+    default_overrides = {k: parse_value(v) for k, v in default_overrides.items()}
+
+    rows = []
+    for profile in args.profiles.split(","):
+        overrides = dict(default_overrides) if profile == "default" else {}
+        if profile == "paper" and args.paper_epochs:
+            overrides["epochs"] = args.paper_epochs
+        for fold in folds:
+            train_idx, test_idx = splits[fold]
+            row, _ = run_profile(profile, overrides, [patches[i] for i in train_idx],
+                                 [patches[i] for i in test_idx], large, args.seed, not args.no_speed)
+            row["fold"] = fold
+            rows.append(row)
+            print(json.dumps({k: v for k, v in row.items() if k != "history"}), flush=True)
+        if args.large:
+            train = without_groups(patches, LARGE_GROUPS)
+            row, seg = run_profile(profile, overrides, train, [s for s in large], large, args.seed, False)
+            row["fold"] = "large"
+            row["large"] = evaluate_large(seg, large)
+            rows.append(row)
+            print(json.dumps({k: v for k, v in row.items() if k != "history"}), flush=True)
+
+    if args.out:
+        import keras
+
+        env = {
+            "command": "python benchmarks/unet_profiles.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "python": platform.python_version(), "keras": keras.__version__,
+            "backend": keras.backend.backend(), "cpu_count": os.cpu_count(),
+            "machine": platform.machine(), "note": "timings on a CPU machine shared with other jobs",
+        }
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.with_suffix(".json").write_text(json.dumps({"env": env, "rows": rows}, indent=2))
+        lines = [f"# U-Net profiles, grouped {args.k}-fold (split seed {args.split_seed})", "",
+                 f"Command: `{env['command']}`  ", f"Keras {env['keras']} ({env['backend']}), {env['cpu_count']} CPU cores, "
+                 "shared machine.", "",
+                 "| profile | fold | overrides | params | epochs run (best) | fit s | Dice raw | Dice clean | predict Mpx/s |",
+                 "|---|---|---|---|---|---|---|---|---|"]
+        for r in rows:
+            lines.append(f"| {r['profile']} | {r['fold']} | {r['overrides'] or ''} | {r['params']:,} | "
+                         f"{r['epochs_run']} ({r['best_epoch']}) | {r['fit_s']} | {r['dice_raw']} | {r['dice_clean']} | "
+                         f"{r.get('predict_mpx_s', '')} |")
+        for r in rows:
+            if "large" in r:
+                lines += ["", f"Large images, {r['profile']} (trained on {r['n_train']} patches):", "",
+                          "| image | Dice clean | true | predicted | TP | FP | FN |", "|---|---|---|---|---|---|---|"]
+                lines += [f"| {x['image']} | {x['dice_clean']} | {x['true_count']} | {x['pred_count']} | {x['tp']} | "
+                          f"{x['fp']} | {x['fn']} |" for x in r["large"]]
+        args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+        print(f"wrote {args.out.with_suffix('.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

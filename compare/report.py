@@ -34,8 +34,10 @@ BENCHMARK_FILE = Path("benchmarks") / "pytest-benchmark.json"
 #: Family-wise significance level of the paired tests.
 ALPHA = 0.05
 
-#: Longest side of a contact-sheet thumbnail, in pixels (keeps the HTML small).
-THUMB = 170
+#: Longest side of a contact-sheet thumbnail, in pixels, per protocol: the few
+#: large images big enough to see each WBC, the many test images small enough
+#: to keep the HTML a few megabytes.
+THUMB = {"large": 400, "test": 200}
 
 
 # -- reading the run folder ----------------------------------------------------
@@ -245,7 +247,7 @@ def headline(run: RunData, pairs: pd.DataFrame, protocol: str | None) -> list[st
         if fastest.segmenter != best.segmenter:
             lines.append(f"The fastest, {fastest.segmenter}, predicts {_num(fastest.predict_mpx_s, 2)} Mpx/s "
                          f"at mean Dice {_num(fastest.dice_mean)}.")
-    lines.extend(_counting_line(run))
+    lines.extend(_counting_line(run, list(ranked["segmenter"])))
     return lines
 
 
@@ -265,12 +267,14 @@ def _versus(best: str, runner: pd.Series, pairs: pd.DataFrame) -> str:
             f"on this data the two are tied.")
 
 
-def _counting_line(run: RunData) -> list[str]:
+def _counting_line(run: RunData, order: list[str]) -> list[str]:
     large = run.summary[run.summary["protocol"] == "large"].copy()
     if large.empty or "count_mae" not in large:
         return []
     large["count_mae"] = pd.to_numeric(large["count_mae"], errors="coerce")
-    large = large.dropna(subset=["count_mae"]).sort_values("count_mae", kind="stable")
+    # Ties in count error go to the better segmenter by Dice.
+    large["_rank"] = [order.index(n) if n in order else len(order) for n in large["segmenter"]]
+    large = large.dropna(subset=["count_mae"]).sort_values(["count_mae", "_rank"], kind="stable")
     if large.empty:
         return []
     top = large.iloc[0]
@@ -429,14 +433,15 @@ def gallery(run: RunData, name: str, patches: dict[str, Any], out: Path) -> tupl
         ax.imshow(picture)
         ax.set_title(title, fontsize=10)
         ax.axis("off")
-    fig.suptitle(name, fontsize=12, fontweight="bold")
     fig.tight_layout()
+    # Above the panel titles (two lines each), not on top of them.
+    fig.suptitle(name, fontsize=13, fontweight="bold", y=1.04)
     path = save_figure(fig, out / f"gallery-{safe_stem(name)}.png")
     return path, (f"{name}: best, median and worst of {len(rows)} cv images by Dice; "
                   "green = true boundary, magenta = predicted boundary.")
 
 
-def contact_sheet(images: list[tuple[Path, str]], path: Path, *, columns: int = 7) -> Path | None:
+def contact_sheet(images: list[tuple[Path, str]], path: Path, *, thumb: int = 200, columns: int = 6) -> Path | None:
     """Thumbnails of overlay PNGs in a grid, each with a caption line under it.
 
     Parameters
@@ -446,6 +451,8 @@ def contact_sheet(images: list[tuple[Path, str]], path: Path, *, columns: int = 
     path : Path
         PNG to write (palette-quantised, so that dozens of photographs stay a
         few hundred kilobytes in the HTML).
+    thumb : int, keyword-only
+        Longest side of a thumbnail in pixels.
     columns : int, keyword-only
 
     Returns
@@ -460,7 +467,7 @@ def contact_sheet(images: list[tuple[Path, str]], path: Path, *, columns: int = 
         try:
             with Image.open(file) as img:
                 img = img.convert("RGB")
-                img.thumbnail((THUMB, THUMB), Image.Resampling.LANCZOS)
+                img.thumbnail((thumb, thumb), Image.Resampling.LANCZOS)
                 thumbs.append((img.copy(), caption))
         except (FileNotFoundError, OSError):
             continue
@@ -469,18 +476,18 @@ def contact_sheet(images: list[tuple[Path, str]], path: Path, *, columns: int = 
     caption_h, pad = 18, 6
     columns = min(columns, len(thumbs))
     rows = -(-len(thumbs) // columns)
-    cell_w, cell_h = THUMB + pad, THUMB + caption_h + pad
+    cell_w, cell_h = thumb + pad, thumb + caption_h + pad
     sheet = Image.new("RGB", (columns * cell_w + pad, rows * cell_h + pad), "white")
     draw = ImageDraw.Draw(sheet)
     try:
         font = ImageFont.load_default(size=12)
     except TypeError:  # Pillow < 10.1
         font = ImageFont.load_default()
-    for index, (thumb, caption) in enumerate(thumbs):
+    for index, (small, caption) in enumerate(thumbs):
         x = pad + (index % columns) * cell_w
         y = pad + (index // columns) * cell_h
-        sheet.paste(thumb, (x + (THUMB - thumb.width) // 2, y + (THUMB - thumb.height) // 2))
-        draw.text((x + 2, y + THUMB + 2), caption[:30], fill=(20, 20, 20), font=font)
+        sheet.paste(small, (x + (thumb - small.width) // 2, y + (thumb - small.height) // 2))
+        draw.text((x + 2, y + thumb + 2), caption[:40], fill=(20, 20, 20), font=font)
     quantised = sheet.quantize(colors=256, method=Image.Quantize.MEDIANCUT)
     atomic_path(Path(path), lambda p: quantised.save(p, format="PNG", optimize=True))
     return Path(path)
@@ -495,7 +502,9 @@ def _overlay_sheet(run: RunData, name: str, protocol: str, out: Path) -> tuple[P
         if protocol != "test" and pd.notna(row.true_count):
             count = f"{_num(row.pred_count, 0)}/{_num(row.true_count, 0)} WBC"
         images.append((folder / f"{safe_stem(row.image)}.png", f"{str(row.image)[:16]}: {count}"))
-    path = contact_sheet(images, out / f"{protocol}-{safe_stem(name)}.png")
+    thumb = THUMB.get(protocol, 200)
+    path = contact_sheet(images, out / f"{protocol}-{safe_stem(name)}.png", thumb=thumb,
+                         columns=max(3, 1200 // (thumb + 6)))
     return path, len(images)
 
 

@@ -70,8 +70,9 @@ def threshold_model(folder: Path) -> Path:
     from compare.data import load_patches
     from compare.instances import tune_instance_params
 
-    ThresholdSegmenter().fit([], []).save(folder)
-    tune_instance_params([s.mask for s in load_patches()]).to_json(folder / "instances.json")
+    patches = load_patches()
+    ThresholdSegmenter().fit([s.image for s in patches], [s.mask for s in patches]).save(folder)
+    tune_instance_params([s.mask for s in patches]).to_json(folder / "instances.json")
     (folder / "segmenter.json").write_text(json.dumps({"segmenter": "threshold", "fit_s": 0.0}))
     (folder / ".complete").write_text("")
     return folder

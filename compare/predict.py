@@ -26,7 +26,8 @@ training masks, ``segmenter.json`` naming the registry entry, ``.complete``).
 Without ``--model`` the U-Net of the committed ``results/models/unet`` is used.
 
 Memory stays bounded on images of any size: images above
-:data:`BLOCK` x :data:`BLOCK` pixels are predicted block by block, each block
+:data:`WHOLE` x :data:`WHOLE` pixels are predicted in :data:`BLOCK` x
+:data:`BLOCK` blocks, each block
 read with a mirrored margin of :data:`BLOCK_MARGIN` pixels that is cut off
 again, so no segmenter ever sees more than one block at once (the learned
 segmenters tile again inside a block).
@@ -61,6 +62,7 @@ from compare.io import atomic_path, inside, safe_stem, write_text_atomic
 from compare.scale import ScaleError, TrainingScale, scale_factor, training_scale
 
 __all__ = [
+    "WHOLE",
     "BLOCK",
     "BLOCK_MARGIN",
     "INSTANCE_COLUMNS",
@@ -81,8 +83,13 @@ __all__ = [
     "main",
 ]
 
-#: Side of the blocks a large image is predicted in, in pixels.
-BLOCK = 2048
+#: Images up to this many pixels on both sides are predicted whole, exactly as
+#: ``compare run`` predicts them (every shipped image is smaller).
+WHOLE = 2048
+#: Side of the blocks a larger image is predicted in, in pixels: small enough
+#: that a segmenter's per-pixel working memory (the threshold baseline's Lab
+#: conversion is ~100 bytes a pixel) stays near 150 MB a block.
+BLOCK = 1024
 #: Mirrored margin read around each block and discarded, in pixels: wider than
 #: the reach of the segmenters' filters and receptive fields, so block seams
 #: do not show.
@@ -250,20 +257,20 @@ def output_names(files: Sequence[Path]) -> list[str]:
 
 # -- prediction of one image --------------------------------------------------
 
-def predict_proba_blocked(segmenter: Any, image: np.ndarray, *, block: int = BLOCK,
+def predict_proba_blocked(segmenter: Any, image: np.ndarray, *, whole: int = WHOLE, block: int = BLOCK,
                           margin: int = BLOCK_MARGIN) -> np.ndarray:
     """``segmenter.predict_proba`` with bounded memory on any image size.
 
-    Images no larger than ``block`` on both sides go to the segmenter whole,
+    Images no larger than ``whole`` on both sides go to the segmenter whole,
     so the result is exactly what ``compare run`` computes.  Larger images
-    are cut into blocks; each is predicted with ``margin`` mirrored pixels
-    around it, and only its core is kept.
+    are cut into ``block`` x ``block`` blocks; each is predicted with
+    ``margin`` mirrored pixels around it, and only its core is kept.
 
     Parameters
     ----------
     segmenter : object with ``predict_proba``
     image : ndarray, shape (H, W, 3), uint8
-    block, margin : int, keyword-only
+    whole, block, margin : int, keyword-only
 
     Returns
     -------
@@ -272,7 +279,7 @@ def predict_proba_blocked(segmenter: Any, image: np.ndarray, *, block: int = BLO
     from tiling import read_tile, tile_grid
 
     height, width = image.shape[:2]
-    if height <= block and width <= block:
+    if height <= whole and width <= whole:
         return np.asarray(segmenter.predict_proba(image), dtype=np.float32)
     out = np.empty((height, width), np.float32)
     # Blocks overlap only where the last row/column is shifted back to the

@@ -45,7 +45,8 @@ def model_dir(tmp_path_factory) -> Path:
     from baselines.threshold import ThresholdSegmenter
 
     folder = tmp_path_factory.mktemp("model") / "threshold"
-    ThresholdSegmenter().fit([], []).save(folder)
+    image = _touching_pair()
+    ThresholdSegmenter().fit([image], [np.all(image == VIOLET, axis=2)]).save(folder)
     # min_distance 18 = 0.6 x a 30 px radius: the training WBCs are 60 px wide.
     InstanceParams(threshold=0.5, min_area=800, split_area=4000, min_distance=18).to_json(folder / "instances.json")
     (folder / "segmenter.json").write_text(json.dumps({"segmenter": "threshold", "fit_s": 0.0}))
@@ -169,7 +170,7 @@ def test_blocked_prediction_equals_whole():
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (300, 410, 3), dtype=np.uint8)
     whole = _Pointwise().predict_proba(image)
-    blocked = predict_proba_blocked(_Pointwise(), image, block=128, margin=16)
+    blocked = predict_proba_blocked(_Pointwise(), image, whole=200, block=128, margin=16)
     assert blocked.dtype == np.float32 and blocked.shape == (300, 410)
     np.testing.assert_array_equal(blocked, whole)
 

@@ -94,12 +94,16 @@ def load_run(run_dir: str | Path) -> RunData:
         if not (root / name).is_file():
             raise FileNotFoundError(f"{root / name} is missing; the run did not finish. "
                                     "Finish it with the same 'run' command plus --resume.")
+    from compare.summary import PER_IMAGE_COLUMNS, SUMMARY_COLUMNS
+
     per_image = _read_csv(root / "per_image.csv")
     summary = _read_csv(root / "summary.csv")
-    for frame in (per_image, summary):
-        for column in ("segmenter", "protocol"):
+    # Runs written before a column was added still make a report: the missing
+    # column reads as "not measured".
+    for frame, columns in ((per_image, PER_IMAGE_COLUMNS), (summary, SUMMARY_COLUMNS)):
+        for column in columns:
             if column not in frame:
-                frame[column] = pd.Series(dtype=str)
+                frame[column] = pd.Series(dtype=str if column in ("segmenter", "protocol") else float)
     return RunData(root=root, per_image=per_image, summary=summary,
                    config=_read_json(root / "config.json", {}), env=_read_json(root / "env.json", {}),
                    errors=_read_csv(root / "errors.csv"), histories=_read_json(root / "histories.json", {}),
@@ -554,7 +558,8 @@ def _plots_section(run: RunData, order: list[str], protocol: str | None, command
         (plots.dice_per_image(run.per_image, order, folder / "dice_per_image.png", protocol=protocol),
          f"Dice per image per segmenter ({protocol}); boxes show quartiles, diamonds the mean."),
         (plots.frontier(run.summary, order, folder / "dice_vs_speed.png", protocol=protocol),
-         "Accuracy against cost: mean Dice (95% CI) against prediction speed. Up and to the right is better."),
+         "Accuracy against cost: mean Dice (95% CI) against prediction speed on the same images, features "
+         "included. Up and to the right is better."),
         (plots.training_curves(run.histories, folder / "training_curves.png"),
          "Training curves: loss and validation Dice per epoch, one line per fold."),
         (plots.counts(run.per_image, order, folder / "counts.png", seed=int(run.config.get("seed", 0) or 0)),

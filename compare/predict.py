@@ -33,7 +33,9 @@ again, so no segmenter ever sees more than one block at once (the learned
 segmenters tile again inside a block).
 
 With ``--scheduler ADDRESS`` images are spread over a Dask distributed
-cluster, one task per image; a worker loads the model once and keeps it.  The
+cluster, one task per image; a worker loads the model once and keeps it.  An
+image larger than :data:`WHOLE` pixels a side is spread block by block
+instead, and its instances are separated here.  The
 input paths and the model folder must be readable by the workers (shared
 storage); results come back to this machine and are written here, so they
 equal a local run's.
@@ -48,7 +50,7 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -257,8 +259,8 @@ def output_names(files: Sequence[Path]) -> list[str]:
 
 # -- prediction of one image --------------------------------------------------
 
-def predict_proba_blocked(segmenter: Any, image: np.ndarray, *, whole: int = WHOLE, block: int = BLOCK,
-                          margin: int = BLOCK_MARGIN) -> np.ndarray:
+def predict_proba_blocked(segmenter: Any, image: np.ndarray, *, whole: int | None = None, block: int | None = None,
+                          margin: int = BLOCK_MARGIN, map_blocks: Callable | None = None) -> np.ndarray:
     """``segmenter.predict_proba`` with bounded memory on any image size.
 
     Images no larger than ``whole`` on both sides go to the segmenter whole,
@@ -270,7 +272,14 @@ def predict_proba_blocked(segmenter: Any, image: np.ndarray, *, whole: int = WHO
     ----------
     segmenter : object with ``predict_proba``
     image : ndarray, shape (H, W, 3), uint8
-    whole, block, margin : int, keyword-only
+    whole, block : int, optional, keyword-only
+        Default :data:`WHOLE` and :data:`BLOCK` (read at call time).
+    margin : int, keyword-only
+    map_blocks : callable, optional, keyword-only
+        ``map_blocks(crops) -> probs``: takes an iterator of block crops
+        ``(h, w, 3) uint8`` and yields their ``(h, w)`` probabilities in the
+        same order, e.g. computed on a cluster.  Default: ``predict_proba``
+        here, one block at a time.
 
     Returns
     -------
@@ -278,6 +287,8 @@ def predict_proba_blocked(segmenter: Any, image: np.ndarray, *, whole: int = WHO
     """
     from tiling import read_tile, tile_grid
 
+    whole = WHOLE if whole is None else whole
+    block = BLOCK if block is None else block
     height, width = image.shape[:2]
     if height <= whole and width <= whole:
         return np.asarray(segmenter.predict_proba(image), dtype=np.float32)
@@ -285,11 +296,13 @@ def predict_proba_blocked(segmenter: Any, image: np.ndarray, *, whole: int = WHO
     # Blocks overlap only where the last row/column is shifted back to the
     # edge; writing the cores over each other there needs no blending,
     # because the margin already gives every core its true surroundings.
-    for t in tile_grid((height, width), block, 0):
-        crop = read_tile(image, t, margin)
-        prob = np.asarray(segmenter.predict_proba(crop), dtype=np.float32)
+    tiles = tile_grid((height, width), block, 0)
+    crops = (read_tile(image, t, margin) for t in tiles)  # lazy: one block in memory at a time
+    probs = map(segmenter.predict_proba, crops) if map_blocks is None else map_blocks(crops)
+    for t, prob in zip(tiles, probs):
+        prob = np.asarray(prob, dtype=np.float32)
         out[t.y0:t.y1, t.x0:t.x1] = prob[margin:margin + t.y1 - t.y0, margin:margin + t.x1 - t.x0]
-        del crop, prob
+        del prob
     return out
 
 
@@ -381,7 +394,8 @@ def separate_and_measure(prob: np.ndarray, params: InstanceParams) -> tuple[np.n
     return labels, means
 
 
-def predict_labels(model: Model, image: np.ndarray, *, factor: float = 1.0) -> tuple[np.ndarray, dict[int, float]]:
+def predict_labels(model: Model, image: np.ndarray, *, factor: float = 1.0,
+                   map_blocks: Callable | None = None) -> tuple[np.ndarray, dict[int, float]]:
     """Label the WBCs of one image.
 
     Parameters
@@ -391,6 +405,8 @@ def predict_labels(model: Model, image: np.ndarray, *, factor: float = 1.0) -> t
     factor : float, keyword-only
         Resize factor to the training scale; the labels are mapped back to
         the image's own size.
+    map_blocks : callable, optional, keyword-only
+        See :func:`predict_proba_blocked`.
 
     Returns
     -------
@@ -404,7 +420,7 @@ def predict_labels(model: Model, image: np.ndarray, *, factor: float = 1.0) -> t
     if factor != 1.0:
         shape = (max(1, round(height * factor)), max(1, round(width * factor)))
         work = _resize_rgb(image, shape)
-    prob = predict_proba_blocked(model.segmenter, work)
+    prob = predict_proba_blocked(model.segmenter, work, map_blocks=map_blocks)
     del work
     labels, means = separate_and_measure(prob, model.params)
     del prob
@@ -508,7 +524,7 @@ def instance_rows(labels: np.ndarray, mean_probability: dict[int, float]) -> lis
 
 
 def predict_path(model: Model, path: str | Path, *, wbc_diameter: float | None = None,
-                 auto_scale: bool = False) -> ImageResult:
+                 auto_scale: bool = False, map_blocks: Callable | None = None) -> ImageResult:
     """Read one image file and find its WBCs.
 
     Raises
@@ -521,7 +537,7 @@ def predict_path(model: Model, path: str | Path, *, wbc_diameter: float | None =
     start = time.perf_counter()
     image = read_image(path)
     factor = scale_factor(image, model.scale, wbc_diameter=wbc_diameter, auto=auto_scale, name=str(path))
-    labels, means = predict_labels(model, image, factor=factor)
+    labels, means = predict_labels(model, image, factor=factor, map_blocks=map_blocks)
     rows = instance_rows(labels, means)
     return ImageResult(labels=labels, instances=rows, width=image.shape[1], height=image.shape[0],
                        scale=round(factor, 4), seconds=time.perf_counter() - start)
@@ -542,21 +558,86 @@ def _worker_predict(model_dir: str, path: str, wbc_diameter: float | None, auto_
     return predict_path(model, path, wbc_diameter=wbc_diameter, auto_scale=auto_scale)
 
 
-def _distributed_results(address: str, model_dir: Path, files: Sequence[Path], wbc_diameter: float | None,
-                         auto_scale: bool) -> Iterable[tuple[int, ImageResult | BaseException]]:
-    """Yield ``(index, result or exception)`` as the cluster finishes images."""
+def _worker_block(model_dir: str, crop: np.ndarray) -> np.ndarray:
+    """The task run on a Dask worker for one block of a huge image."""
+    with _WORKER_LOCK:
+        model = _WORKER_MODELS.get(model_dir)
+        if model is None:
+            model = _WORKER_MODELS[model_dir] = load_model(model_dir)
+    return np.asarray(model.segmenter.predict_proba(crop), dtype=np.float32)
+
+
+def _cluster_map_blocks(client: Any, model_dir: str) -> Callable[[Iterator[np.ndarray]], Iterator[np.ndarray]]:
+    """A ``map_blocks`` that predicts blocks on the cluster, in order.
+
+    At most two blocks per worker thread are in flight, so neither this
+    machine nor the cluster holds more than a few blocks of a huge image.
+    """
+    from collections import deque
+
+    window = max(2, 2 * sum(client.nthreads().values()))
+
+    def map_blocks(crops: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        pending: deque = deque()
+        for crop in crops:
+            pending.append(client.submit(_worker_block, model_dir, crop, pure=False))
+            if len(pending) >= window:
+                future = pending.popleft()
+                yield future.result()
+                future.release()
+        while pending:
+            future = pending.popleft()
+            yield future.result()
+            future.release()
+
+    return map_blocks
+
+
+def _image_size(path: Path) -> tuple[int, int] | None:
+    """``(height, width)`` from the file's header, or None when it cannot be read."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return img.size[1], img.size[0]
+    except Exception:  # read_image will report the problem properly
+        return None
+
+
+def _distributed_results(address: str, model: Model, files: Sequence[Path], wbc_diameter: float | None,
+                         auto_scale: bool) -> Iterator[tuple[int, ImageResult | BaseException]]:
+    """Yield ``(index, result or exception)`` as the cluster finishes images.
+
+    Images up to :data:`WHOLE` pixels a side are one task each.  A larger one
+    is spread over the cluster block by block, while this machine assembles
+    its probability map and separates the instances (the one step that needs
+    the whole image).
+    """
     from distributed import Client, as_completed
 
     with Client(address) as client:
-        model_arg = str(model_dir.resolve())
-        futures = {client.submit(_worker_predict, model_arg, str(f.resolve()), wbc_diameter, auto_scale,
-                                 pure=False, key=f"wbc-predict-{i}-{safe_stem(f.stem)}"): i
-                   for i, f in enumerate(files)}
+        model_arg = str(model.folder.resolve())
+        futures = {}
+        huge = []
+        for i, f in enumerate(files):
+            size = _image_size(f)
+            if size is not None and max(size) > WHOLE:
+                huge.append(i)
+                continue
+            futures[client.submit(_worker_predict, model_arg, str(f.resolve()), wbc_diameter, auto_scale,
+                                  pure=False, key=f"wbc-predict-{i}-{safe_stem(f.stem)}")] = i
+        map_blocks = _cluster_map_blocks(client, model_arg)
+        for i in huge:
+            try:
+                yield i, predict_path(model, files[i], wbc_diameter=wbc_diameter, auto_scale=auto_scale,
+                                      map_blocks=map_blocks)
+            except Exception as exc:  # one image's failure is reported, the rest go on
+                yield i, exc
         for future in as_completed(futures):
             index = futures[future]
             try:
                 yield index, future.result()
-            except Exception as exc:  # one image's failure is reported, the rest go on
+            except Exception as exc:
                 yield index, exc
             future.release()
 
@@ -616,7 +697,6 @@ def predict(paths: Sequence[str | Path], *, model_dir: str | Path | None = None,
     if wbc_diameter is not None and (not np.isfinite(wbc_diameter) or wbc_diameter <= 0):
         raise ValueError(f"--wbc-diameter must be a positive number of pixels, not {wbc_diameter}.")
     out = Path(out)
-    model_folder = default_model_dir() if model_dir is None else Path(model_dir)
     # Load here even with a cluster: a wrong --model fails at once, and the
     # training scale is checked before any work is sent out.
     model = load_model(model_dir)
@@ -633,7 +713,7 @@ def predict(paths: Sequence[str | Path], *, model_dir: str | Path | None = None,
                     yield i, exc
         results = local()
     else:
-        results = _distributed_results(scheduler, model_folder, files, wbc_diameter, auto_scale)
+        results = _distributed_results(scheduler, model, files, wbc_diameter, auto_scale)
 
     counts: dict[int, dict] = {}
     instances: dict[int, list[dict]] = {}

@@ -268,3 +268,24 @@ def test_auto_scale_keeps_large_image_counts(tmp_path, factor):
     assert {r["image"]: r["wbc_count"] for r in counts} == truth
     for row in counts:
         assert row["scale"] == pytest.approx(1 / factor, rel=0.1)
+
+
+def test_dask_huge_image_by_blocks_equals_serial(tmp_path, model_dir, monkeypatch):
+    """An image above WHOLE pixels is spread over the cluster block by block; same labels as here."""
+    distributed = pytest.importorskip("distributed")
+    import compare.predict as predict_module
+
+    monkeypatch.setattr(predict_module, "WHOLE", 150)
+    monkeypatch.setattr(predict_module, "BLOCK", 96)
+    centres = [(60, 60), (60, 114), (170, 200), (250, 80), (250, 300)]
+    src = _save(tmp_path / "big.png", _disks(30, centres, (320, 380)))
+    small = _save(tmp_path / "small.png", _touching_pair())
+    serial = predict([src, small], model_dir=model_dir, out=tmp_path / "serial", show_progress=False)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, protocol="tcp",
+                                  host="127.0.0.1", dashboard_address=None) as cluster:
+        remote = predict([src, small], model_dir=model_dir, out=tmp_path / "dask",
+                         scheduler=cluster.scheduler_address, show_progress=False)
+    assert [r["wbc_count"] for r in serial[0]] == [5, 2]
+    assert remote[1] == serial[1]
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "dask" / "masks" / "big.png")),
+                                  np.asarray(Image.open(tmp_path / "serial" / "masks" / "big.png")))

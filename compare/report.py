@@ -37,7 +37,7 @@ ALPHA = 0.05
 #: Longest side of a contact-sheet thumbnail, in pixels, per protocol: the few
 #: large images big enough to see each WBC, the many test images small enough
 #: to keep the HTML a few megabytes.
-THUMB = {"large": 400, "test": 200}
+THUMB = {"large": 360, "test": 180}
 
 
 # -- reading the run folder ----------------------------------------------------

@@ -160,6 +160,12 @@ def _num(value: Any, digits: int = 3) -> str:
     return "–" if not np.isfinite(value) else f"{value:.{digits}f}"
 
 
+def _seconds(value: Any) -> str:
+    # A learning-free segmenter "fits" in microseconds; "0.0" would read as missing.
+    text = _num(value, 1)
+    return "< 0.1" if text in ("0.0", "-0.0") else text
+
+
 def _pvalue(p: Any) -> str:
     try:
         p = float(p)
@@ -219,7 +225,7 @@ def _cost(row: pd.Series) -> str:
     fit = pd.to_numeric(pd.Series([row.get("fit_s")]), errors="coerce").iloc[0]
     parts = []
     if np.isfinite(fit):
-        parts.append(f"fits in {fit:.1f} s per training set")
+        parts.append(f"fits in {_seconds(fit)} s per training set")
     if np.isfinite(speed) and speed > 0:
         parts.append(f"predicts {speed:.2f} megapixels per second "
                      f"(a 1024 × 1024 image in {1.048576 / speed:.1f} s)")
@@ -249,7 +255,7 @@ def headline(run: RunData, pairs: pd.DataFrame, protocol: str | None) -> list[st
     if len(ranked) > 1 and speeds.notna().any():
         fastest = ranked.loc[speeds.idxmax()]
         if fastest.segmenter != best.segmenter:
-            lines.append(f"The fastest, {fastest.segmenter}, predicts {_num(fastest.predict_mpx_s, 2)} Mpx/s "
+            lines.append(f"The fastest, {fastest.segmenter}, predicts {float(fastest.predict_mpx_s):.3g} Mpx/s "
                          f"at mean Dice {_num(fastest.dice_mean)}.")
     lines.extend(_counting_line(run, list(ranked["segmenter"])))
     return lines
@@ -318,7 +324,7 @@ def summary_table(summary: pd.DataFrame, protocol: str, order: list[str]) -> Tab
         "PQ": rows["panoptic_quality"].map(_num),
         "count MAE": rows["count_mae"].map(lambda v: _num(v, 2)),
         "exact count": rows["count_exact"].map(_num),
-        "fit s": rows["fit_s"].map(lambda v: _num(v, 1)),
+        "fit s": rows["fit_s"].map(_seconds),
         "predict Mpx/s": rows["predict_mpx_s"].map(lambda v: _num(v, 2)),
     })
     return Table(frame, numeric=tuple(c for c in frame.columns if c != "segmenter"))

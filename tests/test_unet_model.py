@@ -58,3 +58,18 @@ def test_seed_design_width_and_params():
     # 32 -> 512 channels, about 7.8 M parameters like the seed design.
     assert model.get_layer("bottom_conv2").filters == 512
     assert 7.5e6 < model.count_params() < 8.0e6
+
+
+def test_bilinear_upsample_matches_interpolation():
+    import keras
+
+    from unet.model import _bilinear_upsample
+
+    inp = keras.Input((None, None, 1))
+    model = keras.Model(inp, _bilinear_upsample(inp, 2))
+    x = np.arange(48, dtype=np.float32).reshape(1, 6, 8, 1)
+    y = np.asarray(model.predict_on_batch(x))[0, :, :, 0]
+    # Half-pixel-centred bilinear: output row 2i+1 lies 1/4 of the way from input row i to i+1.
+    expected_row = 0.75 * x[0, 1, :, 0] + 0.25 * x[0, 2, :, 0]
+    assert y.shape == (12, 16)
+    np.testing.assert_allclose(y[3, 1:-1:2], expected_row[:-1] * 0.75 + expected_row[1:] * 0.25, rtol=1e-5)

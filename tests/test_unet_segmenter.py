@@ -61,6 +61,7 @@ def test_save_load_round_trip(fitted, tmp_path):
     assert loaded.history_ == fitted.history_
 
 
+@pytest.mark.slow  # a second fit; kept out of the default run for speed
 def test_same_seed_same_model(data, fitted):
     again = UNetSegmenter("default", random_state=0, tile=64, overlap=16, context=8, **TINY).fit(*data)
     image = data[0][0]

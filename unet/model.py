@@ -93,9 +93,46 @@ def _conv_block(x, filters: int, batch_norm: bool, name: str):
         x = layers.Conv2D(filters, 3, padding="same", use_bias=not batch_norm,
                           kernel_initializer="he_normal", name=f"{name}_conv{i}")(x)
         if batch_norm:
-            x = layers.BatchNormalization(name=f"{name}_bn{i}")(x)
+            # momentum 0.9: with a few hundred steps in all, the default 0.99
+            # leaves the moving statistics half at their initial values.
+            x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn{i}")(x)
         x = layers.Activation("relu", name=f"{name}_relu{i}")(x)
     return x
+
+
+def _bilinear_kernel(factor: int):
+    """Kernel of a stride-``factor`` transposed convolution that equals bilinear upsampling.
+
+    Returns
+    -------
+    ndarray, shape (2 * factor, 2 * factor, 1, 1), float32
+    """
+    import numpy as np
+
+    # 1-D weights of half-pixel-centred linear interpolation, e.g. [1, 3, 3, 1] / 4 for 2x.
+    centre = factor - 0.5
+    taps = 1.0 - np.abs(np.arange(2 * factor) - centre) / factor
+    return np.outer(taps, taps).astype(np.float32)[:, :, None, None]
+
+
+def _bilinear_upsample(x, factor: int):
+    """Upsample logits bilinearly with a fixed transposed convolution.
+
+    ``UpSampling2D(interpolation="bilinear")`` needs static spatial sizes on
+    the TensorFlow backend and fails inside Keras' shape-relaxed predict
+    graph; a transposed convolution works with any size on every backend.
+    Inside the image it equals bilinear interpolation exactly; on the
+    outermost output rows and columns the zero padding pulls the logits a
+    quarter towards 0.  Tiled prediction discards that margin (its mirrored
+    context is wider), and training learns around it.
+    """
+    from keras import layers
+
+    up = layers.Conv2DTranspose(1, 2 * factor, strides=factor, padding="same", use_bias=False,
+                                trainable=False, name="upscale")
+    y = up(x)
+    up.set_weights([_bilinear_kernel(factor)])
+    return y
 
 
 def build_unet(config: UNetConfig):
@@ -142,11 +179,8 @@ def build_unet(config: UNetConfig):
     if config.dropout > 0:
         x = layers.Dropout(config.dropout, name="dropout")(x)
     if config.input_scale > 1:
-        # Upsample logits-space features would need another conv; upsampling the
-        # final probabilities bilinearly is cheap and smooth enough for masks
-        # drawn on a 4-pixel grid.
         x = layers.Conv2D(1, 1, name="logits")(x)
-        x = layers.UpSampling2D(config.input_scale, interpolation="bilinear", name="upscale")(x)
+        x = _bilinear_upsample(x, config.input_scale)
         outputs = layers.Activation("sigmoid", dtype="float32", name="probability")(x)
     else:
         outputs = layers.Conv2D(1, 1, activation="sigmoid", dtype="float32", name="probability")(x)

@@ -185,7 +185,11 @@ def load_model(folder: str | Path | None) -> Model:
     if not (folder / ".complete").is_file():
         raise FileNotFoundError(f"{folder}: the model was not saved completely (no .complete marker); "
                                 "run 'compare run' again for it.")
-    name = json.loads(info_file.read_text())["segmenter"]
+    try:
+        name = str(json.loads(info_file.read_text())["segmenter"])
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise ValueError(f"{info_file}: not the JSON 'compare run' writes (no \"segmenter\" name); "
+                         "save the model again with 'compare run'.") from None
     return Model(name=name, folder=folder, segmenter=load_segmenter(name, folder),
                  params=InstanceParams.from_json(folder / "instances.json"), scale=training_scale(folder))
 

@@ -69,6 +69,7 @@ def test_predict(benchmark, name, sized_image, fit_subset):
     size, image = sized_image
     segmenter = _fitted_segmenter(name, fit_subset)
     benchmark.group = "predict"
-    benchmark.extra_info.update(stage="predict", segmenter=name, case=f"predict_proba {size} x {size}")
+    benchmark.extra_info.update(stage="predict", segmenter=name, case=f"predict_proba {size} x {size}",
+                                pixels=image.shape[0] * image.shape[1])
     prob = benchmark.pedantic(segmenter.predict_proba, args=(image,), rounds=2, iterations=1, warmup_rounds=1)
     assert prob.shape == image.shape[:2]

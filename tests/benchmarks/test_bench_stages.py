@@ -34,7 +34,7 @@ def test_features(benchmark, sized_image):
     bank = FeatureBank()
     benchmark.group = "features"
     benchmark.extra_info.update(stage="features", segmenter="rf, svm",
-                                case=f"FeatureBank().compute {size} x {size}")
+                                case=f"FeatureBank().compute {size} x {size}", pixels=image.shape[0] * image.shape[1])
     features = benchmark(bank.compute, image)
     assert features.shape[-1] == bank.n_features
 
@@ -45,6 +45,7 @@ def test_instances(benchmark, size):
 
     prob = _probability((size, size))
     benchmark.group = "instances"
-    benchmark.extra_info.update(stage="instances", segmenter="all", case=f"separate_instances {size} x {size}")
+    benchmark.extra_info.update(stage="instances", segmenter="all", case=f"separate_instances {size} x {size}",
+                                pixels=size * size)
     labels = benchmark(separate_instances, prob, InstanceParams())
     assert labels.shape == prob.shape and labels.max() >= 1

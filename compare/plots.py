@@ -119,6 +119,7 @@ def frontier(summary: pd.DataFrame, order: list[str], path: Path, *, protocol: s
                     textcoords="offset points", fontsize=10)
     ax.set_xscale("log")
     # Plain numbers (0.2, 2) read better than 2 x 10^-1 for a handful of points.
+    ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set(xlabel="predict speed, megapixels per second (log scale; right is cheaper)",

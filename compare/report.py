@@ -160,6 +160,12 @@ def _num(value: Any, digits: int = 3) -> str:
     return "–" if not np.isfinite(value) else f"{value:.{digits}f}"
 
 
+def _p_equals(p: Any) -> str:
+    """``p = 0.0123`` or ``p < 0.0001``, for sentences."""
+    text = _pvalue(p)
+    return f"p {text}" if text.startswith("<") else f"p = {text}"
+
+
 def _seconds(value: Any) -> str:
     # A learning-free segmenter "fits" in microseconds; "0.0" would read as missing.
     text = _num(value, 1)
@@ -270,7 +276,7 @@ def _versus(best: str, runner: pd.Series, pairs: pd.DataFrame) -> str:
         return f"It is {gap}; no paired test could be made."
     row = match.iloc[0]
     test = (f"paired Wilcoxon signed-rank test on per-image Dice over {int(row.n_pairs)} images, "
-            f"Holm-corrected p = {_pvalue(row.p_holm)}")
+            f"Holm-corrected {_p_equals(row.p_holm)}")
     if row.significant and row.winner == best:
         return f"It is {gap}, and the difference is **statistically significant** ({test})."
     return (f"It is {gap}, but the difference is **not statistically significant** ({test}): "
@@ -612,7 +618,9 @@ def _sheets_section(run: RunData, order: list[str], protocol: str, anchor: str, 
         path, n = _overlay_sheet(run, name, protocol, out)
         if path is None:
             continue
-        figure = Figure(path, f"{name}: {n} {protocol} images, predicted WBCs counted under each.")
+        full = f"predictions/{safe_stem(name)}/{protocol}/overlays/"
+        figure = Figure(path, f"{name}: {n} {protocol} images, predicted WBCs counted under each; "
+                              f"full-size overlays in `{full}`.")
         # The leader's sheet is open; the others fold away to keep the page short.
         blocks.append(figure if index == 0 else Details(f"{name} ({n} images)", [figure]))
     if len(blocks) == 1:

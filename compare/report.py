@@ -271,7 +271,8 @@ def _versus(best: str, runner: pd.Series, pairs: pd.DataFrame) -> str:
     gap = f"ahead of the runner-up **{runner.segmenter}** ({_num(runner.dice_mean)})"
     if pairs.empty:
         return f"It is {gap}; no paired test could be made."
-    match = pairs[((pairs.a == best) & (pairs.b == runner.segmenter)) | ((pairs.b == best) & (pairs.a == runner.segmenter))]
+    pair = {best, runner.segmenter}
+    match = pairs[[{a, b} == pair for a, b in zip(pairs.a, pairs.b)]]
     if match.empty:
         return f"It is {gap}; no paired test could be made."
     row = match.iloc[0]
@@ -436,7 +437,8 @@ def gallery(run: RunData, name: str, patches: dict[str, Any], out: Path) -> tupl
     panels = []
     for label, row in picks.items():
         sample = patches.get(row.image)
-        labels = _read_labels(run.root / "predictions" / safe_stem(name) / "cv" / "masks" / f"{safe_stem(row.image)}.png")
+        masks = run.root / "predictions" / safe_stem(name) / "cv" / "masks"
+        labels = _read_labels(masks / f"{safe_stem(row.image)}.png")
         if sample is None or labels is None or labels.shape != sample.image.shape[:2]:
             continue
         factor = max(1, 384 // max(sample.image.shape[:2]))

@@ -116,8 +116,8 @@ def test_headline_significant_when_runner_up_is_clearly_worse(tmp_path):
 
 
 def test_report_shows_pairs_curves_errors_and_benchmarks(tmp_path):
-    histories = {f"alpha/cv-{f}": [{"epoch": e, "loss": 1 / e, "val_loss": 1.2 / e, "val_dice": 0.5 + e / 20, "lr": 1e-3}
-                                   for e in range(1, 6)] for f in range(3)}
+    curve = [{"epoch": e, "loss": 1 / e, "val_loss": 1.2 / e, "val_dice": 0.5 + e / 20, "lr": 1e-3} for e in range(1, 6)]
+    histories = {f"alpha/cv-{f}": curve for f in range(3)}
     errors = [{"segmenter": "beta", "protocol": "large", "fold": "final", "image": "big", "error": "it broke"}]
     bench = {"datetime": "2026-01-01T00:00:00", "machine_info": {"cpu": {"brand_raw": "Test CPU", "count": 2}},
              "benchmarks": [{"group": "fit", "name": "test_fit[alpha]", "params": {"name": "alpha"},

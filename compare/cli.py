@@ -85,7 +85,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         except ImportError:
             build_report = None
         if build_report is not None:
-            build_report(args.out)
+            try:
+                build_report(args.out)
+            except Exception as exc:  # the results are written; a report problem must not hide them
+                print(f"warning: the report failed ({type(exc).__name__}: {exc}); the results are complete. "
+                      f"Rebuild it with: python -m compare report {args.out}", file=sys.stderr)
     print(markdown_table(summary, READABLE))
     print(f"Results are in {args.out}/ (summary.md, per_image.csv, predictions/, models/).")
     errors_file = args.out / "errors.csv"

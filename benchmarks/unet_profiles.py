@@ -133,7 +133,7 @@ def evaluate_large(seg, large):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profiles", default="default,paper", help="comma-separated profile names")
-    parser.add_argument("--folds", default="0", help="comma-separated fold indices of the grouped 5-fold split, or 'all'")
+    parser.add_argument("--folds", default="0", help="comma-separated fold indices of the grouped 5-fold split, 'all' or 'none'")
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--split-seed", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0, help="random_state of the segmenters")
@@ -141,7 +141,8 @@ def main(argv=None) -> int:
                         help="cap the paper profile's epochs (its recipe says 50: hours on 2 CPU cores)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override of the default profile (repeatable)")
-    parser.add_argument("--large", action="store_true", help="also run the large-image protocol for each profile")
+    parser.add_argument("--large", default="", metavar="PROFILES",
+                        help="comma-separated profiles to also run the large-image protocol for")
     parser.add_argument("--no-speed", action="store_true", help="skip the predict throughput measurement")
     parser.add_argument("--out", type=Path, default=None, help="write OUT.json and OUT.md")
     args = parser.parse_args(argv)
@@ -151,7 +152,10 @@ def main(argv=None) -> int:
     patches = load_patches()
     large = load_large()
     splits = grouped_kfold(patches, k=args.k, seed=args.split_seed)
-    folds = range(args.k) if args.folds == "all" else [int(f) for f in args.folds.split(",")]
+    if args.folds == "none":
+        folds = []
+    else:
+        folds = range(args.k) if args.folds == "all" else [int(f) for f in args.folds.split(",")]
     default_overrides = dict(kv.split("=", 1) for kv in args.set)
     default_overrides = {k: parse_value(v) for k, v in default_overrides.items()}
 
@@ -167,14 +171,20 @@ def main(argv=None) -> int:
             row["fold"] = fold
             rows.append(row)
             print(json.dumps({k: v for k, v in row.items() if k != "history"}), flush=True)
-        if args.large:
+            write_report(args, argv, rows)
+        if profile in args.large.split(","):
             train = without_groups(patches, LARGE_GROUPS)
             row, seg = run_profile(profile, overrides, train, [s for s in large], large, args.seed, False)
             row["fold"] = "large"
             row["large"] = evaluate_large(seg, large)
             rows.append(row)
             print(json.dumps({k: v for k, v in row.items() if k != "history"}), flush=True)
+            write_report(args, argv, rows)
+    return 0
 
+
+def write_report(args, argv, rows) -> None:
+    """Write OUT.json (everything, with per-epoch history) and OUT.md (the table); called after every row."""
     if args.out:
         import keras
 
@@ -203,7 +213,6 @@ def main(argv=None) -> int:
                           f"{x['fp']} | {x['fn']} |" for x in r["large"]]
         args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
         print(f"wrote {args.out.with_suffix('.md')}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -32,7 +32,6 @@ the whole image inside the tile, provided tiles start on multiples of
 from __future__ import annotations
 
 import hashlib
-import math
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -342,7 +341,7 @@ def cached_features(bank: FeatureBank, image: np.ndarray) -> np.ndarray:
     """
     image = np.ascontiguousarray(image)
     digest = hashlib.blake2b(image.tobytes(), digest_size=16).digest()
-    key = (digest, image.shape, str(image.dtype), tuple(sorted(bank.to_dict().items(), key=lambda kv: kv[0]).__repr__()))
+    key = (digest, image.shape, str(image.dtype), repr(sorted(bank.to_dict().items())))
     hit = _CACHE.get(key)
     if hit is not None:
         _CACHE.move_to_end(key)
@@ -366,7 +365,3 @@ def clear_feature_cache() -> None:
 def full_resolution_sigmas(bank: FeatureBank) -> list[float]:
     """The bank's sigmas in full-resolution pixels (for reports)."""
     return [s * bank.downsample for s in bank.sigmas]
-
-
-def _ceil_to(n: int, m: int) -> int:
-    return int(math.ceil(n / m) * m)

@@ -8,6 +8,8 @@ from baselines.features import (
     cached_features,
     clear_feature_cache,
     colour_channels,
+    context_features,
+    context_reach,
     downsample_mean,
     upsample,
 )
@@ -37,7 +39,7 @@ def test_shape_dtype_and_names():
     assert np.isfinite(feats).all()
 
 
-@pytest.mark.parametrize("filters", [("hessian", "structure"), ("dog", "gradmag")])
+@pytest.mark.parametrize("filters", [("hessian", "structure"), ("dog", "gradmag"), ("gradmag_fd", "log_fd")])
 def test_every_filter_gives_named_finite_features(filters):
     bank = FeatureBank(colours=("R",), filtered=("Hx",), filters=filters, sigmas=(1.0, 2.0), downsample=1)
     feats = bank.compute(disk_image(32)[0])
@@ -91,3 +93,26 @@ def test_cache_returns_same_read_only_array():
     assert not first.flags.writeable
     other = cached_features(FeatureBank(sigmas=(1.0,)), image)
     assert other.shape[-1] != first.shape[-1]
+
+
+def test_fast_derivatives_track_the_exact_filters():
+    image, _ = disk_image(seed=9)
+    exact = FeatureBank(filters=("gradmag", "log")).compute(image)
+    fast = FeatureBank(filters=("gradmag_fd", "log_fd")).compute(image)
+    for k in range(exact.shape[-1]):
+        r = np.corrcoef(exact[..., k].ravel(), fast[..., k].ravel())[0, 1]
+        assert r > 0.95
+
+
+def test_context_features_shape_order_and_reach():
+    prob = np.zeros((40, 40), np.float32)
+    prob[18:22, 18:22] = 1.0
+    ctx = context_features(prob, (1.0, 4.0), ("gauss", "max", "min"))
+    assert ctx.shape == (40, 40, 1 + 3 * 2) and ctx.dtype == np.float32
+    np.testing.assert_array_equal(ctx[..., 0], prob)
+    assert ctx[20, 20, 2] < ctx[20, 20, 1]  # wider Gaussian spreads the blob more
+    assert ctx[15, 20, 4] == 1.0 and ctx[15, 20, 3] == 0.0  # max over 9 px reaches out, over 3 px not
+    assert ctx[20, 20, 6] == 0.0 and ctx[20, 20, 5] == 1.0  # min over 9 px eats in, over 3 px not
+    assert context_reach((1.0, 4.0), ("gauss",)) == 16
+    with pytest.raises(ValueError, match="Unknown context filters"):
+        context_features(prob, (1.0,), ("median",))

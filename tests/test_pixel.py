@@ -135,3 +135,75 @@ def test_sampling_is_balanced_and_favours_boundary():
     near = (np.minimum(np.abs(ys - 10), np.abs(ys - 29)) <= 2) | (np.minimum(np.abs(xs - 10), np.abs(xs - 29)) <= 2)
     # The band holds well under half of all pixels but most of the draw.
     assert near.mean() > 0.5
+
+
+def small_auto_context(**kwargs):
+    return small_rf(auto_context=True, context_sigmas=(1.0, 3.0), context_filters=("gauss", "max"), **kwargs)
+
+
+@pytest.fixture(scope="module")
+def fitted_context(training):
+    return small_auto_context().fit(*training)
+
+
+def test_auto_context_learns_and_saves_stage_two(fitted_context, tmp_path):
+    image, mask = disk_image(64, 12, centre=(34, 28), seed=3)
+    prob = fitted_context.predict_proba(image)
+    assert dice(prob > 0.5, mask) > 0.8
+    assert fitted_context.context_classifier_.n_features_in_ == fitted_context.bank_.n_features + 1 + 2 * 2
+    fitted_context.save(tmp_path / "model")
+    assert (tmp_path / "model" / "context_model.skops").is_file()
+    loaded = PixelClassifierSegmenter.load(tmp_path / "model")
+    assert loaded.auto_context and loaded.context_sigmas == (1.0, 3.0)
+    np.testing.assert_array_equal(loaded.predict_proba(image), prob)
+
+
+def test_auto_context_tiled_equals_untiled(fitted_context):
+    image = np.tile(disk_image(64, 12, seed=6)[0], (3, 3, 1))[:150, :133]
+    fitted_context.tile = 1024
+    untiled = fitted_context.predict_proba(image)
+    fitted_context.tile = 40
+    try:
+        tiled = fitted_context.predict_proba(image)
+    finally:
+        fitted_context.tile = 512
+    np.testing.assert_allclose(tiled, untiled, atol=1e-5)
+
+
+def test_auto_context_refuses_untrusted_stage_two(fitted_context, tmp_path):
+    import skops.io as sio
+    from sklearn.neighbors import KNeighborsClassifier
+
+    fitted_context.save(tmp_path / "model")
+    knn = KNeighborsClassifier(n_neighbors=1).fit(np.zeros((2, 1)), [0, 1])
+    sio.dump(knn, tmp_path / "model" / "context_model.skops")
+    with pytest.raises(ValueError, match="outside the trusted list"):
+        PixelClassifierSegmenter.load(tmp_path / "model")
+
+
+def test_auto_context_needs_two_images():
+    with pytest.raises(ValueError, match="context_folds"):
+        small_auto_context().fit(*[[x] for x in disk_image()])
+
+
+@pytest.mark.parametrize("rows", [500, 30_000])
+def test_direct_forest_proba_matches_sklearn(fitted, rows):
+    from baselines.pixel import _positive_proba
+
+    forest = fitted.classifier_
+    forest.n_jobs = 2
+    X = np.random.default_rng(0).normal(size=(rows, forest.n_features_in_)).astype(np.float32)
+    expected = forest.predict_proba(X)[:, list(forest.classes_).index(1)]
+    np.testing.assert_allclose(_positive_proba(forest, X), expected, atol=1e-6)
+
+
+def test_boosting_proba_matches_sklearn():
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from baselines.pixel import _positive_proba
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(400, 5)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.int8)
+    model = HistGradientBoostingClassifier(max_iter=10).fit(X, y)
+    np.testing.assert_allclose(_positive_proba(model, X), model.predict_proba(X)[:, 1], atol=1e-6)

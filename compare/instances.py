@@ -39,6 +39,7 @@ __all__ = [
     "clean_mask",
     "label_truth",
     "separate_instances",
+    "separate_and_measure",
     "InstanceMatch",
     "match_instances",
 ]
@@ -194,6 +195,62 @@ def _split_component(component: np.ndarray, params: InstanceParams) -> list[np.n
     return [pieces == i for i in range(1, len(peaks) + 1)]
 
 
+def _pieces(prob: np.ndarray, params: InstanceParams) -> list[tuple[int, tuple[slice, slice], np.ndarray, float]]:
+    """Every WBC as ``(first raster index, bounding box, mask in the box, mean probability)``.
+
+    Only one full-size int32 map (the connected components) exists at a time;
+    each component is split on its own bounding-box crop, so memory stays
+    near 5 bytes a pixel even on 64 Mpx images.
+    """
+    width = prob.shape[1]
+    foreground = ndi.binary_fill_holes(prob >= params.threshold)
+    components, _ = ndi.label(foreground)
+    del foreground
+    areas = np.bincount(components.ravel())
+    pieces = []
+    for index, box in enumerate(ndi.find_objects(components), start=1):
+        if box is None or areas[index] < params.min_area:
+            continue
+        component = components[box] == index
+        parts = _split_component(component, params) if areas[index] >= params.split_area else [component]
+        crop_prob = prob[box]
+        for piece in parts:
+            row = int(np.argmax(piece.any(axis=1)))
+            col = int(np.argmax(piece[row]))
+            first = (box[0].start + row) * width + box[1].start + col
+            pieces.append((first, box, piece, float(crop_prob[piece].mean())))
+    return sorted(pieces, key=lambda p: p[0])
+
+
+def separate_and_measure(prob: np.ndarray, params: InstanceParams = InstanceParams()
+                         ) -> tuple[np.ndarray, dict[int, float]]:
+    """Label each WBC, splitting touching cells, and measure its mean probability.
+
+    Parameters
+    ----------
+    prob : ndarray, shape (H, W), float in [0, 1]
+    params : InstanceParams
+
+    Returns
+    -------
+    labels : ndarray, shape (H, W), uint16 (int32 beyond 65,535 WBCs)
+        0 background, 1..n one label per WBC, numbered in raster order of
+        their first pixel.
+    mean_probability : dict of int to float
+        Mean of ``prob`` over each WBC, by label.
+    """
+    prob = np.asarray(prob)
+    if prob.ndim != 2:
+        raise ValueError(f"A probability map must be 2-D (H, W), got shape {prob.shape}.")
+    pieces = _pieces(prob, params)
+    labels = np.zeros(prob.shape, np.uint16 if len(pieces) < 2 ** 16 else np.int32)
+    means: dict[int, float] = {}
+    for new_label, (_, box, piece, mean) in enumerate(pieces, start=1):
+        labels[box][piece] = new_label
+        means[new_label] = mean
+    return labels, means
+
+
 def separate_instances(prob: np.ndarray, params: InstanceParams = InstanceParams()) -> np.ndarray:
     """Label each WBC in a probability map, splitting touching cells.
 
@@ -218,27 +275,7 @@ def separate_instances(prob: np.ndarray, params: InstanceParams = InstanceParams
     >>> int(separate_instances(two.astype(float), p).max())
     2
     """
-    mask = clean_mask(prob, params)
-    components, n = ndi.label(mask)
-    out = np.zeros(mask.shape, np.int32)
-    next_label = 1
-    for index, box in enumerate(ndi.find_objects(components), start=1):
-        component = components[box] == index
-        pieces = [component]
-        if np.count_nonzero(component) >= params.split_area:
-            pieces = _split_component(component, params)
-        for piece in pieces:
-            out[box][piece] = next_label
-            next_label += 1
-    # Renumber in raster order so labels do not depend on the splitting order.
-    if next_label > 2:
-        _, first = np.unique(out.ravel(), return_index=True)
-        labels_present = out.ravel()[np.sort(first)]
-        labels_present = labels_present[labels_present > 0]
-        lut = np.zeros(next_label, np.int32)
-        lut[labels_present] = np.arange(1, len(labels_present) + 1)
-        out = lut[out]
-    return out
+    return separate_and_measure(prob, params)[0].astype(np.int32)
 
 
 class InstanceMatch(NamedTuple):

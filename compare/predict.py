@@ -64,7 +64,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from compare.data import IMAGE_SUFFIXES, DataError, list_images, read_image
-from compare.instances import InstanceParams, separate_instances
+from compare.instances import InstanceParams, separate_and_measure
 from compare.io import atomic_path, inside, safe_stem, write_text_atomic
 from compare.scale import ScaleError, TrainingScale, scale_factor, training_scale
 
@@ -345,62 +345,6 @@ def _compact(labels: np.ndarray) -> np.ndarray:
     keep = np.flatnonzero(present)
     lut[keep] = np.arange(1, len(keep) + 1, dtype=labels.dtype)
     return lut[labels]
-
-
-def separate_and_measure(prob: np.ndarray, params: InstanceParams) -> tuple[np.ndarray, dict[int, float]]:
-    """:func:`compare.instances.separate_instances` with less memory, plus each WBC's mean probability.
-
-    ``separate_instances`` holds several full-size int32 maps at once (the
-    components, the output and a sort for the renumbering: about 30 bytes a
-    pixel, 2 GB at 64 Mpx).  Here only one full-size int32 map (the
-    components) exists at a time: each component's bounding-box crop goes
-    through ``separate_instances`` itself, which sees exactly what it would
-    see in the whole image (it splits one component at a time on its crop),
-    and the pieces are numbered by their first pixel in raster order, as
-    ``separate_instances`` numbers them.  So the labels are identical.
-
-    Parameters
-    ----------
-    prob : ndarray, shape (H, W), float
-    params : InstanceParams
-
-    Returns
-    -------
-    labels : ndarray, shape (H, W), uint16 (int32 beyond 65,535 WBCs)
-    mean_probability : dict of int to float
-        Mean of ``prob`` over each WBC, by label.
-    """
-    prob = np.asarray(prob)
-    if prob.ndim != 2:
-        raise ValueError(f"A probability map must be 2-D (H, W), got shape {prob.shape}.")
-    height, width = prob.shape
-    foreground = ndi.binary_fill_holes(prob >= params.threshold)
-    components, _ = ndi.label(foreground)
-    del foreground
-    areas = np.bincount(components.ravel())
-    pieces: list[tuple[int, tuple[slice, slice], np.ndarray, float]] = []
-    for index, box in enumerate(ndi.find_objects(components), start=1):
-        if box is None or areas[index] < params.min_area:
-            continue
-        component = components[box] == index
-        # A filled component has no holes, so thresholding its 0/1 crop gives
-        # the component back and separate_instances only decides the split.
-        crop_labels = separate_instances(component.astype(np.float32), params)
-        crop_prob = prob[box]
-        for k in range(1, int(crop_labels.max()) + 1):
-            piece = crop_labels == k
-            row = int(np.argmax(piece.any(axis=1)))
-            col = int(np.argmax(piece[row]))
-            first = (box[0].start + row) * width + box[1].start + col
-            pieces.append((first, box, piece, float(crop_prob[piece].mean())))
-    del components
-    dtype = np.uint16 if len(pieces) < 2 ** 16 else np.int32
-    labels = np.zeros((height, width), dtype)
-    means: dict[int, float] = {}
-    for new_label, (_, box, piece, mean) in enumerate(sorted(pieces, key=lambda p: p[0]), start=1):
-        labels[box][piece] = new_label
-        means[new_label] = mean
-    return labels, means
 
 
 def predict_labels(model: Model, image: np.ndarray, *, factor: float = 1.0,

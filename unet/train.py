@@ -23,6 +23,7 @@ import numpy as np
 
 from unet.augment import RECIPES, augment_batch, make_augmenter
 from unet.model import UNetConfig, build_unet
+from unet.sampling import add_field_edge, mosaic_crop
 
 __all__ = ["TrainConfig", "train_unet", "describe_device", "configure_threads"]
 
@@ -66,6 +67,13 @@ class TrainConfig:
         Side of the square training crops (images are cropped or
         mirror-padded to it); must be a multiple of the model's
         ``size_multiple``.
+    mosaic : float
+        Share of training samples drawn as a window of a 2 x 2 mosaic of four
+        training pairs instead of one centred patch (:func:`unet.sampling.mosaic_crop`),
+        so the network also sees WBCs off-centre and windows with none.
+    field_edge : float
+        Share of training samples given a synthetic dark field-stop edge
+        (:func:`unet.sampling.add_field_edge`).
     """
 
     epochs: int = 50
@@ -81,6 +89,8 @@ class TrainConfig:
     val_fraction: float = 0.15
     patience: int = 10
     patch_size: int = 128
+    mosaic: float = 0.0
+    field_edge: float = 0.0
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -95,6 +105,8 @@ class TrainConfig:
             raise ValueError(f"Unknown augment recipe {self.augment!r}; choose one of {list(RECIPES)}.")
         if not 0.0 < self.val_fraction < 0.5:
             raise ValueError(f"val_fraction must lie in (0, 0.5), got {self.val_fraction}.")
+        if not (0.0 <= self.mosaic <= 1.0 and 0.0 <= self.field_edge <= 1.0):
+            raise ValueError(f"mosaic and field_edge are shares in [0, 1], got {self.mosaic} and {self.field_edge}.")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}.")
 
@@ -223,9 +235,23 @@ def _make_dataset(images, masks, config: TrainConfig, seed: int):
 
         def __getitem__(self, index):
             idx = self.order[index * config.batch_size:(index + 1) * config.batch_size]
-            pairs = [fit_to_size(images[i], masks[i], config.patch_size, self.rng) for i in idx]
+            pairs = [self._sample(i) for i in idx]
             x, y = augment_batch(self.augmenter, [p[0] for p in pairs], [p[1] for p in pairs])
             return x.astype(np.float32), y
+
+        def _sample(self, i):
+            size = config.patch_size
+            if config.mosaic and self.rng.random() < config.mosaic:
+                # The drawn image plus three others, in random mosaic positions.
+                picks = [i, *self.rng.integers(0, len(images), size=3)]
+                self.rng.shuffle(picks)
+                pieces = [fit_to_size(images[j], masks[j], size, self.rng) for j in picks]
+                image, mask = mosaic_crop([p[0] for p in pieces], [p[1] for p in pieces], size, self.rng)
+            else:
+                image, mask = fit_to_size(images[i], masks[i], size, self.rng)
+            if config.field_edge and self.rng.random() < config.field_edge:
+                image, mask = add_field_edge(image, mask, self.rng)
+            return image, mask
 
         def on_epoch_end(self):
             self.order = self._draw_order()

@@ -8,8 +8,9 @@ samplers break that prior without new labels:
 
 * :func:`mosaic_crop` tiles four randomly flipped training pairs into a
   2 x 2 canvas and crops a training-sized window from it at a random offset,
-  so WBCs appear anywhere, cut by the window edge, or not at all (the
-  patches' corners are red cells);
+  so WBCs appear anywhere, often cut by the window edge, and much of the
+  window is red cells far from any WBC (a window always holds part of at
+  least one cell: each piece's cell sits at its centre);
 * :func:`add_field_edge` darkens the part of a crop that lies outside a large
   random circle, as the field stop of a microscope does at the edge of the
   large images, and clears the mask there.

@@ -2,9 +2,9 @@
 
 Both run in one process, on the same grouped folds of the 164 SigTuple
 patches.  scikit-image's random forest has :data:`SKIMAGE_TREES` trees of
-depth <= :data:`SKIMAGE_DEPTH` (the size our single-stage ``rf`` used before
-it became two-stage auto-context; a larger forest than either of our stages,
-so the comparison does not handicap scikit-image).  scikit-image's side
+depth <= :data:`SKIMAGE_DEPTH` (the size of the earlier extra-trees ``rf``;
+twice as many trees as the current ``rf``'s 32, so the comparison does not
+handicap scikit-image).  scikit-image's side
 is its documented recipe: ``multiscale_basic_features`` (default settings) on
 every pixel, ``fit_segmenter`` on the labelled pixels, ``predict_segmenter``.
 Both are given the same number of labelled training pixels (our sampler's
@@ -184,6 +184,12 @@ def to_markdown(report: dict) -> str:
         f"Folds evaluated: {report['folds_done']} of {report['folds']} (same folds for both methods).",
         "",
         f"Ours: {report['rf_classifier']} on {report['rf_features']} features (2x-downsampled grid)"
+        + (
+            f", decision threshold learned on {report['rf_params']['threshold_folds']} out-of-fold parts "
+            "of each training set"
+            if report["rf_params"].get("threshold_folds")
+            else ""
+        )
         + (
             f", then auto-context stage 2 {report['rf_context_classifier']} on those features plus the "
             "out-of-fold stage-1 probability smoothed at "

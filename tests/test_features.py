@@ -39,7 +39,9 @@ def test_shape_dtype_and_names():
     assert np.isfinite(feats).all()
 
 
-@pytest.mark.parametrize("filters", [("hessian", "structure"), ("dog", "gradmag"), ("gradmag_fd", "log_fd")])
+@pytest.mark.parametrize(
+    "filters", [("hessian", "structure"), ("dog", "gradmag"), ("gradmag_fd", "log_fd"), ("max", "min")]
+)
 def test_every_filter_gives_named_finite_features(filters):
     bank = FeatureBank(colours=("R",), filtered=("Hx",), filters=filters, sigmas=(1.0, 2.0), downsample=1)
     feats = bank.compute(disk_image(32)[0])
@@ -116,3 +118,28 @@ def test_context_features_shape_order_and_reach():
     assert context_reach((1.0, 4.0), ("gauss",)) == 16
     with pytest.raises(ValueError, match="Unknown context filters"):
         context_features(prob, (1.0,), ("median",))
+
+
+@pytest.mark.parametrize("filters", [("gauss", "gradmag_fd", "log_fd"), ("max", "min")])
+def test_reach_covers_every_filter(filters):
+    # A crop with `reach` px of real context gives the whole image's features inside it.
+    bank = FeatureBank(colours=("R",), filtered=("Hx", "a"), filters=filters, sigmas=(1.0, 2.0), downsample=2)
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)
+    whole = bank.compute(image)
+    r, y0, x0, size = bank.reach, 40, 36, 16
+    crop = bank.compute(image[y0 - r : y0 + size + r, x0 - r : x0 + size + r])
+    c, f = r // 2, 2
+    np.testing.assert_allclose(
+        crop[c : c + size // f, c : c + size // f], whole[y0 // f : (y0 + size) // f, x0 // f : (x0 + size) // f], atol=1e-5
+    )
+
+
+def test_max_min_filters_see_a_window_of_four_sigma():
+    bank = FeatureBank(colours=(), filtered=("R",), filters=("max", "min"), sigmas=(1.0,), downsample=1)
+    image = np.zeros((40, 40, 3), np.uint8)
+    image[20, 20] = 255
+    feats = bank.compute(image)
+    # The Gaussian (radius 4) smears the speck 4 px, the max window adds 4 more.
+    assert feats[20, 28, 0] > 0 and feats[20, 29, 0] == 0
+    assert feats[20, 20, 1] < 1e-6  # min over the window removes the speck

@@ -186,7 +186,7 @@ def test_auto_context_needs_two_images():
         small_auto_context().fit(*[[x] for x in disk_image()])
 
 
-@pytest.mark.parametrize("rows", [500, 30_000])
+@pytest.mark.parametrize("rows", [500, 5_000, 30_000])
 def test_direct_forest_proba_matches_sklearn(fitted, rows):
     from baselines.pixel import _positive_proba
 
@@ -207,3 +207,51 @@ def test_boosting_proba_matches_sklearn():
     y = (X[:, 0] > 0).astype(np.int8)
     model = HistGradientBoostingClassifier(max_iter=10).fit(X, y)
     np.testing.assert_allclose(_positive_proba(model, X), model.predict_proba(X)[:, 1], atol=1e-6)
+
+
+def test_move_threshold_sends_threshold_to_half():
+    from baselines.pixel import _move_threshold
+
+    p = np.linspace(0, 1, 101, dtype=np.float32)
+    for t in (0.35, 0.5, 0.6):
+        q = _move_threshold(p, t)
+        assert q.dtype == np.float32 and q[0] == 0 and abs(q[-1] - 1) < 1e-6
+        assert np.all(np.diff(q) >= 0)
+        np.testing.assert_array_equal(q >= 0.5, p >= np.float32(t))
+
+
+def test_threshold_tuning_is_learned_saved_and_tiled_exactly(training, tmp_path):
+    from baselines.pixel import THRESHOLD_GRID
+
+    seg = small_rf(threshold_folds=2).fit(*training)
+    assert seg.threshold_ in THRESHOLD_GRID
+    assert seg.fit_info_["threshold"] == seg.threshold_
+    image, mask = disk_image(64, 12, centre=(34, 28), seed=3)
+    prob = seg.predict_proba(image)
+    assert dice(prob > 0.5, mask) > 0.8
+    seg.save(tmp_path / "model")
+    loaded = PixelClassifierSegmenter.load(tmp_path / "model")
+    assert loaded.threshold_ == seg.threshold_ and loaded.threshold_folds == 2
+    np.testing.assert_array_equal(loaded.predict_proba(image), prob)
+    big = np.tile(disk_image(64, 12, seed=6)[0], (3, 3, 1))[:150, :133]
+    seg.tile = 1024
+    untiled = seg.predict_proba(big)
+    seg.tile = 40
+    np.testing.assert_allclose(seg.predict_proba(big), untiled, atol=1e-5)
+
+
+def test_threshold_tuning_refuses_auto_context(training):
+    with pytest.raises(ValueError, match="threshold_folds"):
+        small_rf(threshold_folds=2, auto_context=True).fit(*training)
+
+
+def test_rf_registry_model_round_trips_through_skops(training, tmp_path):
+    seg = rf_segmenter(random_state=0)
+    seg.n_samples = 3000  # keep the test fast
+    seg.fit(*training)
+    seg.save(tmp_path / "rf")
+    loaded = PixelClassifierSegmenter.load(tmp_path / "rf")
+    image = np.tile(disk_image(64, 12, seed=6)[0], (3, 3, 1))[:150, :133]
+    loaded.tile = seg.tile = 64  # tiled path too
+    np.testing.assert_array_equal(loaded.predict_proba(image), seg.predict_proba(image))
+    assert loaded.threshold_ == seg.threshold_ and loaded.bank_ == seg.bank_

@@ -33,8 +33,22 @@ def test_features(benchmark, sized_image):
     size, image = sized_image
     bank = FeatureBank()
     benchmark.group = "features"
-    benchmark.extra_info.update(stage="features", segmenter="rf, svm",
+    benchmark.extra_info.update(stage="features", segmenter="svm",
                                 case=f"FeatureBank().compute {size} x {size}", pixels=image.shape[0] * image.shape[1])
+    features = benchmark(bank.compute, image)
+    assert features.shape[-1] == bank.n_features
+
+
+def test_rf_features(benchmark, sized_image):
+    try:
+        from baselines.pixel import rf_bank
+    except ImportError as exc:
+        pytest.skip(f"baselines.pixel.rf_bank cannot be imported yet ({exc}).")
+    size, image = sized_image
+    bank = rf_bank()
+    benchmark.group = "features"
+    benchmark.extra_info.update(stage="features", segmenter="rf",
+                                case=f"rf_bank().compute {size} x {size}", pixels=image.shape[0] * image.shape[1])
     features = benchmark(bank.compute, image)
     assert features.shape[-1] == bank.n_features
 

@@ -25,30 +25,26 @@ def _probability(shape: tuple[int, int], seed: int = 0) -> np.ndarray:
     return np.clip(prob + rng.normal(0, 0.05, shape).astype(np.float32), 0, 1)
 
 
-def test_features(benchmark, sized_image):
-    try:
-        from baselines.features import FeatureBank
-    except ImportError as exc:
-        pytest.skip(f"baselines.features cannot be imported yet ({exc}).")
-    size, image = sized_image
-    bank = FeatureBank()
-    benchmark.group = "features"
-    benchmark.extra_info.update(stage="features", segmenter="svm",
-                                case=f"FeatureBank().compute {size} x {size}", pixels=image.shape[0] * image.shape[1])
-    features = benchmark(bank.compute, image)
-    assert features.shape[-1] == bank.n_features
+def _svm_bank():
+    from baselines.features import FeatureBank
+
+    return FeatureBank()
 
 
-def test_rf_features(benchmark, sized_image):
-    try:
-        from baselines.pixel import rf_bank
-    except ImportError as exc:
-        pytest.skip(f"baselines.pixel.rf_bank cannot be imported yet ({exc}).")
+def _rf_bank():
+    from baselines.pixel import rf_bank
+
+    return rf_bank()
+
+
+@pytest.mark.parametrize("segmenter, make_bank", [("svm", _svm_bank), ("rf", _rf_bank)])
+def test_features(benchmark, sized_image, segmenter, make_bank):
+    """Feature extraction alone, for the bank each classical segmenter uses."""
     size, image = sized_image
-    bank = rf_bank()
+    bank = make_bank()
     benchmark.group = "features"
-    benchmark.extra_info.update(stage="features", segmenter="rf",
-                                case=f"rf_bank().compute {size} x {size}", pixels=image.shape[0] * image.shape[1])
+    benchmark.extra_info.update(stage="features", segmenter=segmenter,
+                                case=f"{segmenter} bank .compute {size} x {size}", pixels=image.shape[0] * image.shape[1])
     features = benchmark(bank.compute, image)
     assert features.shape[-1] == bank.n_features
 

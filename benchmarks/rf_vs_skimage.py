@@ -1,15 +1,15 @@
 """Benchmark: our ``rf`` segmenter against scikit-image's trainable segmentation.
 
 Both run in one process, on the same grouped folds of the 164 SigTuple
-patches.  scikit-image's random forest has :data:`SKIMAGE_TREES` trees of
-depth <= :data:`SKIMAGE_DEPTH` (the size of the earlier extra-trees ``rf``;
-twice as many trees as the current ``rf``'s 32, so the comparison does not
-handicap scikit-image).  scikit-image's side
+patches.  scikit-image's random forest is the same size as ours: the
+``rf`` entry's tree count and depth limit (``baselines.pixel.RF_TREES`` /
+``RF_DEPTH``, 32 trees of unlimited depth) and its ``min_samples_leaf``, so
+neither side gets a bigger or a smaller forest.  scikit-image's side
 is its documented recipe: ``multiscale_basic_features`` (default settings) on
 every pixel, ``fit_segmenter`` on the labelled pixels, ``predict_segmenter``.
 Both are given the same number of labelled training pixels (our sampler's
 draw; the rest unlabelled, as with sparse annotations): labelling all 2.1 M
-pixels makes the 64-tree forest fit take tens of minutes per fold here.
+pixels makes the forest fit take tens of minutes per fold here.
 
 Reported per method: mean per-image Dice (raw ``prob > 0.5`` / label map, and
 "cleaned": holes filled, objects under 800 px removed, as the suite's
@@ -40,7 +40,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 MIN_AREA = 800
-SKIMAGE_TREES, SKIMAGE_DEPTH = 64, 20
+SKIMAGE_MIN_SAMPLES_LEAF = 2  # as in baselines.pixel.rf_segmenter
 
 
 def dice(pred: np.ndarray, true: np.ndarray) -> float:
@@ -74,7 +74,8 @@ class SkimageTrainable:
         from skimage.future import fit_segmenter
 
         clf = RandomForestClassifier(
-            n_estimators=self.n_estimators, max_depth=self.max_depth, n_jobs=2, random_state=self.random_state
+            n_estimators=self.n_estimators, max_depth=self.max_depth, min_samples_leaf=SKIMAGE_MIN_SAMPLES_LEAF,
+            n_jobs=2, random_state=self.random_state,
         )
         # fit_segmenter takes one feature image; patches of one size stack side by side.
         feats = np.concatenate([self.features(im) for im in images], axis=1)
@@ -89,7 +90,7 @@ class SkimageTrainable:
         The same class-balanced, boundary-weighted draw our ``rf`` trains on
         (band width doubled: this grid is not downsampled), standing in for a
         user's sparse annotations; labelling all 2.1 M pixels makes a
-        64-tree forest take tens of minutes per fold on 2 cores.
+        forest take tens of minutes per fold on 2 cores.
         """
         from baselines.pixel import RF_BOUNDARY_WEIGHT, RF_BOUNDARY_WIDTH, sample_pixels
 
@@ -107,13 +108,13 @@ class SkimageTrainable:
 
 
 def run(folds: int, on_fold=None) -> dict:
-    from baselines.pixel import rf_segmenter
+    from baselines.pixel import RF_DEPTH, RF_TREES, rf_segmenter
     from compare.data import grouped_kfold, load_patches
 
     samples = load_patches()
     splits = grouped_kfold(samples, k=folds, seed=0)
     probe = rf_segmenter(random_state=0)
-    trees, depth = SKIMAGE_TREES, SKIMAGE_DEPTH
+    trees, depth = RF_TREES, RF_DEPTH
     methods = {
         "rf (ours)": lambda: rf_segmenter(random_state=0),
         "skimage trainable": lambda: SkimageTrainable(trees, depth, probe.n_samples, random_state=0),

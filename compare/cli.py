@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict = sub.add_parser("predict", help="locate, delineate and count WBCs in your own images")
     predict.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files or folders of images")
     predict.add_argument("--model", type=Path, default=None,
-                         help="a model folder saved by 'run' (default: results/models/threshold, the committed model that counts the large images right)")
+                         help="a model folder saved by 'run' (default: results/models/unet, the committed U-Net)")
     predict.add_argument("--out", type=Path, default=Path("predictions"), help="output folder (default: predictions)")
     predict.add_argument("--wbc-diameter", type=float, default=None, metavar="PX",
                          help="typical WBC diameter in these images, in pixels; rescales to the training scale")

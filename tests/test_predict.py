@@ -244,7 +244,7 @@ def test_overlay_image_equals_draw_overlay():
 def test_auto_scale_keeps_large_image_counts(tmp_path, factor):
     """The shipped large images rescaled 0.5x and 2x: --auto-scale must give the true counts.
 
-    Uses the committed default model (``results/models/threshold``), or the model
+    Uses the committed default model (``results/models/unet``), or the model
     folder in ``$WBC_MODEL``; skipped when neither exists.
     """
     import os

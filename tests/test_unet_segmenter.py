@@ -102,3 +102,33 @@ def test_factories_and_profiles():
     model_cfg, train_cfg, _ = PROFILES[paper.profile]
     assert (model_cfg.base_width, model_cfg.dropout, train_cfg.learning_rate, train_cfg.loss,
             train_cfg.epochs, train_cfg.batch_size, train_cfg.augment) == (32, 0.25, 1e-4, "dice", 50, 8, "d4")
+
+
+def test_training_loop_schedule_and_best_weights(data):
+    """The own loop: cosine rates as scheduled, early stopping honoured, best epoch's weights restored."""
+    from unet.losses import get_loss
+    from unet.model import UNetConfig
+    from unet.train import TrainConfig, _validate, fit_to_size, scheduled_rate, split_validation, train_unet
+
+    images, masks = data
+    model_cfg = UNetConfig(base_width=4, depth=2, dropout=0.0, batch_norm=True, input_scale=1)
+    train_cfg = TrainConfig(epochs=4, batch_size=4, steps_per_epoch=1, patch_size=32, learning_rate=1e-2,
+                            schedule="cosine", warmup_epochs=1, loss="dice_bce", val_fraction=0.25, patience=0,
+                            mosaic=0.5)
+    model, history, info = train_unet(images, masks, model_cfg, train_cfg, seed=3, verbose=0)
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
+    assert [h["lr"] for h in history] == pytest.approx([scheduled_rate(train_cfg, e) for e in range(4)])
+    best = max(history, key=lambda h: h["val_dice"])
+    assert info["best_epoch"] == best["epoch"]
+    # The returned weights are the best epoch's: validating them again gives its score.
+    _, val_idx = split_validation(len(images), train_cfg.val_fraction, 3)
+    pairs = [fit_to_size(images[i], masks[i], 32, None) for i in val_idx]
+    x_val = np.stack([p[0] for p in pairs]).astype(np.float32)
+    y_val = np.stack([p[1] for p in pairs]).astype(np.float32)[..., None]
+    _, dice = _validate(model, x_val, y_val, get_loss("dice_bce"), 16)
+    assert dice == pytest.approx(best["val_dice"], abs=1e-5)
+    # With patience 1 the loop may stop before the last epoch, never after it.
+    stopped = TrainConfig(**{**train_cfg.to_dict(), "patience": 1, "epochs": 6})
+    _, history, _ = train_unet(images, masks, model_cfg, stopped, seed=3, verbose=0)
+    best_epoch = max(history, key=lambda h: h["val_dice"])["epoch"]
+    assert len(history) <= 6 and (len(history) == 6 or len(history) == best_epoch + 1)

@@ -17,6 +17,18 @@ def small_rf(random_state=0, **kwargs):
     return PixelClassifierSegmenter(forest, bank, n_samples=2000, random_state=random_state, **kwargs)
 
 
+def tiled_and_untiled(seg, image):
+    """``seg``'s probabilities for ``image`` with 40 px tiles and whole; restores its tile size."""
+    old = seg.tile
+    try:
+        seg.tile = 1024
+        untiled = seg.predict_proba(image)
+        seg.tile = 40
+        return seg.predict_proba(image), untiled
+    finally:
+        seg.tile = old
+
+
 def dice(a, b):
     return 2 * (a & b).sum() / (a.sum() + b.sum())
 
@@ -55,13 +67,7 @@ def test_tiled_equals_untiled_on_odd_sized_image(fitted):
     rng = np.random.default_rng(5)
     image = np.tile(disk_image(64, 12, seed=6)[0], (3, 3, 1))[:150, :133]
     image = np.clip(image.astype(int) + rng.integers(-3, 4, image.shape), 0, 255).astype(np.uint8)
-    fitted.tile = 1024
-    untiled = fitted.predict_proba(image)
-    fitted.tile = 40
-    try:
-        tiled = fitted.predict_proba(image)
-    finally:
-        fitted.tile = 512
+    tiled, untiled = tiled_and_untiled(fitted, image)
     assert tiled.shape == (150, 133)
     np.testing.assert_allclose(tiled, untiled, atol=1e-5)
 
@@ -160,13 +166,7 @@ def test_auto_context_learns_and_saves_stage_two(fitted_context, tmp_path):
 
 def test_auto_context_tiled_equals_untiled(fitted_context):
     image = np.tile(disk_image(64, 12, seed=6)[0], (3, 3, 1))[:150, :133]
-    fitted_context.tile = 1024
-    untiled = fitted_context.predict_proba(image)
-    fitted_context.tile = 40
-    try:
-        tiled = fitted_context.predict_proba(image)
-    finally:
-        fitted_context.tile = 512
+    tiled, untiled = tiled_and_untiled(fitted_context, image)
     np.testing.assert_allclose(tiled, untiled, atol=1e-5)
 
 
@@ -234,10 +234,8 @@ def test_threshold_tuning_is_learned_saved_and_tiled_exactly(training, tmp_path)
     assert loaded.threshold_ == seg.threshold_ and loaded.threshold_folds == 2
     np.testing.assert_array_equal(loaded.predict_proba(image), prob)
     big = np.tile(disk_image(64, 12, seed=6)[0], (3, 3, 1))[:150, :133]
-    seg.tile = 1024
-    untiled = seg.predict_proba(big)
-    seg.tile = 40
-    np.testing.assert_allclose(seg.predict_proba(big), untiled, atol=1e-5)
+    tiled, untiled = tiled_and_untiled(seg, big)
+    np.testing.assert_allclose(tiled, untiled, atol=1e-5)
 
 
 def test_threshold_tuning_refuses_auto_context(training):

@@ -359,13 +359,14 @@ def train_unet(
     y_val = np.stack([p[1] for p in val_pairs]).astype(np.float32)[..., None]
 
     model = build_unet(model_config)
+    loss_fn = get_loss(train_config.loss)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=train_config.learning_rate),
-        loss=get_loss(train_config.loss),
+        loss=loss_fn,
         metrics=[dice_coefficient],
     )
     history = _fit_loop(model, AugmentedBatches(train_images, train_masks, train_config, seed),
-                        x_val, y_val, get_loss(train_config.loss), train_config, verbose)
+                        x_val, y_val, loss_fn, train_config, verbose)
     best = max(history, key=lambda r: r["val_dice"]) if history else {"epoch": 0, "val_dice": float("nan")}
     info = {
         "device": device,

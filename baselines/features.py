@@ -32,8 +32,10 @@ the whole image inside the tile, provided tiles start on multiples of
 from __future__ import annotations
 
 import hashlib
+import os
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -47,6 +49,7 @@ __all__ = [
     "downsample_mean",
     "upsample",
     "colour_channels",
+    "colour_planes",
     "cached_features",
     "clear_feature_cache",
     "CONTEXT_FILTERS",
@@ -77,14 +80,19 @@ def downsample_mean(array: np.ndarray, factor: int) -> np.ndarray:
     -------
     ndarray, shape (H // factor, W // factor[, C]), float32
     """
-    array = np.asarray(array, dtype=np.float32)
     if factor == 1:
-        return array
+        return np.asarray(array, dtype=np.float32)
     h, w = array.shape[:2]
     if h % factor or w % factor:
         raise ValueError(f"Image of shape {array.shape} cannot be block-averaged by {factor}: pad it to a multiple first.")
-    blocks = array.reshape(h // factor, factor, w // factor, factor, *array.shape[2:])
-    return blocks.mean(axis=(1, 3), dtype=np.float32)
+    # Sum the factor**2 strided sub-grids: a few passes of contiguous float32
+    # adds, about 4x faster than a reshaped ``mean`` over two axes.
+    total = np.zeros((h // factor, w // factor, *array.shape[2:]), np.float32)
+    for dy in range(factor):
+        for dx in range(factor):
+            total += array[dy::factor, dx::factor]
+    total *= np.float32(1.0 / factor**2)
+    return total
 
 
 def upsample(prob: np.ndarray, factor: int) -> np.ndarray:
@@ -144,6 +152,17 @@ def colour_channels(rgb: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
     -------
     ndarray, shape (H, W, len(names)), float32
     """
+    planes = colour_planes(rgb, names)
+    return np.stack([planes[n] for n in names], axis=-1).astype(np.float32, copy=False)
+
+
+def colour_planes(rgb: np.ndarray, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The channels of :func:`colour_channels` as separate ``(H, W)`` planes, not stacked.
+
+    Returns
+    -------
+    dict of str to ndarray, each (H, W), float32 (possibly non-contiguous views)
+    """
     unknown = [n for n in names if n not in COLOUR_CHANNELS]
     if unknown:
         raise ValueError(f"Unknown colour channels {unknown}; known ones are {list(COLOUR_CHANNELS)}.")
@@ -160,7 +179,7 @@ def colour_channels(rgb: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
         hed = color.rgb2hed(rgb)
         for i, n in enumerate(("Hx", "Eo", "DAB")):
             out[n] = hed[..., i] * _HED_SCALE
-    return np.stack([out[n] for n in names], axis=-1).astype(np.float32, copy=False)
+    return {n: out[n].astype(np.float32, copy=False) for n in names}
 
 
 def _radius(sigma: float) -> int:
@@ -208,31 +227,31 @@ def _structure_eigen(x: np.ndarray, s: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _pad1(g: np.ndarray) -> np.ndarray:
-    """One pixel of symmetric padding on the two spatial axes (scipy's ``reflect``).
+    """One pixel of symmetric padding on the last two (spatial) axes (scipy's ``reflect``).
 
     Slice assignment rather than :func:`numpy.pad`, whose Python overhead
     dominated on a 64 x 64 grid.
     """
-    h, w = g.shape[:2]
-    p = np.empty((h + 2, w + 2) + g.shape[2:], g.dtype)
-    p[1:-1, 1:-1] = g
-    p[0, 1:-1], p[-1, 1:-1] = g[0], g[-1]
-    p[:, 0], p[:, -1] = p[:, 1], p[:, -2]
+    h, w = g.shape[-2:]
+    p = np.empty(g.shape[:-2] + (h + 2, w + 2), g.dtype)
+    p[..., 1:-1, 1:-1] = g
+    p[..., 0, 1:-1], p[..., -1, 1:-1] = g[..., 0, :], g[..., -1, :]
+    p[..., :, 0], p[..., :, -1] = p[..., :, 1], p[..., :, -2]
     return p
 
 
 def _gradmag_fd(smoothed: np.ndarray, s: float) -> np.ndarray:
-    """Gradient magnitude of an already Gaussian-smoothed channel by central differences."""
+    """Gradient magnitude of Gaussian-smoothed channels ``(..., h, w)`` by central differences."""
     p = _pad1(smoothed)
-    gr = p[2:, 1:-1] - p[:-2, 1:-1]
-    gc = p[1:-1, 2:] - p[1:-1, :-2]
+    gr = p[..., 2:, 1:-1] - p[..., :-2, 1:-1]
+    gc = p[..., 1:-1, 2:] - p[..., 1:-1, :-2]
     return np.float32(0.5) * np.sqrt(gr * gr + gc * gc)
 
 
 def _log_fd(smoothed: np.ndarray, s: float) -> np.ndarray:
-    """Scale-normalised 5-point Laplacian of an already Gaussian-smoothed channel."""
+    """Scale-normalised 5-point Laplacian of Gaussian-smoothed channels ``(..., h, w)``."""
     p = _pad1(smoothed)
-    lap = p[2:, 1:-1] + p[:-2, 1:-1] + p[1:-1, 2:] + p[1:-1, :-2] - np.float32(4) * p[1:-1, 1:-1]
+    lap = p[..., 2:, 1:-1] + p[..., :-2, 1:-1] + p[..., 1:-1, 2:] + p[..., 1:-1, :-2] - np.float32(4) * p[..., 1:-1, 1:-1]
     return lap * np.float32(s * s)
 
 
@@ -242,15 +261,15 @@ def _window(s: float) -> int:
 
 
 def _max_fd(smoothed: np.ndarray, s: float) -> np.ndarray:
-    """Largest value of Gaussian-smoothed channels (channels last) within ``4 s`` grid px."""
+    """Largest value of Gaussian-smoothed channels ``(..., h, w)`` within ``4 s`` grid px."""
     side = 2 * _window(s) + 1
-    return ndi.maximum_filter(smoothed, size=(side, side) + (1,) * (smoothed.ndim - 2), mode="reflect")
+    return ndi.maximum_filter(smoothed, size=(1,) * (smoothed.ndim - 2) + (side, side), mode="reflect")
 
 
 def _min_fd(smoothed: np.ndarray, s: float) -> np.ndarray:
-    """Smallest value of Gaussian-smoothed channels (channels last) within ``4 s`` grid px."""
+    """Smallest value of Gaussian-smoothed channels ``(..., h, w)`` within ``4 s`` grid px."""
     side = 2 * _window(s) + 1
-    return ndi.minimum_filter(smoothed, size=(side, side) + (1,) * (smoothed.ndim - 2), mode="reflect")
+    return ndi.minimum_filter(smoothed, size=(1,) * (smoothed.ndim - 2) + (side, side), mode="reflect")
 
 
 # Filters computed from the Gaussian-smoothed channel the bank already has for
@@ -366,41 +385,78 @@ class FeatureBank:
         if image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"Expected an (H, W, 3) RGB image, got shape {image.shape}.")
         rgb = downsample_mean(image, self.downsample) * np.float32(1 / 255)
-        channels = colour_channels(rgb, tuple(dict.fromkeys(self.colours + self.filtered)))
-        index = {n: i for i, n in enumerate(dict.fromkeys(self.colours + self.filtered))}
+        channels = colour_planes(rgb, tuple(dict.fromkeys(self.colours + self.filtered)))
         h, w = rgb.shape[:2]
-        out = np.empty((h, w, self.n_features), np.float32)
-        k = 0
-        for n in self.colours:
-            out[..., k] = channels[..., index[n]]
-            k += 1
-        smoothed: dict[float, np.ndarray] = {}
-        if any(f == "gauss" or f in _SMOOTHED_FILTERS for f in self.filters):
-            stack = np.ascontiguousarray(channels[..., [index[n] for n in self.filtered]])
-            for s in self.sigmas:
-                # sigma 0 on the channel axis: scipy skips it, so one call smooths every channel.
-                smoothed[s] = ndi.gaussian_filter(stack, (s, s, 0), mode="reflect")
-        # Filters of the smoothed channels run once per (filter, sigma) on
-        # all channels together (channels last), not once per channel.
-        derived = {
-            (filt, s): _SMOOTHED_FILTERS[filt](smoothed[s], s)
-            for filt in self.filters if filt in _SMOOTHED_FILTERS for s in self.sigmas
-        }
-        for c, n in enumerate(self.filtered):
-            x = np.ascontiguousarray(channels[..., index[n]])
-            for filt in self.filters:
-                func = FILTERS[filt][0]
+        # Assembled feature-first, (n_features, h, w), so every feature is one
+        # contiguous write; a single transpose at the end gives the
+        # pixel-major layout classifiers read.  Writing straight into
+        # (h, w, n_features) strided the 57 writes of the rf bank and cost a
+        # third of the bank's time on large images.
+        planes = np.empty((self.n_features, h, w), np.float32)
+        column = self._columns()
+        for k, n in enumerate(self.colours):
+            planes[k] = channels[n]
+        smoothed_names = [f for f in self.filters if f in _SMOOTHED_FILTERS]
+        if "gauss" in self.filters or smoothed_names:
+            stack = np.stack([channels[n] for n in self.filtered])
+
+            def one_sigma(s: float) -> None:
+                # sigma 0 on the channel axis: scipy skips it, so one call
+                # smooths every channel; the filters of the smoothed channels
+                # then run once on all of them together.
+                smooth = ndi.gaussian_filter(stack, (0, s, s), mode="reflect")
+                results = {"gauss": smooth}
+                results.update({f: _SMOOTHED_FILTERS[f](smooth, s) for f in smoothed_names})
+                for filt, result in results.items():
+                    if filt in self.filters:
+                        for c in range(len(self.filtered)):
+                            planes[column[c, filt, s, 0]] = result[c]
+
+            # The sigmas are independent and scipy.ndimage releases the GIL,
+            # so on a large image two threads take about 0.6x the time.
+            if h * w >= THREAD_MIN_PIXELS and len(self.sigmas) > 1:
+                list(_feature_pool().map(one_sigma, self.sigmas))
+            else:
                 for s in self.sigmas:
-                    if filt == "gauss":
-                        result = smoothed[s][..., c]
-                    elif filt in _SMOOTHED_FILTERS:
-                        result = derived[filt, s][..., c]
-                    else:
-                        result = func(x, s)
-                    for r in result if isinstance(result, tuple) else (result,):
-                        out[..., k] = r
+                    one_sigma(s)
+        for c, n in enumerate(self.filtered):
+            x = None
+            for filt in self.filters:
+                if filt == "gauss" or filt in _SMOOTHED_FILTERS:
+                    continue
+                x = np.ascontiguousarray(channels[n]) if x is None else x
+                for s in self.sigmas:
+                    result = FILTERS[filt][0](x, s)
+                    for r, plane in enumerate(result if isinstance(result, tuple) else (result,)):
+                        planes[column[c, filt, s, r]] = plane
+        return np.ascontiguousarray(np.moveaxis(planes, 0, -1))
+
+    def _columns(self) -> dict[tuple[int, str, float, int], int]:
+        """Feature index of (filtered channel, filter, sigma, output), in the order of :attr:`names`."""
+        columns, k = {}, len(self.colours)
+        for c in range(len(self.filtered)):
+            for filt in self.filters:
+                for s in self.sigmas:
+                    for r in range(len(FILTERS[filt][1])):
+                        columns[c, filt, s, r] = k
                         k += 1
-        return out
+        return columns
+
+
+#: Feature-grid pixels from which :meth:`FeatureBank.compute` runs its scales
+#: in two threads (a 128 px patch on the 2x grid, 4,096 px, gains nothing).
+THREAD_MIN_PIXELS = 32_768
+
+_FEATURE_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _feature_pool() -> ThreadPoolExecutor:
+    """A persistent two-thread pool, rebuilt in a forked child (its parent's threads do not exist there)."""
+    pool = _FEATURE_POOLS.get(os.getpid())
+    if pool is None:
+        _FEATURE_POOLS.clear()
+        pool = _FEATURE_POOLS[os.getpid()] = ThreadPoolExecutor(2, thread_name_prefix="features")
+    return pool
 
 
 _CACHE: OrderedDict[tuple, np.ndarray] = OrderedDict()

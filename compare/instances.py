@@ -9,7 +9,11 @@ The recipe (scikit-image's watershed docstring, adapted):
    apart, seed a watershed on the negated distance, so touching WBCs come
    apart along the neck between them;
 3. a split is kept only if every piece is itself at least ``min_area`` (an
-   irregular single cell is not cut into slivers).
+   irregular single cell is not cut into slivers);
+4. a piece that is far more elongated or less convex than any WBC of the
+   training masks (``max_elongation``, ``min_solidity``) is dropped: that is
+   the thin, curved strip a pixel classifier can leave along the dark edge
+   of the field of view.
 
 The parameters come from the training masks (:func:`tune_instance_params`),
 not from hand tuning, and are saved with each model.
@@ -59,12 +63,20 @@ class InstanceParams:
         Only components at least this large are considered for splitting.
     min_distance : int
         Minimum distance in pixels between two watershed markers.
+    max_elongation : float
+        Pieces whose major / minor axis ratio (of the ellipse with the same
+        second moments) exceeds this are not WBCs; 0 disables the check.
+    min_solidity : float
+        Pieces whose area over convex-hull area is below this are not WBCs;
+        0 disables the check.
     """
 
     threshold: float = 0.5
     min_area: int = 800
     split_area: int = 5000
     min_distance: int = 15
+    max_elongation: float = 0.0
+    min_solidity: float = 0.0
 
     def to_json(self, path: str | Path) -> None:
         """Write the parameters as JSON (atomically)."""
@@ -113,7 +125,14 @@ def tune_instance_params(masks: Sequence[np.ndarray], *, threshold: float = 0.5)
     set the area above which a component must hold two cells (1.3 x the 98th
     percentile), and the typical radius sets the marker spacing (0.6 x the
     median equivalent radius: two touching cells' centres are about two radii
-    apart, while one cell's distance map has a single broad peak).
+    apart, while one cell's distance map has a single broad peak).  The
+    shape limits leave a wide margin around the WBCs' own shapes: elongation
+    up to 1.7 x the most elongated whole WBC (at least 3), solidity down to
+    0.85 x the least convex one.  On the SigTuple masks (172 whole WBCs:
+    elongation <= 1.77, solidity >= 0.747) that is 3.0 and 0.635, while every
+    segmenter's correctly found WBCs measured elongation <= 1.93 and
+    solidity >= 0.725, and the svm's two field-edge strips on
+    54A84627F362 measured (4.83, 0.743) and (2.62, 0.577).
 
     Parameters
     ----------
@@ -125,12 +144,18 @@ def tune_instance_params(masks: Sequence[np.ndarray], *, threshold: float = 0.5)
     -------
     InstanceParams
     """
-    areas = []
+    areas, elongations, solidities = [], [], []
     for mask in masks:
         labels = label_truth(mask)
         border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
         counts = np.bincount(labels.ravel())
-        areas.extend(int(counts[i]) for i in range(1, len(counts)) if i not in border and counts[i] > 0)
+        for i, box in enumerate(ndi.find_objects(labels), start=1):
+            if box is None or i in border or counts[i] == 0:
+                continue
+            areas.append(int(counts[i]))
+            elongation, solidity = _shape(labels[box] == i)
+            elongations.append(elongation)
+            solidities.append(solidity)
     if not areas:
         raise ValueError("No whole WBC in the training masks (all empty or touching the border); cannot tune the instance stage.")
     areas_arr = np.asarray(areas, float)
@@ -140,7 +165,38 @@ def tune_instance_params(masks: Sequence[np.ndarray], *, threshold: float = 0.5)
         min_area=int(0.5 * np.percentile(areas_arr, 2)),
         split_area=int(1.3 * np.percentile(areas_arr, 98)),
         min_distance=max(2, int(round(0.6 * radius))),
+        max_elongation=round(max(3.0, 1.7 * max(elongations)), 3),
+        min_solidity=round(0.85 * min(solidities), 3),
     )
+
+
+def _shape(piece: np.ndarray) -> tuple[float, float]:
+    """Elongation (major / minor axis of the moment ellipse) and solidity of one object.
+
+    Parameters
+    ----------
+    piece : ndarray, shape (h, w), bool
+        One connected object, cropped to its bounding box.
+
+    Returns
+    -------
+    (float, float)
+    """
+    from skimage.measure import regionprops
+
+    props = regionprops(piece.astype(np.uint8))[0]
+    elongation = props.axis_major_length / max(props.axis_minor_length, 1.0)
+    return float(elongation), float(props.solidity)
+
+
+def _plausible(piece: np.ndarray, params: InstanceParams) -> bool:
+    """Whether a piece's shape is within the limits of ``params`` (always, if they are off)."""
+    if not (params.max_elongation or params.min_solidity):
+        return True
+    elongation, solidity = _shape(piece)
+    if params.max_elongation and elongation > params.max_elongation:
+        return False
+    return not (params.min_solidity and solidity < params.min_solidity)
 
 
 def clean_mask(prob: np.ndarray, params: InstanceParams = InstanceParams()) -> np.ndarray:
@@ -215,6 +271,8 @@ def _pieces(prob: np.ndarray, params: InstanceParams) -> list[tuple[int, tuple[s
         parts = _split_component(component, params) if areas[index] >= params.split_area else [component]
         crop_prob = prob[box]
         for piece in parts:
+            if not _plausible(piece, params):
+                continue
             row = int(np.argmax(piece.any(axis=1)))
             col = int(np.argmax(piece[row]))
             first = (box[0].start + row) * width + box[1].start + col

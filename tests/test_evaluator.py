@@ -131,3 +131,33 @@ def test_matching_properties(true, pred, perm):
     if true.any():
         perfect = match_instances(true, true)
         assert perfect.f1 == 1.0 and perfect.panoptic_quality == pytest.approx(1.0)
+
+
+def _disk_and_strip():
+    """A 150 x 200 map with a disk (r 12) and a thin 4 x 90 px strip, both probability 1."""
+    prob = np.zeros((150, 200), np.float32)
+    yy, xx = np.mgrid[:150, :200]
+    prob[(yy - 40) ** 2 + (xx - 40) ** 2 <= 12**2] = 1.0
+    prob[110:114, 60:150] = 1.0
+    return prob
+
+
+def test_shape_limits_drop_a_field_edge_strip_and_keep_a_cell():
+    prob = _disk_and_strip()
+    loose = InstanceParams(min_area=100, split_area=10_000, min_distance=8)
+    assert separate_instances(prob, loose).max() == 2  # no shape limits: both count
+    strict = InstanceParams(min_area=100, split_area=10_000, min_distance=8, max_elongation=3.0, min_solidity=0.6)
+    labels = separate_instances(prob, strict)
+    assert labels.max() == 1
+    assert labels[40, 40] == 1 and labels[112, 100] == 0
+
+
+def test_shape_limits_are_learned_from_the_masks():
+    masks = [disk((64, 64), (32, 32), r) for r in (10, 12, 14)]
+    params = tune_instance_params(masks)
+    # Disks are round and convex: the floor of 3 applies, solidity ~0.85 x ~0.97.
+    assert params.max_elongation == 3.0
+    assert 0.75 < params.min_solidity < 0.85
+    # A crescent-shaped training cell loosens the solidity limit.
+    crescent = disk((64, 64), (32, 32), 14) & ~disk((64, 64), (32, 40), 12)
+    assert tune_instance_params(masks + [crescent]).min_solidity < params.min_solidity

@@ -226,15 +226,23 @@ _PROTOCOL_WORDS = {"cv": "grouped cross-validation over the training patches",
                    "large": "the large labelled images", "test": "the unlabelled test images"}
 
 
-def _cost(row: pd.Series) -> str:
+_SPEED_WORDS = {"cv": "the 128 × 128 patches", "large": "the large images", "test": "the test images"}
+
+
+def _cost(row: pd.Series, where: str) -> str:
+    """"fits in ... and predicts ... on ``where``": the speed belongs to that protocol's images.
+
+    A per-call cost dominates on 128 px patches, so their megapixels per
+    second do not extrapolate to a large image; the sentence says which
+    images it was measured on rather than converting it to a large size.
+    """
     speed = pd.to_numeric(pd.Series([row.get("predict_mpx_s")]), errors="coerce").iloc[0]
     fit = pd.to_numeric(pd.Series([row.get("fit_s")]), errors="coerce").iloc[0]
     parts = []
     if np.isfinite(fit):
         parts.append(f"fits in {_seconds(fit)} s per training set")
     if np.isfinite(speed) and speed > 0:
-        parts.append(f"predicts {speed:.2f} megapixels per second "
-                     f"(a 1024 × 1024 image in {1.048576 / speed:.1f} s)")
+        parts.append(f"predicts {speed:.2f} megapixels per second on {where}")
     return " and ".join(parts)
 
 
@@ -254,7 +262,11 @@ def headline(run: RunData, pairs: pd.DataFrame, protocol: str | None) -> list[st
     else:
         runner = ranked.iloc[1]
         lines.append(_versus(best.segmenter, runner, pairs))
-    cost = _cost(best)
+    cost = _cost(best, _SPEED_WORDS[protocol])
+    large = run.summary[(run.summary.segmenter == best.segmenter) & (run.summary.protocol == "large")]
+    large_speed = pd.to_numeric(large.get("predict_mpx_s"), errors="coerce")
+    if cost and protocol == "cv" and large_speed is not None and large_speed.notna().any():
+        cost += f" ({float(large_speed.dropna().iloc[0]):.2f} on the large images)"
     if cost:
         lines.append(f"Cost: {best.segmenter} {cost}.")
     speeds = pd.to_numeric(ranked["predict_mpx_s"], errors="coerce")

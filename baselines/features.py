@@ -52,6 +52,7 @@ __all__ = [
     "colour_planes",
     "cached_features",
     "clear_feature_cache",
+    "thread_pool",
     "CONTEXT_FILTERS",
     "context_features",
     "context_reach",
@@ -415,7 +416,7 @@ class FeatureBank:
             # The sigmas are independent and scipy.ndimage releases the GIL,
             # so on a large image two threads take about 0.6x the time.
             if h * w >= THREAD_MIN_PIXELS and len(self.sigmas) > 1:
-                list(_feature_pool().map(one_sigma, self.sigmas))
+                list(thread_pool(2).map(one_sigma, self.sigmas))
             else:
                 for s in self.sigmas:
                     one_sigma(s)
@@ -448,15 +449,25 @@ class FeatureBank:
 #: measured 6.1-8.1 ms a patch serial against 8.7-9.0 ms threaded.
 THREAD_MIN_PIXELS = 32_768
 
-_FEATURE_POOLS: dict[int, ThreadPoolExecutor] = {}
+# Thread pools kept between calls (creating one per 128 px patch costs about
+# as much as it saves); keyed by size, rebuilt in a forked child process.
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOL_PID = [os.getpid()]
 
 
-def _feature_pool() -> ThreadPoolExecutor:
-    """A persistent two-thread pool, rebuilt in a forked child (its parent's threads do not exist there)."""
-    pool = _FEATURE_POOLS.get(os.getpid())
+def thread_pool(n_workers: int) -> ThreadPoolExecutor:
+    """A persistent pool of ``n_workers`` threads, shared by the feature bank and the forest.
+
+    Rebuilt in a forked child, where the parent's threads do not exist.  Its
+    tasks must not submit to the same pool (none do: features and tree walks
+    run one after the other).
+    """
+    if _POOL_PID[0] != os.getpid():
+        _POOLS.clear()
+        _POOL_PID[0] = os.getpid()
+    pool = _POOLS.get(n_workers)
     if pool is None:
-        _FEATURE_POOLS.clear()
-        pool = _FEATURE_POOLS[os.getpid()] = ThreadPoolExecutor(2, thread_name_prefix="features")
+        pool = _POOLS[n_workers] = ThreadPoolExecutor(n_workers, thread_name_prefix="wbc-worker")
     return pool
 
 

@@ -116,7 +116,6 @@ import json
 import os
 import weakref
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +129,7 @@ from baselines.features import (
     context_features,
     context_reach,
     downsample_mean,
+    thread_pool,
     upsample,
 )
 from tiling import predict_tiled
@@ -137,6 +137,7 @@ from tiling import predict_tiled
 __all__ = [
     "PixelClassifierSegmenter",
     "TRUSTED_TYPES",
+    "coarse_labels",
     "sample_pixels",
     "rf_segmenter",
     "svm_segmenter",
@@ -210,7 +211,7 @@ def _pad_to_multiple(array: np.ndarray, factor: int) -> np.ndarray:
     return np.pad(array, pad, mode="symmetric")
 
 
-def _coarse_labels(mask: np.ndarray, factor: int) -> np.ndarray:
+def coarse_labels(mask: np.ndarray, factor: int) -> np.ndarray:
     """Majority label of each ``factor`` x ``factor`` block, shape (H/f, W/f), bool."""
     return downsample_mean(_pad_to_multiple(mask, factor), factor) >= 0.5
 
@@ -362,21 +363,6 @@ PARALLEL_MIN_ROWS = 2_048
 #: Rows per block in :func:`_positive_proba` (about 1 MB of float32 features at 57 per row).
 ROW_BLOCK = 4_096
 
-# Thread pools kept between calls (creating one per 128 px patch costs about
-# as much as it saves); keyed by size, rebuilt in a forked child process.
-_POOLS: dict[int, ThreadPoolExecutor] = {}
-_POOL_PID = [os.getpid()]
-
-
-def _pool(n_jobs: int) -> ThreadPoolExecutor:
-    if _POOL_PID[0] != os.getpid():  # forked: the parent's threads do not exist here
-        _POOLS.clear()
-        _POOL_PID[0] = os.getpid()
-    pool = _POOLS.get(n_jobs)
-    if pool is None:
-        pool = _POOLS[n_jobs] = ThreadPoolExecutor(n_jobs, thread_name_prefix="forest-predict")
-    return pool
-
 # Per fitted forest: [(tree, foreground probability of each node)], built once.
 _LEAF_TABLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -459,7 +445,7 @@ def _positive_proba(classifier: Any, X: np.ndarray) -> np.ndarray:
     if n_jobs == 1 or len(jobs) == 1:
         parts = [accumulate(j) for j in jobs]
     else:
-        parts = list(_pool(n_jobs).map(accumulate, jobs))
+        parts = list(thread_pool(n_jobs).map(accumulate, jobs))
     return (combine(parts) / len(tables)).astype(np.float32)
 
 
@@ -628,7 +614,7 @@ class PixelClassifierSegmenter:
         bank = self.bank_
         factor = bank.downsample
         feats = [cached_features(bank, _pad_to_multiple(img, factor)) for img in images]
-        labels = [_coarse_labels(m, factor) for m in masks]
+        labels = [coarse_labels(m, factor) for m in masks]
         if not any(lab.any() for lab in labels) or all(lab.all() for lab in labels):
             raise ValueError("Training masks contain only one class; they need both WBC and background pixels.")
         feature_s = time.perf_counter() - start

@@ -42,7 +42,9 @@ from scipy import ndimage as ndi
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from compare.data import load_large, load_patches  # noqa: E402
+from baselines.pixel import coarse_labels  # noqa: E402
 from compare.io import write_text_atomic  # noqa: E402
+from compare.metrics import pixel_scores  # noqa: E402
 
 #: Patches cut from large training images (``../shared/data/SOURCES.md``).
 CROPPED_FROM = {
@@ -53,17 +55,14 @@ GRID = 4
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice of two bool masks of one shape (1.0 when both are empty)."""
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * float((a & b).sum()) / total
+    """The suite's Dice of two bool masks of one shape."""
+    return pixel_scores(a, b)["dice"]
 
 
 def snap_to_grid(mask: np.ndarray, grid: int = GRID) -> np.ndarray:
     """Majority of each ``grid`` x ``grid`` block anchored at (0, 0); (H, W) bool -> (H, W) bool."""
-    h, w = mask.shape
-    padded = np.pad(mask.astype(np.float32), ((0, -h % grid), (0, -w % grid)), mode="edge")
-    blocks = padded.reshape(padded.shape[0] // grid, grid, padded.shape[1] // grid, grid).mean(axis=(1, 3)) >= 0.5
-    return np.repeat(np.repeat(blocks, grid, 0), grid, 1)[:h, :w]
+    blocks = coarse_labels(mask, grid)  # the rf sampler's block majority
+    return np.repeat(np.repeat(blocks, grid, 0), grid, 1)[:mask.shape[0], :mask.shape[1]]
 
 
 def annotation_agreement() -> list[dict]:

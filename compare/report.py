@@ -226,6 +226,12 @@ _PROTOCOL_WORDS = {"cv": "grouped cross-validation over the training patches",
                    "large": "the large labelled images", "test": "the unlabelled test images"}
 
 
+def _speed(row: pd.Series) -> float | None:
+    """A summary row's predict Mpx/s, or None when it is missing, not a number or not positive."""
+    speed = pd.to_numeric(pd.Series([row.get("predict_mpx_s")]), errors="coerce").iloc[0]
+    return float(speed) if np.isfinite(speed) and speed > 0 else None
+
+
 _SPEED_WORDS = {"cv": "the 128 × 128 patches", "large": "the large images", "test": "the test images"}
 
 
@@ -236,12 +242,12 @@ def _cost(row: pd.Series, where: str) -> str:
     second do not extrapolate to a large image; the sentence says which
     images it was measured on rather than converting it to a large size.
     """
-    speed = pd.to_numeric(pd.Series([row.get("predict_mpx_s")]), errors="coerce").iloc[0]
+    speed = _speed(row)
     fit = pd.to_numeric(pd.Series([row.get("fit_s")]), errors="coerce").iloc[0]
     parts = []
     if np.isfinite(fit):
         parts.append(f"fits in {_seconds(fit)} s per training set")
-    if np.isfinite(speed) and speed > 0:
+    if speed:
         parts.append(f"predicts {speed:.2f} megapixels per second on {where}")
     return " and ".join(parts)
 
@@ -264,9 +270,9 @@ def headline(run: RunData, pairs: pd.DataFrame, protocol: str | None) -> list[st
         lines.append(_versus(best.segmenter, runner, pairs))
     cost = _cost(best, _SPEED_WORDS[protocol])
     large = run.summary[(run.summary.segmenter == best.segmenter) & (run.summary.protocol == "large")]
-    large_speed = pd.to_numeric(large.get("predict_mpx_s"), errors="coerce")
-    if cost and protocol == "cv" and large_speed is not None and large_speed.notna().any():
-        cost += f" ({float(large_speed.dropna().iloc[0]):.2f} on the large images)"
+    large_speed = _speed(large.iloc[0]) if protocol == "cv" and not large.empty else None
+    if cost and large_speed:
+        cost += f" ({large_speed:.2f} on the large images)"
     if cost:
         lines.append(f"Cost: {best.segmenter} {cost}.")
     speeds = pd.to_numeric(ranked["predict_mpx_s"], errors="coerce")

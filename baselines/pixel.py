@@ -75,7 +75,7 @@ so only figures of one run are compared; ``svm`` figures and the older
     probability map (Gaussian, 1-3 px) before thresholding +0.001 at most;
     tiles of 1024 instead of 512 px: 0.87x the speed on the large images
     (with the old strided feature assembly; since session 3 ``rf`` runs
-    images up to :data:`RF_TILE` = 1536 px whole, about 2x faster there).
+    images up to :data:`RF_TILE` = 1536 px whole, about 3x faster there).
 
     Auto-context (``auto_context=True``), measured on grouped folds 0-1
     (2 shared cores): extra trees 32/16 in both stages 0.927 (single-stage

@@ -1,0 +1,89 @@
+"""Tests for the stain package on small synthetic smears."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from stain.normalise import SIGTUPLE_BACKGROUND, background_colour, white_balance
+
+
+def synthetic_smear(size: int = 160, *, wbc_radius: int = 30, seed: int = 0, black_edge: bool = False):
+    """A plasma background with red cells and one WBC (purple nucleus in lilac cytoplasm).
+
+    Returns the (size, size, 3) uint8 image and the (size, size) bool WBC mask.
+    """
+    rng = np.random.default_rng(seed)
+    img = np.empty((size, size, 3), np.float64)
+    img[:] = (236, 238, 228)
+    yy, xx = np.mgrid[:size, :size]
+    for _ in range(size * size // 900):
+        cy, cx = rng.integers(0, size, 2)
+        img[(yy - cy) ** 2 + (xx - cx) ** 2 < 15 ** 2] = (205, 170, 190)
+    c = size // 2
+    r2 = (yy - c) ** 2 + (xx - c) ** 2
+    mask = r2 < wbc_radius ** 2
+    img[mask] = (200, 170, 215)
+    img[r2 < (0.6 * wbc_radius) ** 2] = (95, 40, 150)
+    img += rng.normal(0, 2, img.shape)
+    if black_edge:
+        img[(yy - c) ** 2 + (xx - c) ** 2 > (0.55 * size) ** 2] = 3
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8), mask
+
+
+def test_background_colour_finds_plasma():
+    img, _ = synthetic_smear()
+    bg = background_colour(img)
+    assert bg.shape == (3,) and bg.dtype == np.float64
+    assert np.all(np.abs(bg - (236, 238, 228)) <= 5)
+
+
+def test_background_colour_ignores_black_edge_and_crowding():
+    img, _ = synthetic_smear(200, black_edge=True)
+    assert np.all(np.abs(background_colour(img) - (236, 238, 228)) <= 5)
+    # 120 px crop almost filled by the WBC: plasma only in the corners.
+    crop, mask = synthetic_smear(120, wbc_radius=55, seed=1)
+    assert mask.mean() > 0.6
+    assert np.all(np.abs(background_colour(crop) - (236, 238, 228)) <= 6)
+
+
+def test_background_colour_is_scale_independent():
+    img, _ = synthetic_smear(160)
+    big = np.repeat(np.repeat(img, 3, axis=0), 3, axis=1)
+    assert np.all(np.abs(background_colour(big) - background_colour(img)) <= 2)
+
+
+@pytest.mark.parametrize("tint", [(1.0, 0.95, 0.65), (0.75, 0.85, 1.0), (0.55, 0.55, 0.55), (1.0, 0.8, 0.9)])
+def test_white_balance_recovers_tinted_image(tint):
+    img, _ = synthetic_smear()
+    tinted = np.clip(np.rint(img * np.array(tint)), 0, 255).astype(np.uint8)
+    assert np.abs(tinted.astype(int) - img).max() > 20
+    back = white_balance(tinted, background_colour(img))
+    assert back.dtype == np.uint8 and back.shape == img.shape
+    err = np.abs(back.astype(int) - img.astype(int))
+    # Quantisation of the dim channel (x0.55) costs up to ~2 levels per pixel.
+    assert np.median(err) <= 2 and np.percentile(err, 99) <= 4
+
+
+def test_white_balance_default_reference_is_sigtuple():
+    img, _ = synthetic_smear()
+    out = white_balance(img)
+    assert np.all(np.abs(background_colour(out) - SIGTUPLE_BACKGROUND) <= 2)
+
+
+def test_white_balance_rejects_grey():
+    with pytest.raises(ValueError, match="RGB"):
+        white_balance(np.zeros((8, 8), np.uint8))
+
+
+def test_white_balance_is_fast_on_a_megapixel():
+    img, _ = synthetic_smear(128)
+    big = np.tile(img, (8, 8, 1))  # 1024 x 1024
+    white_balance(big)
+    start = time.perf_counter()
+    for _ in range(5):
+        white_balance(big)
+    # Budget 20 ms per Mpx; the margin covers a loaded test machine.
+    assert (time.perf_counter() - start) / 5 < 0.06

@@ -87,3 +87,36 @@ def test_white_balance_is_fast_on_a_megapixel():
         white_balance(big)
     # Budget 20 ms per Mpx; the margin covers a loaded test machine.
     assert (time.perf_counter() - start) / 5 < 0.06
+
+
+def test_restain_with_defaults_is_identity_on_stained_pixels():
+    from stain.looks import restain
+
+    img, _ = synthetic_smear()
+    out = restain(img)
+    # Pixels brighter than the background estimate are clamped to it (noise in
+    # the plasma), so compare the stained ones.
+    stained = img.astype(int).sum(axis=-1) < 600
+    assert np.abs(out.astype(int) - img)[stained].max() <= 2
+
+
+@pytest.mark.parametrize("name", ["rapid", "cellavision", "camera"])
+def test_looks_change_colour_keep_shape_and_are_deterministic(name):
+    from stain.looks import LOOKS
+
+    img, mask = synthetic_smear()
+    a = LOOKS[name](img, seed=3)
+    b = LOOKS[name](img, seed=3)
+    assert a.shape == img.shape and a.dtype == np.uint8
+    assert np.array_equal(a, b)
+    assert np.abs(a.astype(int) - img).mean() > 5
+    # The WBC nucleus stays the darkest structure, so the mask still fits.
+    assert a[mask].astype(int).sum(-1).mean() < a[~mask].astype(int).sum(-1).mean()
+
+
+def test_rapid_stain_has_yellow_background():
+    from stain.looks import rapid_stain
+
+    img, _ = synthetic_smear()
+    r, g, b = background_colour(rapid_stain(img))
+    assert r - b > 50 and g - b > 40

@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from compare.data import load_large, load_patches  # noqa: E402
 from baselines.pixel import coarse_labels  # noqa: E402
 from compare.io import write_text_atomic  # noqa: E402
-from compare.metrics import pixel_scores  # noqa: E402
+from compare.metrics import dice  # noqa: E402
 
 #: Patches cut from large training images (``../shared/data/SOURCES.md``).
 CROPPED_FROM = {
@@ -52,11 +52,6 @@ CROPPED_FROM = {
     "train-90": "1467973104", "train-107": "54A84627F362", "train-108": "54A84627F362", "train-110": "54A84627F362",
 }
 GRID = 4
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """The suite's Dice of two bool masks of one shape."""
-    return pixel_scores(a, b)["dice"]
 
 
 def snap_to_grid(mask: np.ndarray, grid: int = GRID) -> np.ndarray:

@@ -93,3 +93,60 @@ def test_pairwise_wilcoxon_one_segmenter_gives_empty_table():
 def test_bootstrap_ci_unchanged_contract():
     low, high = bootstrap_ci([0.5, 0.6, 0.7, np.nan], seed=0)
     assert 0.5 <= low <= 0.6 <= high <= 0.7
+
+
+def test_rank_biserial_effect_size():
+    from compare.stats import rank_biserial
+
+    assert rank_biserial([0.1, 0.2, 0.3]) == 1.0
+    assert rank_biserial([-0.1, -0.2]) == -1.0
+    # Ranks of |d| = 1, 2, 3: (1 + 3 - 2) / 6.
+    assert rank_biserial([0.1, -0.2, 0.3, 0.0]) == pytest.approx(2 / 6)
+    assert np.isnan(rank_biserial([0.0, np.nan]))
+    result = paired_wilcoxon([0.9, 0.8, 0.7], [0.8, 0.85, 0.6])
+    assert result["rank_biserial"] == pytest.approx(rank_biserial([0.1, -0.05, 0.1]))
+
+
+def _shift_rows():
+    """Synthetic per_image rows: cv and large, plus two shifts on both sources."""
+    rows = []
+    for name, base in (("alpha", 0.9), ("beta", 0.8)):
+        for i in range(4):
+            rows.append({"segmenter": name, "protocol": "cv", "fold": "0", "image": f"p{i}", "dice": base,
+                         "iou": base, "precision": base, "recall": base, "true_count": 1, "pred_count": 1,
+                         "tp": 1, "fp": 0, "fn": 0, "hd95": 2.0 + i, "surface_dice": 0.9})
+        for shift, drop in (("scale_2x", 0.3), ("lab_a_like", 0.05)):
+            for source, true, pred in (("cv", 1, 2), ("large", 3, 3), ("large", 2, 1)):
+                rows.append({"segmenter": name, "protocol": "shift", "fold": "final", "image": f"{source}-{true}",
+                             "shift": shift, "source": source, "dice": base - drop, "iou": 0.5, "precision": 0.5,
+                             "recall": 0.5, "true_count": true, "pred_count": pred, "tp": 1, "fp": 0, "fn": 0,
+                             "hd95": np.inf if source == "cv" else 4.0, "surface_dice": 0.5})
+    return pd.DataFrame(rows)
+
+
+def test_summary_has_boundary_means_and_one_row_per_shift():
+    from compare.summary import SUMMARY_COLUMNS, summarise
+
+    summary = summarise(_shift_rows(), {})
+    assert list(summary.columns) == list(SUMMARY_COLUMNS)
+    cv = summary[(summary.protocol == "cv") & (summary.segmenter == "alpha")].iloc[0]
+    assert cv.hd95_mean == pytest.approx(3.5) and cv.hd95_inf == 0 and cv.surface_dice_mean == pytest.approx(0.9)
+    assert cv["shift"] == ""
+    shifts = summary[summary.protocol == "shift"]
+    assert len(shifts) == 4 and set(shifts["shift"]) == {"scale_2x", "lab_a_like"}
+    row = shifts[(shifts.segmenter == "beta") & (shifts["shift"] == "scale_2x")].iloc[0]
+    assert row.dice_mean == pytest.approx(0.5) and row.n_images == 3
+    # Counts only from the large source: one exact (3/3) of two; the cv patch (1 -> 2) is ignored.
+    assert row.count_exact == pytest.approx(0.5) and row.count_mae == pytest.approx(0.5)
+    # The infinite HD95 (an empty mask) is counted, not averaged.
+    assert row.hd95_mean == pytest.approx(4.0) and row.hd95_inf == 1
+
+
+def test_summary_of_a_run_without_boundary_or_shift_columns():
+    from compare.summary import summarise
+
+    old = _shift_rows()
+    old = old[old.protocol == "cv"].drop(columns=["hd95", "surface_dice", "shift", "source"])
+    summary = summarise(old, {})
+    assert summary["hd95_mean"].isna().all() and summary["surface_dice_mean"].isna().all()
+    assert (summary["shift"] == "").all() and summary["dice_mean"].notna().all()

@@ -52,9 +52,9 @@ def make_image(target_mpx: float, path: Path) -> tuple[int, int]:
     """Write a PNG of about ``target_mpx`` megapixels tiled from a shipped large image."""
     from PIL import Image
 
-    from compare.data import default_data_dir, read_image
+    from compare.data import read_image, resolve_data_dir
 
-    tile = read_image(default_data_dir() / "Train_Data" / "54A84627F362.jpg")
+    tile = read_image(resolve_data_dir().path / "Train_Data" / "54A84627F362.jpg")
     side = int(round(np.sqrt(target_mpx * 1e6)))
     reps = (int(np.ceil(side / tile.shape[0])), int(np.ceil(side / tile.shape[1])))
     # Mirror every other copy so that the image is continuous at the seams.

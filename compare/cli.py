@@ -1,4 +1,4 @@
-"""Command line: ``python -m compare {run,list,report,predict}``.
+"""Command line: ``python -m compare {run,list,report,predict,data}``.
 
 Only the standard library is imported before the arguments are parsed, so
 ``--help`` answers at once; the runner, and TensorFlow with it, load after.
@@ -25,18 +25,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="fit and evaluate segmenters through the cv, large and test protocols",
+    run = sub.add_parser("run", help="fit and evaluate segmenters through the cv, large, test and shift protocols",
                          description="Fit and evaluate segmenters; writes per_image.csv, summary.csv, summary.md, "
                                      "config.json, splits.json, env.json, models/, predictions/ and a report.")
     which = run.add_mutually_exclusive_group(required=True)
     which.add_argument("--all", action="store_true", help="every registered segmenter (slow ones only with --include-slow)")
     which.add_argument("--segmenters", type=_csv_list, metavar="A,B", help="comma-separated registry names (see 'list')")
     run.add_argument("--include-slow", action="store_true", help="with --all, also run segmenters marked slow")
-    run.add_argument("--protocols", type=_csv_list, default=["cv", "large", "test"], metavar="P,Q",
-                     help="any of cv,large,test (default: all three)")
+    run.add_argument("--protocols", type=_csv_list, default=["cv", "large", "test", "shift"], metavar="P,Q",
+                     help="any of cv,large,test,shift (default: all four)")
     run.add_argument("--folds", type=int, default=5, help="grouped folds for cv (default 5)")
     run.add_argument("--seed", type=int, default=0, help="seed of splits, sampling and training (default 0)")
-    run.add_argument("--data", type=Path, default=None, help="data folder in the SigTuple layout (default: the shipped copy)")
+    run.add_argument("--data", type=Path, default=None,
+                     help="data folder in the SigTuple layout (default: $WBC_DATA, ../shared/data/sigtuple, "
+                          "or the user cache, downloaded on first use)")
     run.add_argument("--out", type=Path, default=Path("results"), help="run folder (default: results)")
     run.add_argument("--resume", action="store_true", help="reuse finished (segmenter, protocol, fold) results in --out")
     run.add_argument("--no-report", action="store_true", help="skip report.md / report.html")
@@ -57,7 +59,22 @@ def build_parser() -> argparse.ArgumentParser:
                          help="estimate the scale from the image itself (red-cell size)")
     predict.add_argument("--scheduler", default=None, metavar="ADDRESS",
                          help="a Dask distributed scheduler to spread images over (default: run locally)")
+    _add_data_parser(sub)
     return parser
+
+
+def _add_data_parser(sub) -> None:
+    """``data fetch [--to DIR]`` and ``data info [--data DIR]``."""
+    data = sub.add_parser("data", help="download the SigTuple data set, or show where it is found",
+                          description="The SigTuple data is not shipped: it is found in --data, $WBC_DATA, "
+                                      "../shared/data/sigtuple or the user cache, and downloaded from its "
+                                      "pinned public source on first use (see docs/data.md).")
+    actions = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    fetch = actions.add_parser("fetch", help="download and verify the data (once; a rerun resumes)")
+    fetch.add_argument("--to", type=Path, default=None,
+                       help="folder to install into (default: $WBC_DATA if set, else the user cache)")
+    info = actions.add_parser("info", help="where the data resolves from, its file count and whether it verifies")
+    info.add_argument("--data", type=Path, default=None, help="a data folder to check instead of the resolved one")
 
 
 def _cmd_list() -> int:
@@ -71,6 +88,11 @@ def _cmd_list() -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from compare.data import resolve_data_dir
+
+    # Resolve (and download, when nothing is found) before the heavy imports,
+    # so an offline machine gets its one-sentence answer at once.
+    resolve_data_dir(args.data)
     from compare.runner import RunConfig, run
     from compare.segmenters import default_names
     from compare.summary import READABLE, markdown_table
@@ -113,6 +135,31 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_data(args: argparse.Namespace) -> int:
+    import os
+
+    from compare.data import DATA_ENV, resolve_data_dir, user_cache_dir
+    from compare.fetch import MANIFEST, fetch, verify
+
+    if args.data_command == "fetch":
+        env = os.environ.get(DATA_ENV)
+        path = fetch(args.to or (Path(env) if env else user_cache_dir()))
+        print(f"The SigTuple data is in {path}; every file matches the manifest.")
+        return 0
+    resolved = resolve_data_dir(args.data, fetch=False)
+    print(f"data: {resolved.path} ({resolved.describe()})")
+    if not resolved.path.is_dir():
+        print("missing: nothing there yet; run: python -m compare data fetch", file=sys.stderr)
+        return 2
+    check = verify(resolved.path)
+    print(f"files: {check.present} of the {check.expected} in the manifest {MANIFEST.name}")
+    if check.ok:
+        print("verified: yes, every SHA-256 matches")
+        return 0
+    print(f"verified: no ({len(check.missing)} missing, {len(check.bad)} different)")
+    return 1
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     from compare.predict import main as predict_main
 
@@ -129,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_run(args)
         if args.command == "report":
             return _cmd_report(args)
+        if args.command == "data":
+            return _cmd_data(args)
         return _cmd_predict(args)
     except KeyboardInterrupt:
         print("Interrupted; finished results are kept. Continue with the same command plus --resume.", file=sys.stderr)

@@ -1,5 +1,9 @@
 """The one data loader: SigTuple-layout folders to RGB images, boolean masks and groups.
 
+The SigTuple data is not part of the project; :func:`resolve_data_dir` finds
+a copy (``--data``, ``WBC_DATA``, ``../shared/data/sigtuple``, the user cache)
+and downloads it into the cache on first use (:mod:`compare.fetch`).
+
 A data folder holds ``Train_Data/`` (images ``NAME.jpg`` with masks
 ``NAME-mask.jpg``) and ``Test_Data/`` (images only).  Training images named
 ``train-N`` are the 128 x 128 patches; the other training images are the large
@@ -15,6 +19,7 @@ do.
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import warnings
@@ -31,7 +36,12 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "MAX_IMAGE_PIXELS",
     "KNOWN_OVERLAPS",
+    "DATA_ENV",
+    "ResolvedData",
+    "resolve_data_dir",
     "default_data_dir",
+    "shared_data_dir",
+    "user_cache_dir",
     "read_image",
     "read_mask",
     "list_images",
@@ -52,7 +62,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
 MAX_IMAGE_PIXELS = 400_000_000
 
 #: Overlaps in the SigTuple data found by normalised cross-correlation (see
-#: ``data/sigtuple/DATA.md``): each patch listed belongs to the group named, so
+#: ``docs/data.md``): each patch listed belongs to the group named, so
 #: grouped splits keep copies of one region in one fold.
 KNOWN_OVERLAPS: dict[str, str] = {
     "train-68": "1467973122",
@@ -100,9 +110,110 @@ class Sample:
     path: Path
 
 
+#: Environment variable naming the data folder (second in the search order).
+DATA_ENV = "WBC_DATA"
+
+
+@dataclass(frozen=True)
+class ResolvedData:
+    """Where the data was found.
+
+    Attributes
+    ----------
+    path : Path
+        The data folder.
+    source : {"--data", "WBC_DATA", "shared", "cache"}
+        Which rule of :func:`resolve_data_dir` chose it.
+    """
+
+    path: Path
+    source: str
+
+    def describe(self) -> str:
+        """The rule that chose the folder, in words."""
+        return {
+            "--data": "given with --data",
+            "WBC_DATA": f"from the environment variable {DATA_ENV}",
+            "shared": "the shared copy ../shared/data/sigtuple beside the project",
+            "cache": "the user cache",
+        }[self.source]
+
+
+def project_root() -> Path:
+    """The folder holding the ``compare`` package."""
+    return Path(__file__).resolve().parent.parent
+
+
+def shared_data_dir() -> Path:
+    """``../shared/data/sigtuple`` beside the project root (a verified copy on development machines and CI)."""
+    return project_root().parent / "shared" / "data" / "sigtuple"
+
+
+def user_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/wbc-compare/sigtuple``, by default ``~/.cache/wbc-compare/sigtuple``."""
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    # The XDG spec says a relative value is invalid and must be ignored.
+    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".cache"
+    return root / "wbc-compare" / "sigtuple"
+
+
+def _is_missing_or_empty(folder: Path) -> bool:
+    return not folder.exists() or (folder.is_dir() and not any(folder.iterdir()))
+
+
+def resolve_data_dir(data: str | Path | None = None, *, fetch: bool = True, progress: bool = True) -> ResolvedData:
+    """Find the data folder; the one place every command, test and benchmark asks.
+
+    In order:
+
+    1. ``data`` (the ``--data DIR`` option), used as given: any folder in the
+       SigTuple layout, never downloaded into;
+    2. the environment variable ``WBC_DATA``; when that folder is missing or
+       empty, the SigTuple data is downloaded into it (it names where the
+       data set lives);
+    3. ``../shared/data/sigtuple`` beside the project root, when it holds
+       ``Train_Data/``;
+    4. the user cache (:func:`user_cache_dir`), downloaded into on first use.
+
+    Parameters
+    ----------
+    data : str or Path, optional
+        An explicit folder.
+    fetch : bool
+        Download into the ``WBC_DATA`` folder or the cache when it is missing
+        or empty; with False the path is returned as it is.
+    progress : bool
+        Show the download's progress bar.
+
+    Returns
+    -------
+    ResolvedData
+
+    Raises
+    ------
+    DataError
+        The download failed (offline, blocked, or a file failed its hash);
+        the message names the folder to put a copy in and ``WBC_DATA``.
+    """
+    if data is not None and str(data) != "":
+        return ResolvedData(Path(data).expanduser(), "--data")
+    env = os.environ.get(DATA_ENV, "")
+    if env:
+        resolved = ResolvedData(Path(env).expanduser(), "WBC_DATA")
+    elif (shared_data_dir() / "Train_Data").is_dir():
+        return ResolvedData(shared_data_dir(), "shared")
+    else:
+        resolved = ResolvedData(user_cache_dir(), "cache")
+    if fetch and _is_missing_or_empty(resolved.path):
+        from compare.fetch import fetch as download
+
+        download(resolved.path, progress=progress)
+    return resolved
+
+
 def default_data_dir() -> Path:
-    """The SigTuple copy shipped with the project (``data/sigtuple``)."""
-    return Path(__file__).resolve().parent.parent / "data" / "sigtuple"
+    """The SigTuple data folder found by :func:`resolve_data_dir` (downloaded on first use)."""
+    return resolve_data_dir().path
 
 
 def _open_checked(path: Path) -> Image.Image:
@@ -274,7 +385,7 @@ def load_set(data_dir: str | Path | None, which: str, *, on_error: str = "raise"
     Parameters
     ----------
     data_dir : str, Path or None
-        The data folder; None reads the shipped copy.
+        The data folder; None asks :func:`resolve_data_dir`.
     which : {"patches", "large", "test"}
     on_error : {"raise", "skip"}
         With "skip", a file that cannot be read is left out and its
@@ -292,7 +403,7 @@ def load_set(data_dir: str | Path | None, which: str, *, on_error: str = "raise"
         raise ValueError(f"Unknown set {which!r}; choose 'patches', 'large' or 'test'.")
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}.")
-    root = Path(data_dir) if data_dir is not None else default_data_dir()
+    root = resolve_data_dir(data_dir).path
     if not root.is_dir():
         raise DataError(f"{root}: no such data folder; pass --data with a folder in the SigTuple layout.")
     folder = root / ("Test_Data" if which == "test" else "Train_Data")
@@ -319,17 +430,17 @@ def load_set(data_dir: str | Path | None, which: str, *, on_error: str = "raise"
 
 
 def load_patches(data_dir: str | Path | None = None, **kwargs) -> list[Sample]:
-    """The labelled 128 x 128 patches (164 in the shipped data); see :func:`load_set`."""
+    """The labelled 128 x 128 patches (164 in the SigTuple data); see :func:`load_set`."""
     return load_set(data_dir, "patches", **kwargs)
 
 
 def load_large(data_dir: str | Path | None = None, **kwargs) -> list[Sample]:
-    """The large labelled images (5 in the shipped data); see :func:`load_set`."""
+    """The large labelled images (5 in the SigTuple data); see :func:`load_set`."""
     return load_set(data_dir, "large", **kwargs)
 
 
 def load_test(data_dir: str | Path | None = None, **kwargs) -> list[Sample]:
-    """The unlabelled test images (61 in the shipped data); see :func:`load_set`."""
+    """The unlabelled test images (61 in the SigTuple data); see :func:`load_set`."""
     return load_set(data_dir, "test", **kwargs)
 
 

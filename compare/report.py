@@ -403,9 +403,10 @@ def benchmark_table(data: dict[str, Any]) -> Table | None:
 # -- pictures -------------------------------------------------------------------
 
 def _data_dir(run: RunData) -> Path:
-    from compare.data import default_data_dir
+    from compare.data import resolve_data_dir
 
-    return Path(run.config["data"]) if run.config.get("data") else default_data_dir()
+    # No download while reporting: without data the pictures are left out.
+    return resolve_data_dir(run.config.get("data"), fetch=False).path
 
 
 def _labelled_patches(run: RunData) -> dict[str, Any]:
@@ -682,7 +683,7 @@ def _environment_section(run: RunData) -> Section:
         ("segmenters", ", ".join(config.get("segmenters", []))),
         ("protocols", ", ".join(config.get("protocols", []))),
         ("folds, seed", f"{config.get('folds', '–')}, {config.get('seed', '–')}"),
-        ("data", str(config.get("data") or "shipped copy (data/sigtuple)")),
+        ("data", str(config.get("data") or "SigTuple, found by the data resolver (docs/data.md)")),
         ("run time", f"{env.get('run_seconds', '–')} s" + (" (resumed)" if env.get("resumed") else "")),
         ("machine", f"{env.get('platform', '–')}, {env.get('cpu_count', '–')} CPU cores"),
         ("python", str(env.get("python", "–"))),

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from compare.data import DataError, Sample, default_data_dir, grouped_kfold, load_set, without_groups
+from compare.data import DataError, Sample, grouped_kfold, load_set, resolve_data_dir, without_groups
 from compare.instances import InstanceParams, label_truth, match_instances, separate_instances, tune_instance_params
 from compare.io import safe_stem, write_text_atomic
 from compare.metrics import pixel_scores
@@ -98,7 +98,7 @@ class _Run:
         self.out = Path(config.out)
         self.parts = self.out / "parts"
         self.errors: list[dict[str, str]] = []
-        self.data_dir = Path(config.data) if config.data else default_data_dir()
+        self.data_dir = resolve_data_dir(config.data).path
 
     # -- data ---------------------------------------------------------------
     def load(self, which: str) -> list[Sample]:

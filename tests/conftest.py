@@ -15,6 +15,10 @@ def sigtuple_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def shipped_dir() -> Path:
-    from compare.data import default_data_dir
+    """The real SigTuple data, found by :func:`compare.data.resolve_data_dir` (never downloaded here)."""
+    from compare.data import resolve_data_dir
 
-    return default_data_dir()
+    resolved = resolve_data_dir(fetch=False)
+    if not (resolved.path / "Train_Data").is_dir():
+        pytest.skip(f"the SigTuple data is not at {resolved.path}; run: python -m compare data fetch")
+    return resolved.path

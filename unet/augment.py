@@ -12,8 +12,8 @@ Geometric transforms move image and mask together (the mask with
 nearest-neighbour interpolation, so it stays binary); colour transforms touch
 the image only.  Every pipeline is seeded.
 
-Run ``python -m unet.augment --out results/augment_grid.png`` to draw a grid of
-augmented samples with their mask outlines for a check by eye.
+Run ``python -m unet.augment --data-dir DATA/Train_Data --out results/augment_grid.png``
+(``python -m compare data info`` prints ``DATA``) to draw a grid of augmented samples with their mask outlines for a check by eye.
 """
 
 from __future__ import annotations
@@ -141,10 +141,12 @@ def write_grid(out: Path, data_dir: Path, *, n_images: int = 4, n_variants: int 
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    default_data = Path(__file__).resolve().parents[1] / "data" / "sigtuple" / "Train_Data"
     parser = argparse.ArgumentParser(prog="python -m unet.augment", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("results/augment_grid.png"), help="PNG to write")
-    parser.add_argument("--data-dir", type=Path, default=default_data, help="folder with train-N.jpg and train-N-mask.jpg")
+    # Required: this package does not import ``compare``, whose resolver finds
+    # the data (``python -m compare data info`` prints the folder).
+    parser.add_argument("--data-dir", type=Path, required=True,
+                        help="folder with train-N.jpg and train-N-mask.jpg (the data's Train_Data/)")
     parser.add_argument("--recipe", choices=RECIPES, default="full")
     parser.add_argument("--images", type=int, default=4, help="rows (training patches)")
     parser.add_argument("--variants", type=int, default=5, help="augmented copies per row")

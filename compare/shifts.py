@@ -261,12 +261,13 @@ def apply_shift(name: str, image: np.ndarray, mask: np.ndarray, *, seed: int) ->
 
 def _thumbnail(image: np.ndarray, mask: np.ndarray, thumb: int) -> np.ndarray:
     """Image with the mask outline in green, fitted into a thumb x thumb grey tile."""
-    shown = image.copy()
-    shown[find_boundaries(mask, mode="inner")] = (0, 230, 0)
-    pil = Image.fromarray(shown)
+    pil = Image.fromarray(image)
     pil.thumbnail((thumb, thumb), Image.Resampling.LANCZOS)
+    small = np.asarray(pil).copy()
+    # The outline is drawn at thumbnail resolution so shrinking cannot blur it away.
+    small_mask = np.asarray(Image.fromarray(mask).resize(pil.size, Image.Resampling.NEAREST))
+    small[find_boundaries(small_mask, mode="inner")] = (0, 230, 0)
     tile = np.full((thumb, thumb, 3), 64, np.uint8)
-    small = np.asarray(pil)
     top, left = (thumb - small.shape[0]) // 2, (thumb - small.shape[1]) // 2
     tile[top:top + small.shape[0], left:left + small.shape[1]] = small
     return tile

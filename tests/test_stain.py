@@ -120,3 +120,49 @@ def test_rapid_stain_has_yellow_background():
     img, _ = synthetic_smear()
     r, g, b = background_colour(rapid_stain(img))
     assert r - b > 50 and g - b > 40
+
+
+def test_random_stain_is_deterministic_varied_and_fast():
+    from stain.augment import random_stain
+
+    img, mask = synthetic_smear(128)
+    a = [random_stain(img, np.random.default_rng(7)) for _ in range(2)]
+    assert np.array_equal(a[0], a[1])
+    assert a[0].shape == img.shape and a[0].dtype == np.uint8
+    rng = np.random.default_rng(0)
+    outs = [random_stain(img, rng) for _ in range(30)]
+    changed = [np.abs(o.astype(int) - img).mean() for o in outs]
+    assert sum(c > 2 for c in changed) >= 20
+    # The background colour varies across draws (tints, stain jitter).
+    bgs = np.array([background_colour(o) for o in outs])
+    assert bgs.std(axis=0).max() > 4
+    start = time.perf_counter()
+    for _ in range(20):
+        random_stain(img, rng)
+    assert (time.perf_counter() - start) / 20 < 0.045  # budget 15 ms, margin for a loaded machine
+
+
+def test_random_stain_strength_zero_is_identity():
+    from stain.augment import random_stain
+
+    img, _ = synthetic_smear(64)
+    assert np.array_equal(random_stain(img, np.random.default_rng(0), strength=0.0), img)
+
+
+def test_random_stain_keeps_nucleus_darkest():
+    from stain.augment import random_stain
+
+    img, mask = synthetic_smear(128)
+    rng = np.random.default_rng(1)
+    for _ in range(10):
+        out = random_stain(img, rng).astype(int).sum(-1)
+        assert out[mask].mean() < out[~mask].mean()
+
+
+def test_augment_grid_writes_png(tmp_path):
+    from stain.augment import augment_grid
+
+    img, _ = synthetic_smear(32)
+    grid = augment_grid(img, tmp_path / "g.png", n=7, columns=4)
+    assert grid.shape == (64, 128, 3) and (tmp_path / "g.png").exists()
+    assert np.array_equal(grid[:32, :32], img)

@@ -32,15 +32,15 @@ the whole image inside the tile, provided tiles start on multiples of
 from __future__ import annotations
 
 import hashlib
-import os
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
 from skimage import color
+
+from tiling.runtime import parallel_map
 
 __all__ = [
     "COLOUR_CHANNELS",
@@ -52,7 +52,6 @@ __all__ = [
     "colour_planes",
     "cached_features",
     "clear_feature_cache",
-    "thread_pool",
     "CONTEXT_FILTERS",
     "context_features",
     "context_reach",
@@ -369,7 +368,7 @@ class FeatureBank:
     def from_dict(cls, params: dict) -> FeatureBank:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
 
-    def compute(self, image: np.ndarray) -> np.ndarray:
+    def compute(self, image: np.ndarray, n_jobs: int | None = None) -> np.ndarray:
         """Features of one image.
 
         Parameters
@@ -377,6 +376,9 @@ class FeatureBank:
         image : ndarray, shape (H, W, 3), uint8
             RGB; ``H`` and ``W`` must be multiples of ``downsample``
             (:mod:`baselines.pixel` pads them).
+        n_jobs : int or None
+            Threads for the scales of a large image, see
+            :func:`tiling.runtime.resolve_n_jobs`.
 
         Returns
         -------
@@ -415,11 +417,7 @@ class FeatureBank:
 
             # The sigmas are independent and scipy.ndimage releases the GIL,
             # so on a large image two threads take about 0.6x the time.
-            if h * w >= THREAD_MIN_PIXELS and len(self.sigmas) > 1:
-                list(thread_pool(2).map(one_sigma, self.sigmas))
-            else:
-                for s in self.sigmas:
-                    one_sigma(s)
+            parallel_map(one_sigma, self.sigmas, n_jobs if h * w >= THREAD_MIN_PIXELS else 1)
         for c, n in enumerate(self.filtered):
             x = None
             for filt in self.filters:
@@ -445,38 +443,17 @@ class FeatureBank:
 
 
 #: Feature-grid pixels from which :meth:`FeatureBank.compute` runs its scales
-#: in two threads.  A 128 px patch (4,096 grid px) loses by it: rf bank,
+#: in parallel threads.  A 128 px patch (4,096 grid px) loses by it: rf bank,
 #: measured 6.1-8.1 ms a patch serial against 8.7-9.0 ms threaded.
 THREAD_MIN_PIXELS = 32_768
 
-# Thread pools kept between calls (creating one per 128 px patch costs about
-# as much as it saves); keyed by size, rebuilt in a forked child process.
-_POOLS: dict[int, ThreadPoolExecutor] = {}
-_POOL_PID = [os.getpid()]
-
-
-def thread_pool(n_workers: int) -> ThreadPoolExecutor:
-    """A persistent pool of ``n_workers`` threads, shared by the feature bank and the forest.
-
-    Rebuilt in a forked child, where the parent's threads do not exist.  Its
-    tasks must not submit to the same pool (none do: features and tree walks
-    run one after the other).
-    """
-    if _POOL_PID[0] != os.getpid():
-        _POOLS.clear()
-        _POOL_PID[0] = os.getpid()
-    pool = _POOLS.get(n_workers)
-    if pool is None:
-        pool = _POOLS[n_workers] = ThreadPoolExecutor(n_workers, thread_name_prefix="wbc-worker")
-    return pool
-
-
+# Least-recently-used, bounded by CACHE_LIMIT_BYTES; emptied by clear_feature_cache().
 _CACHE: OrderedDict[tuple, np.ndarray] = OrderedDict()
 _CACHE_BYTES = [0]
 CACHE_LIMIT_BYTES = 1 << 30
 
 
-def cached_features(bank: FeatureBank, image: np.ndarray) -> np.ndarray:
+def cached_features(bank: FeatureBank, image: np.ndarray, n_jobs: int | None = None) -> np.ndarray:
     """:meth:`FeatureBank.compute`, memoised on the image's bytes and the bank.
 
     The cache is least-recently-used and bounded by :data:`CACHE_LIMIT_BYTES`
@@ -491,7 +468,7 @@ def cached_features(bank: FeatureBank, image: np.ndarray) -> np.ndarray:
     if hit is not None:
         _CACHE.move_to_end(key)
         return hit
-    feats = bank.compute(image)
+    feats = bank.compute(image, n_jobs)
     feats.setflags(write=False)
     _CACHE[key] = feats
     _CACHE_BYTES[0] += feats.nbytes

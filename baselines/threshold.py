@@ -28,6 +28,10 @@ from pathlib import Path
 
 import numpy as np
 from scipy import ndimage as ndi
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
+
+from tiling.validation import check_image, check_training_set
 
 __all__ = ["ThresholdSegmenter"]
 
@@ -49,14 +53,7 @@ def _close(mask: np.ndarray, radius: int) -> np.ndarray:
     return (ndi.distance_transform_edt(padded) > radius)[radius + 1:-radius - 1, radius + 1:-radius - 1]
 
 
-def _check_image(image: np.ndarray) -> np.ndarray:
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"An image must be (H, W, 3) uint8 RGB, got shape {image.shape} and dtype {image.dtype}.")
-    return image
-
-
-class ThresholdSegmenter:
+class ThresholdSegmenter(BaseEstimator):
     """Multi-Otsu threshold on Lab ``-b*``, closing, hole filling and growth.
 
     Parameters
@@ -71,13 +68,20 @@ class ThresholdSegmenter:
     random_state : int
         Unused (nothing is random); accepted so that every segmenter is built
         the same way.
+
+    Attributes
+    ----------
+    grow_radius_ : int
+        The growth radius ``fit`` chose.
+    fit_info_ : dict
+        JSON-able: the chosen radius and the training Dice of every candidate.
     """
 
     def __init__(self, sigma: float = 3.0, closing_radius: int = 8,
                  grow_radii: tuple[int, ...] = (0, 2, 4, 6, 8, 10), random_state: int = 0):
         self.sigma = sigma
         self.closing_radius = closing_radius
-        self.grow_radii = tuple(grow_radii)
+        self.grow_radii = grow_radii
         self.random_state = random_state
 
     def fit(self, images: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> "ThresholdSegmenter":
@@ -88,13 +92,7 @@ class ThresholdSegmenter:
         images : sequence of ndarray, shape (H, W, 3), uint8
         masks : sequence of ndarray, shape (H, W), bool
         """
-        if len(images) != len(masks):
-            raise ValueError(f"fit got {len(images)} images but {len(masks)} masks; pass one mask per image.")
-        if len(images) == 0:
-            raise ValueError("fit got no images; pass at least one image with its mask.")
-        for image, mask in zip(images, masks):
-            if _check_image(image).shape[:2] != np.shape(mask):
-                raise ValueError(f"An image of shape {image.shape[:2]} came with a mask of shape {np.shape(mask)}.")
+        check_training_set(images, masks)
         cores = [self._core_mask(image) for image in images]
         scores = []
         for radius in self.grow_radii:
@@ -137,13 +135,16 @@ class ThresholdSegmenter:
         -------
         ndarray, shape (H, W), float32 in {0, 1}
         """
-        if not hasattr(self, "grow_radius_"):
-            raise RuntimeError("ThresholdSegmenter is not fitted; call fit first.")
-        image = _check_image(image)
+        self._check_fitted()
+        image = check_image(image)
         return _grow(self._core_mask(image), self.grow_radius_).astype(np.float32)
+
+    def _check_fitted(self) -> None:
+        check_is_fitted(self, "grow_radius_", msg="This %(name)s is not fitted yet; call fit(images, masks) or load(folder) first.")
 
     def save(self, path: Path) -> None:
         """Write the settings to ``path/params.json`` (``path`` is a folder)."""
+        self._check_fitted()
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         params = {"sigma": self.sigma, "closing_radius": self.closing_radius, "grow_radii": list(self.grow_radii),
@@ -158,6 +159,7 @@ class ThresholdSegmenter:
             raise FileNotFoundError(f"{params_file}: missing; {path} is not a saved threshold segmenter.")
         params = json.loads(params_file.read_text())
         grow_radius = int(params.pop("grow_radius_"))
+        params["grow_radii"] = tuple(params["grow_radii"])
         seg = cls(**params)
         seg.grow_radius_ = grow_radius
         return seg

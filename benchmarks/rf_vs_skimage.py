@@ -2,7 +2,7 @@
 
 Both run in one process, on the same grouped folds of the 164 SigTuple
 patches.  scikit-image's random forest is the same size as ours: the
-``rf`` entry's tree count and depth limit (``baselines.pixel.RF_TREES`` /
+``rf`` entry's tree count and depth limit (``baselines.factories.RF_TREES`` /
 ``RF_DEPTH``, 32 trees of unlimited depth) and its ``min_samples_leaf``, so
 neither side gets a bigger or a smaller forest.  scikit-image's side
 is its documented recipe: ``multiscale_basic_features`` (default settings) on
@@ -40,7 +40,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 MIN_AREA = 800
-SKIMAGE_MIN_SAMPLES_LEAF = 2  # as in baselines.pixel.rf_segmenter
+SKIMAGE_MIN_SAMPLES_LEAF = 2  # as in baselines.factories.rf_segmenter
 
 
 def dice(pred: np.ndarray, true: np.ndarray) -> float:
@@ -75,9 +75,11 @@ class SkimageTrainable:
         from sklearn.ensemble import RandomForestClassifier
         from skimage.future import fit_segmenter
 
+        from tiling.runtime import resolve_n_jobs
+
         clf = RandomForestClassifier(
             n_estimators=self.n_estimators, max_depth=self.max_depth, min_samples_leaf=SKIMAGE_MIN_SAMPLES_LEAF,
-            n_jobs=2, random_state=self.random_state,
+            n_jobs=resolve_n_jobs(), random_state=self.random_state,
         )
         # fit_segmenter takes one feature image; patches of one size stack side by side.
         feats = np.concatenate([self.features(im) for im in images], axis=1)
@@ -94,7 +96,8 @@ class SkimageTrainable:
         user's sparse annotations; labelling all 2.1 M pixels makes a
         forest take tens of minutes per fold on 2 cores.
         """
-        from baselines.pixel import RF_BOUNDARY_WEIGHT, RF_BOUNDARY_WIDTH, sample_pixels
+        from baselines.factories import RF_BOUNDARY_WEIGHT, RF_BOUNDARY_WIDTH
+        from baselines.sampling import sample_pixels
 
         picks = sample_pixels(
             [m for m in masks], self.n_labelled, boundary_width=2 * RF_BOUNDARY_WIDTH,
@@ -110,7 +113,7 @@ class SkimageTrainable:
 
 
 def run(folds: int, on_fold=None) -> dict:
-    from baselines.pixel import RF_DEPTH, RF_TREES, rf_segmenter
+    from baselines.factories import RF_DEPTH, RF_TREES, rf_segmenter
     from compare.data import grouped_kfold, load_patches
 
     samples = load_patches()

@@ -64,12 +64,16 @@ REGISTRY: dict[str, SegmenterSpec] = {
             "Otsu threshold on Lab -b* with closing and hole filling; learns nothing",
         ),
         SegmenterSpec(
-            "rf", "baselines.pixel:rf_segmenter", "baselines.pixel:PixelClassifierSegmenter",
+            "rf", "baselines.factories:rf_segmenter", "baselines.pixel:PixelClassifierSegmenter",
             "random forest pixel classifier on a multi-scale colour/texture feature bank",
         ),
         SegmenterSpec(
-            "svm", "baselines.pixel:svm_segmenter", "baselines.pixel:PixelClassifierSegmenter",
+            "svm", "baselines.factories:svm_segmenter", "baselines.pixel:PixelClassifierSegmenter",
             "RBF-kernel SVM (kernel approximation + linear SVM, calibrated) on the same features",
+        ),
+        SegmenterSpec(
+            "mlp", "baselines.factories:mlp_segmenter", "baselines.pixel:PixelClassifierSegmenter",
+            "feed-forward neural network (scikit-learn MLP, 32-16 units) on the same features",
         ),
         SegmenterSpec(
             "unet", "unet.segmenter:default_segmenter", "unet.segmenter:UNetSegmenter",

@@ -1,4 +1,4 @@
-"""Tests for baselines.pixel on tiny synthetic images."""
+"""Tests for baselines.pixel and the modules it is built from, on tiny synthetic images."""
 
 import pickle
 
@@ -7,7 +7,11 @@ import pytest
 from sklearn.ensemble import ExtraTreesClassifier
 
 from baselines.features import FeatureBank
-from baselines.pixel import PixelClassifierSegmenter, rf_segmenter, sample_pixels, svm_segmenter
+from sklearn.exceptions import NotFittedError
+
+from baselines.factories import mlp_segmenter, rf_segmenter, svm_segmenter
+from baselines.pixel import PixelClassifierSegmenter
+from baselines.sampling import sample_pixels
 from tests.test_features import disk_image
 
 
@@ -52,7 +56,7 @@ def test_learns_disk_from_background(fitted):
     assert dice(prob > 0.5, mask) > 0.8
 
 
-@pytest.mark.parametrize("factory", [rf_segmenter, svm_segmenter])
+@pytest.mark.parametrize("factory", [rf_segmenter, svm_segmenter, mlp_segmenter])
 def test_registry_factories_fit_and_predict(factory, training):
     seg = factory(random_state=0)
     seg.n_samples = 3000  # keep the test fast
@@ -73,8 +77,10 @@ def test_tiled_equals_untiled_on_odd_sized_image(fitted):
 
 
 def test_predict_before_fit_raises():
-    with pytest.raises(RuntimeError, match="not fitted; call fit first"):
+    with pytest.raises(NotFittedError, match="not fitted yet; call fit"):
         small_rf().predict_proba(disk_image()[0])
+    with pytest.raises(NotFittedError):
+        small_rf().save("never-written")
 
 
 @pytest.mark.parametrize(
@@ -188,40 +194,40 @@ def test_auto_context_needs_two_images():
 
 @pytest.mark.parametrize("rows", [500, 5_000, 30_000])
 def test_direct_forest_proba_matches_sklearn(fitted, rows):
-    from baselines.pixel import _positive_proba
+    from baselines.forest import positive_proba
 
     forest = fitted.classifier_
-    forest.n_jobs = 2
     X = np.random.default_rng(0).normal(size=(rows, forest.n_features_in_)).astype(np.float32)
     expected = forest.predict_proba(X)[:, list(forest.classes_).index(1)]
-    np.testing.assert_allclose(_positive_proba(forest, X), expected, atol=1e-6)
+    for n_jobs in (1, 2):
+        np.testing.assert_allclose(positive_proba(forest, X, n_jobs), expected, atol=1e-6)
 
 
 def test_boosting_proba_matches_sklearn():
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    from baselines.pixel import _positive_proba
+    from baselines.forest import positive_proba
 
     rng = np.random.default_rng(1)
     X = rng.normal(size=(400, 5)).astype(np.float32)
     y = (X[:, 0] > 0).astype(np.int8)
     model = HistGradientBoostingClassifier(max_iter=10).fit(X, y)
-    np.testing.assert_allclose(_positive_proba(model, X), model.predict_proba(X)[:, 1], atol=1e-6)
+    np.testing.assert_allclose(positive_proba(model, X), model.predict_proba(X)[:, 1], atol=1e-6)
 
 
 def test_move_threshold_sends_threshold_to_half():
-    from baselines.pixel import _move_threshold
+    from baselines.decision import move_threshold
 
     p = np.linspace(0, 1, 101, dtype=np.float32)
     for t in (0.35, 0.5, 0.6):
-        q = _move_threshold(p, t)
+        q = move_threshold(p, t)
         assert q.dtype == np.float32 and q[0] == 0 and abs(q[-1] - 1) < 1e-6
         assert np.all(np.diff(q) >= 0)
         np.testing.assert_array_equal(q >= 0.5, p >= np.float32(t))
 
 
 def test_threshold_tuning_is_learned_saved_and_tiled_exactly(training, tmp_path):
-    from baselines.pixel import THRESHOLD_GRID
+    from baselines.decision import THRESHOLD_GRID
 
     seg = small_rf(threshold_folds=2).fit(*training)
     assert seg.threshold_ in THRESHOLD_GRID
@@ -243,12 +249,13 @@ def test_threshold_tuning_refuses_auto_context(training):
         small_rf(threshold_folds=2, auto_context=True).fit(*training)
 
 
-def test_rf_registry_model_round_trips_through_skops(training, tmp_path):
-    seg = rf_segmenter(random_state=0)
+@pytest.mark.parametrize("factory", [rf_segmenter, svm_segmenter, mlp_segmenter])
+def test_registry_model_round_trips_through_skops(factory, training, tmp_path):
+    seg = factory(random_state=0)
     seg.n_samples = 3000  # keep the test fast
     seg.fit(*training)
-    seg.save(tmp_path / "rf")
-    loaded = PixelClassifierSegmenter.load(tmp_path / "rf")
+    seg.save(tmp_path / "model")
+    loaded = PixelClassifierSegmenter.load(tmp_path / "model")
     image = np.tile(disk_image(64, 12, seed=6)[0], (3, 3, 1))[:150, :133]
     loaded.tile = seg.tile = 64  # tiled path too
     np.testing.assert_array_equal(loaded.predict_proba(image), seg.predict_proba(image))

@@ -2,9 +2,8 @@
 
 Every SigTuple training patch shows one WBC at its centre.  A U-Net trained on
 those alone learns "there is a cell in the middle" and, on a whole field of
-view, marks red-cell clusters and the image border as WBCs (the committed
-session-1 model: Dice 0.197 and 28.6 false cells per large image).  Two
-samplers break that prior without new labels:
+view, marks red-cell clusters and the image border as WBCs (measured in
+``docs/experiments.md``).  Two samplers break that prior without new labels:
 
 * :func:`mosaic_crop` tiles four randomly flipped training pairs into a
   2 x 2 canvas and crops a training-sized window from it at a random offset,

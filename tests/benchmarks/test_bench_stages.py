@@ -32,7 +32,7 @@ def _svm_bank():
 
 
 def _rf_bank():
-    from baselines.pixel import rf_bank
+    from baselines.factories import rf_bank
 
     return rf_bank()
 

@@ -10,28 +10,10 @@
   resolution (the masks are drawn on a 4 x 4 grid), Dice + BCE, Adam 2e-3
   with cosine decay, 24 epochs of batch 8 with flips and 90-degree
   rotations, where half the samples are windows of 2 x 2 mosaics and a
-  quarter get a synthetic field-stop edge (:mod:`unet.sampling`).  Without
-  those two samplers the model marked red-cell clusters and the image
-  border of whole fields as WBCs (large-image Dice 0.197); with them it
-  counts the 5 large images exactly.  Measured on grouped fold 0 (trained
-  without the large images' groups, 2 shared cores; ``/tmp`` experiment
-  script, figures in ``results/benchmarks/unet_summary.md``): centred
-  patches only, batch 16, 30 epochs 0.925 and 0 of 5 large counts exact;
-  + mosaic + field edge 0.942, 5 of 5; the same with elastic, rotation and
-  colour jitter (``augment="full"``) 0.937, 4 of 5; quarter resolution
-  (``input_scale=4, depth=3``) 0.921 in a third of the time; batch 8 with
-  30 epochs 0.946, 20 epochs 0.944, 96 px crops 0.944, all 5 of 5.
-  Session 3, one fit per figure (fold 0 / fold 1 without
-  the large images' groups, threshold 0.5; ``benchmarks/unet_fold_trial.py``,
-  lines in ``results/benchmarks/unet_fold_trials.jsonl``): Adam 1e-3 0.943 / 0.944,
-  2e-3 **0.948 / 0.946** (adopted), 3e-3 0.948 / -; no dropout 0.943;
-  soft Dice alone 0.942; full resolution at width 8 0.938 in 1.7x the
-  time; a full-resolution refinement head (width 8 on the image beside
-  the upsampled decoder; tried and removed) 0.935 in 1.6x the time.  Test-time flips
-  (``tta=True``) add 0.001-0.002 for 4x the predict time, so they stay
-  off.
-  Elastic and colour augmentation stay available:
-  ``UNetSegmenter(augment="full")``.
+  quarter get a synthetic field-stop edge (:mod:`unet.sampling`): without
+  those two samplers the model marks red-cell clusters and the border of
+  whole fields as WBCs.  The measurements behind these choices, with the
+  commands that reproduce them, are in ``docs/experiments.md``.
 
 Only ``keras`` and ``keras.ops`` are used, so it runs on any Keras backend.
 """
@@ -46,8 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError
 
 import unet  # noqa: F401 -- sets TF log level before keras loads
+from tiling.validation import check_image, check_training_set
 from unet.model import UNetConfig, build_unet  # noqa: F401 -- build_unet re-exported for convenience
 from unet.train import TrainConfig, configure_threads, train_unet
 
@@ -147,18 +132,7 @@ def resolve_profile(profile: str, overrides: dict[str, Any]) -> tuple[UNetConfig
             dataclasses.replace(predict_cfg, **predict_kw))
 
 
-def _check_image(image: np.ndarray, what: str) -> np.ndarray:
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"{what} must have shape (H, W, 3), got {image.shape}.")
-    if image.shape[0] < 1 or image.shape[1] < 1:
-        raise ValueError(f"{what} has no pixels (shape {image.shape}).")
-    if image.dtype != np.uint8:
-        raise ValueError(f"{what} must be uint8 RGB, got dtype {image.dtype}; convert with skimage.util.img_as_ubyte.")
-    return image
-
-
-class UNetSegmenter:
+class UNetSegmenter(BaseEstimator):
     """U-Net white-blood-cell segmenter.
 
     Parameters
@@ -198,6 +172,22 @@ class UNetSegmenter:
         # Validate now so a typo fails at construction, not after a long fit.
         resolve_profile(profile, self.overrides)
 
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor's arguments, overrides flattened, as scikit-learn's ``clone`` needs them."""
+        return {"profile": self.profile, "random_state": self.random_state, "verbose": self.verbose, **self.overrides}
+
+    def set_params(self, **params: Any) -> "UNetSegmenter":
+        """Set constructor arguments; any name other than profile, random_state and verbose is an override."""
+        overrides = dict(self.overrides)
+        for key, value in params.items():
+            if key in ("profile", "random_state", "verbose"):
+                setattr(self, key, value)
+            else:
+                overrides[key] = value
+        resolve_profile(self.profile, overrides)
+        self.overrides = overrides
+        return self
+
     def __repr__(self) -> str:
         extra = "".join(f", {k}={v!r}" for k, v in self.overrides.items())
         return f"UNetSegmenter(profile={self.profile!r}, random_state={self.random_state!r}{extra})"
@@ -215,20 +205,10 @@ class UNetSegmenter:
         -------
         self
         """
-        if len(images) != len(masks):
-            raise ValueError(f"Got {len(images)} images but {len(masks)} masks; pass one mask per image.")
-        if len(images) < 2:
-            raise ValueError(f"Need at least 2 training images, got {len(images)}.")
-        checked_images, checked_masks = [], []
-        for i, (image, mask) in enumerate(zip(images, masks)):
-            image = _check_image(image, f"images[{i}]")
-            mask = np.asarray(mask)
-            if mask.shape != image.shape[:2]:
-                raise ValueError(f"masks[{i}] has shape {mask.shape} but images[{i}] has {image.shape[:2]}; they must match.")
-            checked_images.append(image)
-            checked_masks.append(mask.astype(bool))
+        # Two at least: training holds out a validation image.
+        check_training_set(images, masks, min_images=2)
         model_cfg, train_cfg, predict_cfg = resolve_profile(self.profile, self.overrides)
-        model, history, info = train_unet(checked_images, checked_masks, model_cfg, train_cfg,
+        model, history, info = train_unet(list(images), list(masks), model_cfg, train_cfg,
                                           seed=self.random_state, verbose=self.verbose)
         info["profile"] = self.profile
         self.model_config_, self.train_config_, self.predict_config_ = model_cfg, train_cfg, predict_cfg
@@ -240,7 +220,7 @@ class UNetSegmenter:
     # -- prediction -----------------------------------------------------------------------
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
-            raise RuntimeError("This UNetSegmenter is not fitted yet; call fit(images, masks) or load(path) first.")
+            raise NotFittedError("This UNetSegmenter is not fitted yet; call fit(images, masks) or load(folder) first.")
 
     def _predict_batch(self, tiles: np.ndarray) -> np.ndarray:
         """Probabilities for a batch of equally shaped tiles ``(N, h, w, 3)`` -> ``(N, h, w)``.
@@ -293,7 +273,7 @@ class UNetSegmenter:
         import tiling
 
         self._check_fitted()
-        image = _check_image(image, "image")
+        image = check_image(image)
         cfg = self.predict_config_
         if max(image.shape[:2]) <= cfg.tile:
             # One tile: run it whole.  No mirrored context (the image edge is

@@ -3,7 +3,7 @@
 Each size runs in a fresh Python process, so its peak resident memory
 (``ru_maxrss``) is its own: reading the image, predicting block by block,
 separating instances and writing the mask and overlay.  The images are a
-shipped large image tiled (mirrored, so no seams look like cell edges) to the
+SigTuple large image tiled (mirrored, so no seams look like cell edges) to the
 target size and written as PNG beforehand.
 
 Usage::
@@ -49,7 +49,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
 def make_image(target_mpx: float, path: Path) -> tuple[int, int]:
-    """Write a PNG of about ``target_mpx`` megapixels tiled from a shipped large image."""
+    """Write a PNG of about ``target_mpx`` megapixels tiled from a SigTuple large image."""
     from PIL import Image
 
     from compare.data import read_image, resolve_data_dir

@@ -1,7 +1,8 @@
 """Inputs shared by the benchmarks: a fixed small training subset and two image sizes.
 
-Everything comes from the shipped SigTuple data, so timings are on real
-stains, and is chosen deterministically, so runs compare.
+Everything comes from the SigTuple data (found by
+``compare.data.resolve_data_dir``), so timings are on real stains, and is
+chosen deterministically, so runs compare.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ N_FIT = 8
 
 @pytest.fixture(scope="session")
 def fit_subset():
-    """``(images, masks)``: the first :data:`N_FIT` shipped 128 x 128 patches."""
+    """``(images, masks)``: the first :data:`N_FIT` SigTuple 128 x 128 patches."""
     from compare.data import load_patches
 
     samples = load_patches()[:N_FIT]

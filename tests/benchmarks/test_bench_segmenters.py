@@ -1,6 +1,6 @@
 """pytest-benchmark of every registered segmenter: ``fit`` and ``predict_proba``.
 
-Stages (pytest-benchmark groups): ``fit`` on :data:`conftest.N_FIT` shipped
+Stages (pytest-benchmark groups): ``fit`` on :data:`conftest.N_FIT` SigTuple
 patches, ``predict`` on a 128 x 128 and a 1024 x 1024 image.  The U-Nets fit
 with a tiny epoch budget (their per-epoch cost is what compares); the other
 segmenters use their registry settings.  All but the threshold baseline are

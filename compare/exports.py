@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 from skimage.draw import polygon as draw_polygon
-from skimage.measure import approximate_polygon, find_contours
+from skimage.measure import find_contours
 
 from compare.io import atomic_path, write_text_atomic
 
@@ -91,6 +91,22 @@ def _rings(mask: np.ndarray) -> list[tuple[np.ndarray, list[np.ndarray]]]:
     return [(outer, holes) for _, outer, holes in out]
 
 
+def _drop_collinear(ring: np.ndarray) -> np.ndarray:
+    """A closed ring without the vertices in the middle of straight runs.
+
+    Contours of pixel masks carry one vertex per pixel edge; along straight
+    runs those are redundant and only make the files larger.
+    """
+    points = ring[:-1]
+    if len(points) < 4:
+        return ring
+    before = points - np.roll(points, 1, axis=0)
+    after = np.roll(points, -1, axis=0) - points
+    cross = before[:, 0] * after[:, 1] - before[:, 1] * after[:, 0]
+    kept = points[np.abs(cross) > 1e-9]
+    return np.vstack([kept, kept[:1]]) if len(kept) >= 3 else ring
+
+
 def cell_outlines(labels: np.ndarray) -> dict[int, list[tuple[np.ndarray, list[np.ndarray]]]]:
     """Polygon outlines of every WBC, in ImageJ / QuPath pixel coordinates.
 
@@ -113,9 +129,8 @@ def cell_outlines(labels: np.ndarray) -> dict[int, list[tuple[np.ndarray, list[n
         offset = np.array([box[0].start, box[1].start], float) + 0.5
         pieces = []
         for outer, holes in _rings(labels[box] == index):
-            # A tiny tolerance drops only the collinear points along straight runs.
-            pieces.append((approximate_polygon(outer + offset, 1e-6)[:, ::-1],
-                           [approximate_polygon(h + offset, 1e-6)[:, ::-1] for h in holes]))
+            pieces.append((_drop_collinear(outer + offset)[:, ::-1],
+                           [_drop_collinear(h + offset)[:, ::-1] for h in holes]))
         outlines[index] = pieces
     return outlines
 

@@ -155,3 +155,19 @@ def test_given_nucleus_labels_are_used_and_checked():
         cell_table(labels, image, pixel_size_um=0)
     with pytest.raises(ValueError, match="RGB"):
         nucleus_labels(labels, image[..., 0])
+
+
+def test_every_wbc_of_the_real_large_images_has_a_nucleus(shipped_dir):
+    from compare.data import load_large
+    from compare.instances import label_truth
+
+    fractions = []
+    for sample in load_large(shipped_dir):
+        labels = label_truth(sample.mask, min_area=500)
+        table = cell_table(labels, sample.image)
+        fractions += list(table["nucleus_area_px"] / table["area_px"])
+        assert (table["lobe_count"] >= 1).all(), sample.name
+    # The expert masks hold 11 WBCs; their nuclei cover 34-73% of each by
+    # eye on an overlay. No expert nucleus masks exist to score against.
+    assert len(fractions) == 11
+    assert 0.2 < min(fractions) and max(fractions) < 0.8, fractions

@@ -9,14 +9,14 @@ carry the unit (``_px``, ``_um``, ``_um2``).
 haematoxylin channel of :func:`skimage.color.rgb2hed` (the colour
 deconvolution of Ruifrok and Johnston; in Romanowsky-stained smears it
 follows the dark purple of the nucleus) is thresholded by Otsu's method
-inside each WBC, opened with a small disk to drop specks, and its small holes
-are filled. When a
-WBC's haematoxylin is not bimodal enough for its own threshold to mean
-anything (Otsu's separability below ``min_separability``), the
-threshold pooled over all WBCs of the image is used instead. The lobe count
-is the number of nucleus pieces of meaningful size left after a further small
-opening, which cuts the thin chromatin bridges between the lobes of a
-segmented neutrophil.
+inside each WBC, opened with a small disk to drop specks, and its small
+holes are filled. When a WBC's haematoxylin is not bimodal enough for its
+own threshold to mean anything (Otsu's separability below
+``min_separability``), the threshold pooled over all WBCs of the image is
+used instead. :func:`lobe_counts` counts the nucleus pieces of meaningful
+size left after a further small opening, which cuts the thin chromatin
+bridges between the lobes of a segmented neutrophil; lobes that touch along
+a wide front count as one.
 
 The nucleus step is checked on synthetic cells with a known nucleus; it is
 not validated against expert nucleus masks (the SigTuple data have none).

@@ -24,7 +24,8 @@ import seaborn as sns  # noqa: E402
 
 from compare.io import atomic_path  # noqa: E402
 
-__all__ = ["DPI", "dice_per_image", "frontier", "training_curves", "counts", "precision_recall", "save_figure"]
+__all__ = ["DPI", "dice_per_image", "frontier", "training_curves", "counts", "precision_recall", "shift_dice",
+           "save_figure"]
 
 #: Resolution of saved figures: sharp in a browser, small in the HTML.
 DPI = 110
@@ -253,5 +254,47 @@ def precision_recall(per_image: pd.DataFrame, order: list[str], path: Path, *, p
                     s=18, alpha=0.55, ax=right)
     right.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), title="Per image",
               xlabel="recall (share of true WBC pixels found)", ylabel="precision (share of predicted pixels right)")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def shift_dice(summary: pd.DataFrame, order: list[str], path: Path) -> Path | None:
+    """Mean Dice per synthetic shift (rows), one marker per segmenter, against its unshifted large-image Dice.
+
+    Parameters
+    ----------
+    summary : DataFrame
+        Rows of ``summary.csv``; those of protocol ``"shift"`` (with a
+        ``shift`` column) are drawn.
+    order : list of str
+        Segmenters, best first (colours follow it).
+    path : Path
+        PNG to write.
+
+    Returns
+    -------
+    Path or None
+        None when there are no scored shift rows.
+    """
+    rows = _numeric(summary[summary["protocol"] == "shift"], "dice_mean").dropna(subset=["dice_mean"])
+    if rows.empty:
+        return None
+    _style()
+    names = [n for n in order if n in set(rows["segmenter"])] + sorted(set(rows["segmenter"]) - set(order))
+    shifts = list(dict.fromkeys(rows["shift"].astype(str)))
+    palette = _palette(names)
+    fig, ax = plt.subplots(figsize=(7.5, 0.55 * len(shifts) + 1.6))
+    offsets = np.linspace(-0.25, 0.25, len(names)) if len(names) > 1 else [0.0]
+    for name, dy in zip(names, offsets):
+        mine = rows[rows["segmenter"] == name].set_index("shift")["dice_mean"]
+        ys = [i + dy for i, s in enumerate(shifts) if s in mine.index]
+        ax.scatter([mine[s] for s in shifts if s in mine.index], ys, color=palette[name], label=name, s=45, zorder=3)
+        base = _numeric(summary[(summary["segmenter"] == name) & (summary["protocol"] == "large")], "dice_mean")
+        if not base.empty and np.isfinite(base["dice_mean"].iloc[0]):
+            ax.axvline(base["dice_mean"].iloc[0], color=palette[name], ls="--", lw=1, alpha=0.7)
+    ax.set_yticks(range(len(shifts)), shifts)
+    ax.invert_yaxis()
+    ax.set_xlabel("mean Dice (dashed: unshifted large images)")
+    ax.legend(loc="lower left", fontsize=9, frameon=True)
     fig.tight_layout()
     return save_figure(fig, path)

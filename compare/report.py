@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 
 from compare.io import atomic_path, safe_stem, write_text_atomic
-from compare.report_html import Details, Document, Figure, Section, Table, Text, to_html, to_markdown
+from compare.report_html import Details, Document, Figure, Grid, Section, Table, Text, to_html, to_markdown
+from compare.report_methods import ANNOTATION_DICE, data_blocks, limitations_blocks, methods_blocks, run_meta
 from compare.stats import pairwise_wilcoxon
 
 __all__ = ["build_report", "load_run", "RunData", "BENCHMARK_FILE", "benchmark_command", "run_command"]
@@ -94,16 +95,20 @@ def load_run(run_dir: str | Path) -> RunData:
         if not (root / name).is_file():
             raise FileNotFoundError(f"{root / name} is missing; the run did not finish. "
                                     "Finish it with the same 'run' command plus --resume.")
-    from compare.summary import PER_IMAGE_COLUMNS, SUMMARY_COLUMNS
+    from compare.summary import BOUNDARY_COLUMNS, PER_IMAGE_COLUMNS, SUMMARY_COLUMNS
 
     per_image = _read_csv(root / "per_image.csv")
     summary = _read_csv(root / "summary.csv")
     # Runs written before a column was added still make a report: the missing
     # column reads as "not measured".
-    for frame, columns in ((per_image, PER_IMAGE_COLUMNS), (summary, SUMMARY_COLUMNS)):
+    text = ("segmenter", "protocol", "shift", "source")
+    for frame, columns in ((per_image, (*PER_IMAGE_COLUMNS, *BOUNDARY_COLUMNS, "shift", "source")),
+                           (summary, SUMMARY_COLUMNS)):
         for column in columns:
             if column not in frame:
-                frame[column] = pd.Series(dtype=str if column in ("segmenter", "protocol") else float)
+                frame[column] = pd.Series("" if column in text else np.nan, index=frame.index,
+                                          dtype=object if column in text else float)
+    summary["shift"] = summary["shift"].fillna("").astype(str)
     return RunData(root=root, per_image=per_image, summary=summary,
                    config=_read_json(root / "config.json", {}), env=_read_json(root / "env.json", {}),
                    errors=_read_csv(root / "errors.csv"), histories=_read_json(root / "histories.json", {}),
@@ -225,6 +230,9 @@ def pairwise_table(run: RunData, protocol: str | None, order: list[str]) -> pd.D
 _PROTOCOL_WORDS = {"cv": "grouped cross-validation over the training patches",
                    "large": "the large labelled images", "test": "the unlabelled test images"}
 
+#: A Dice gap below this is within the masks' own annotation noise (two annotations agree at 0.981).
+NOISE_DICE = 1 - ANNOTATION_DICE
+
 
 def _speed(row: pd.Series) -> float | None:
     """A summary row's predict Mpx/s, or None when it is missing, not a number or not positive."""
@@ -232,74 +240,77 @@ def _speed(row: pd.Series) -> float | None:
     return float(speed) if np.isfinite(speed) and speed > 0 else None
 
 
-_SPEED_WORDS = {"cv": "the 128 × 128 patches", "large": "the large images", "test": "the test images"}
-
-
-def _cost(row: pd.Series, where: str) -> str:
-    """"fits in ... and predicts ... on ``where``": the speed belongs to that protocol's images.
+def speed_figure(summary: pd.DataFrame, name: str) -> tuple[float | None, str]:
+    """The one speed quoted for a segmenter: predict Mpx/s on the large images, else on the patches.
 
     A per-call cost dominates on 128 px patches, so their megapixels per
-    second do not extrapolate to a large image; the sentence says which
-    images it was measured on rather than converting it to a large size.
+    second understate a large image's; every other speed in the report is
+    labelled with what it measures.
     """
-    speed = _speed(row)
-    fit = pd.to_numeric(pd.Series([row.get("fit_s")]), errors="coerce").iloc[0]
-    parts = []
-    if np.isfinite(fit):
-        parts.append(f"fits in {_seconds(fit)} s per training set")
-    if speed:
-        parts.append(f"predicts {speed:.2f} megapixels per second on {where}")
-    return " and ".join(parts)
+    for protocol, where in (("large", "large images"), ("test", "test images"), ("cv", "128 px patches")):
+        rows = summary[(summary["segmenter"] == name) & (summary["protocol"] == protocol)]
+        speed = _speed(rows.iloc[0]) if not rows.empty else None
+        if speed:
+            return speed, where
+    return None, ""
+
+
+def _effect(row: Any) -> str:
+    """Mean paired difference, share of images better and rank-biserial r, for a sentence."""
+    r = getattr(row, "rank_biserial", float("nan"))
+    parts = [f"mean paired difference {float(row.mean_diff):+.3f} Dice"]
+    if np.isfinite(row.a_better):
+        parts.append(f"{row.a} better on {100 * row.a_better:.0f}% of images")
+    if np.isfinite(r):
+        parts.append(f"rank-biserial r = {r:+.2f}")
+    return ", ".join(parts)
+
+
+def _noise_words(diff: float) -> str:
+    return ("smaller than the annotation noise (two annotations of the same cells differ by "
+            f"{NOISE_DICE:.3f} Dice)" if abs(diff) < NOISE_DICE else
+            f"larger than the annotation noise ({NOISE_DICE:.3f} Dice between two annotations)")
 
 
 def headline(run: RunData, pairs: pd.DataFrame, protocol: str | None) -> list[str]:
-    """Plain sentences: the winner, how sure we are, what it costs, how well it counts."""
+    """Plain sentences: who leads and whether the lead is real, how well each counts, what it costs."""
     if protocol is None:
         return ["This run holds no scored results (no cv or large protocol finished), so no segmenter can be "
                 "ranked; see the problems section below."]
     ranked = _scored(run.summary, protocol)
     best = ranked.iloc[0]
     where = _PROTOCOL_WORDS[protocol]
-    lines = [f"**{best.segmenter}** has the best mean Dice on {where}: **{_num(best.dice_mean)}** "
-             f"(95% bootstrap CI {_num(best.dice_ci_low)}–{_num(best.dice_ci_high)}, "
-             f"{int(best.n_images)} images)."]
+    lines = [f"**{best.segmenter}** has the highest mean Dice on {where}: **{_num(best.dice_mean)}** "
+             f"(95% bootstrap CI {_num(best.dice_ci_low)}–{_num(best.dice_ci_high)}, {int(best.n_images)} images)."]
     if len(ranked) == 1:
         lines.append("It is the only segmenter in this run, so there is nothing to compare it with.")
     else:
-        runner = ranked.iloc[1]
-        lines.append(_versus(best.segmenter, runner, pairs))
-    cost = _cost(best, _SPEED_WORDS[protocol])
-    large = run.summary[(run.summary.segmenter == best.segmenter) & (run.summary.protocol == "large")]
-    large_speed = _speed(large.iloc[0]) if protocol == "cv" and not large.empty else None
-    if cost and large_speed:
-        cost += f" ({large_speed:.2f} on the large images)"
-    if cost:
-        lines.append(f"Cost: {best.segmenter} {cost}.")
-    speeds = pd.to_numeric(ranked["predict_mpx_s"], errors="coerce")
-    if len(ranked) > 1 and speeds.notna().any():
-        fastest = ranked.loc[speeds.idxmax()]
-        if fastest.segmenter != best.segmenter:
-            lines.append(f"The fastest, {fastest.segmenter}, predicts {float(fastest.predict_mpx_s):.3g} Mpx/s "
-                         f"at mean Dice {_num(fastest.dice_mean)}.")
+        lines.append(_versus(best.segmenter, ranked.iloc[1], pairs))
     lines.extend(_counting_line(run, list(ranked["segmenter"])))
+    speeds = []
+    for name in ranked["segmenter"]:
+        speed, at = speed_figure(run.summary, name)
+        if speed:
+            speeds.append(f"{name} {speed:.2f}")
+    if speeds:
+        lines.append(f"Prediction speed on {at}, megapixels per second (features and instance stage "
+                     f"included): {', '.join(speeds)}.")
     return lines
 
 
 def _versus(best: str, runner: pd.Series, pairs: pd.DataFrame) -> str:
-    gap = f"ahead of the runner-up **{runner.segmenter}** ({_num(runner.dice_mean)})"
-    if pairs.empty:
-        return f"It is {gap}; no paired test could be made."
+    gap = f"Next is **{runner.segmenter}** ({_num(runner.dice_mean)})"
     pair = {best, runner.segmenter}
-    match = pairs[[{a, b} == pair for a, b in zip(pairs.a, pairs.b)]]
+    match = pairs[[{a, b} == pair for a, b in zip(pairs.a, pairs.b)]] if not pairs.empty else pairs
     if match.empty:
-        return f"It is {gap}; no paired test could be made."
+        return f"{gap}; no paired test could be made."
     row = match.iloc[0]
-    test = (f"paired Wilcoxon signed-rank test on per-image Dice over {int(row.n_pairs)} images, "
-            f"Holm-corrected {_p_equals(row.p_holm)}")
+    test = (f"paired Wilcoxon signed-rank test over {int(row.n_pairs)} images, Holm-corrected "
+            f"{_p_equals(row.p_holm)}; {_effect(row)}")
     if row.significant and row.winner == best:
-        return f"It is {gap}, and the difference is **statistically significant** ({test})."
-    return (f"It is {gap}, but the difference is **not statistically significant** ({test}): "
-            f"on this data the two are tied.")
+        return (f"{gap}. The difference is statistically significant ({test}), but it is "
+                f"{_noise_words(row.mean_diff)}: a consistent edge, not a visible one.")
+    return f"{gap}. The difference is **not statistically significant** ({test}): on this data the two are tied."
 
 
 def _counting_line(run: RunData, order: list[str]) -> list[str]:
@@ -307,74 +318,122 @@ def _counting_line(run: RunData, order: list[str]) -> list[str]:
     if large.empty or "count_mae" not in large:
         return []
     large["count_mae"] = pd.to_numeric(large["count_mae"], errors="coerce")
-    # Ties in count error go to the better segmenter by Dice.
-    large["_rank"] = [order.index(n) if n in order else len(order) for n in large["segmenter"]]
-    large = large.dropna(subset=["count_mae"]).sort_values(["count_mae", "_rank"], kind="stable")
+    large = large.dropna(subset=["count_mae"])
     if large.empty:
         return []
-    top = large.iloc[0]
-    rows = run.per_image[(run.per_image["protocol"] == "large") & (run.per_image["segmenter"] == top.segmenter)]
-    true_total = int(pd.to_numeric(rows["true_count"], errors="coerce").sum())
-    pred_total = int(pd.to_numeric(rows["pred_count"], errors="coerce").sum())
-    exact = int(round(float(top.count_exact) * len(rows))) if np.isfinite(float(top.count_exact)) else 0
-    return [f"Counting: on the {len(rows)} large images ({true_total} WBCs) the best counter is "
-            f"**{top.segmenter}**, with {pred_total} WBCs found, exact counts on {exact} of {len(rows)} images "
-            f"and a mean absolute count error of {_num(top.count_mae, 2)}."]
+    rows = run.per_image[run.per_image["protocol"] == "large"]
+    n_images = rows["image"].nunique()
+    true_total = int(pd.to_numeric(rows.drop_duplicates("image")["true_count"], errors="coerce").sum())
+    facts = []
+    for seg in large.itertuples():
+        mine = rows[rows["segmenter"] == seg.segmenter]
+        found = int(pd.to_numeric(mine["pred_count"], errors="coerce").sum())
+        exact = int(round(float(seg.count_exact) * len(mine))) if np.isfinite(float(seg.count_exact)) else 0
+        facts.append((seg.segmenter, found, exact, float(seg.count_mae)))
+    best_mae = min(f[3] for f in facts)
+    top = [f for f in facts if f[3] == best_mae]
+    intro = f"Counting on the {n_images} large images ({true_total} WBCs): "
+    if len(top) == len(facts) and len(facts) > 1:
+        name, found, exact, mae = top[0]
+        return [intro + f"**all {len(facts)} segmenters tie**: each finds {found} WBCs with exact counts on "
+                f"{exact} of {n_images} images (count MAE {_num(mae, 2)}), so counting does not separate them here."]
+    names = " and ".join(f"**{f[0]}**" for f in top)
+    name, found, exact, mae = top[0]
+    rest = "; ".join(f"{f[0]} {f[1]} found, {f[2]} exact, MAE {_num(f[3], 2)}" for f in facts if f not in top)
+    verb = "count best" if len(top) > 1 else "counts best"
+    return [intro + f"{names} {verb} ({found} found, exact on {exact} of {n_images} images, MAE {_num(mae, 2)}); "
+            f"{rest}."]
 
 
 # -- tables ---------------------------------------------------------------------
 
-def summary_table(summary: pd.DataFrame, protocol: str, order: list[str]) -> Table | None:
-    """The readable summary of one protocol, best first."""
+#: Why a column is dropped from a protocol's table where it is constant.
+_CONSTANT_WHY = {
+    "object F1": "every patch holds one WBC, found by every segmenter",
+    "count MAE": "one WBC per patch", "exact count": "one WBC per patch",
+    "PQ": "with one matched WBC per image, panoptic quality equals IoU",
+}
+
+
+def _constant(values: pd.Series) -> bool:
+    numbers = pd.to_numeric(values, errors="coerce")
+    return numbers.notna().all() and numbers.nunique() <= 1 and len(numbers) > 0
+
+
+def summary_table(summary: pd.DataFrame, protocol: str, order: list[str]) -> tuple[Table | None, str]:
+    """The readable summary of one protocol, best first, and a note on the columns left out.
+
+    Columns whose value is the same for every segmenter (object F1, counts
+    and PQ on one-WBC patches) are dropped there and named in the note.
+    """
     rows = summary[summary["protocol"] == protocol]
     if rows.empty:
-        return None
+        return None, ""
     rows = rows.set_index("segmenter").reindex([n for n in order if n in set(rows["segmenter"])]).reset_index()
+    where = {"cv": "128 px patches", "large": "large images", "test": "test images"}.get(protocol, protocol)
+    speed = f"predict Mpx/s ({where})"
     if protocol == "test":
         frame = pd.DataFrame({
             "segmenter": rows["segmenter"], "images": rows["n_images"].map(lambda v: _num(v, 0)),
             "mean predicted count": rows["pred_count_mean"].map(lambda v: _num(v, 2)),
-            "predict Mpx/s": rows["predict_mpx_s"].map(lambda v: _num(v, 2)),
+            speed: rows["predict_mpx_s"].map(lambda v: _num(v, 2)),
         })
-        return Table(frame, numeric=("images", "mean predicted count", "predict Mpx/s"))
-    frame = pd.DataFrame({
-        "segmenter": rows["segmenter"],
-        "images": rows["n_images"].map(lambda v: _num(v, 0)),
+        return Table(frame, numeric=tuple(frame.columns[1:])), ""
+    columns = {
+        "segmenter": rows["segmenter"], "images": rows["n_images"].map(lambda v: _num(v, 0)),
         "Dice [95% CI]": [f"{_num(m)} [{_num(lo)}, {_num(hi)}]"
                           for m, lo, hi in zip(rows["dice_mean"], rows["dice_ci_low"], rows["dice_ci_high"])],
         "IoU": rows["iou_mean"].map(_num),
-        "precision": rows["precision_mean"].map(_num),
-        "recall": rows["recall_mean"].map(_num),
-        "object F1": rows["object_f1"].map(_num),
-        "PQ": rows["panoptic_quality"].map(_num),
-        "count MAE": rows["count_mae"].map(lambda v: _num(v, 2)),
-        "exact count": rows["count_exact"].map(_num),
-        "fit s": rows["fit_s"].map(_seconds),
-        "predict Mpx/s": rows["predict_mpx_s"].map(lambda v: _num(v, 2)),
-    })
-    return Table(frame, numeric=tuple(c for c in frame.columns if c != "segmenter"))
+        "HD95 px": rows["hd95_mean"].map(lambda v: _num(v, 1)),
+        "surface Dice @2px": rows["surface_dice_mean"].map(_num),
+        "precision": rows["precision_mean"].map(_num), "recall": rows["recall_mean"].map(_num),
+        "object F1": rows["object_f1"].map(_num), "PQ": rows["panoptic_quality"].map(_num),
+        "count MAE": rows["count_mae"].map(lambda v: _num(v, 2)), "exact count": rows["count_exact"].map(_num),
+        "fit s": rows["fit_s"].map(_seconds), speed: rows["predict_mpx_s"].map(lambda v: _num(v, 2)),
+    }
+    raw = {"object F1": rows["object_f1"], "count MAE": rows["count_mae"], "exact count": rows["count_exact"]}
+    dropped = [c for c, v in raw.items() if len(rows) > 1 and _constant(v)]
+    pq, iou = pd.to_numeric(rows["panoptic_quality"], errors="coerce"), pd.to_numeric(rows["iou_mean"], errors="coerce")
+    if pq.notna().all() and np.allclose(pq, iou, atol=5e-4):
+        dropped.append("PQ")
+    for column in ("HD95 px", "surface Dice @2px"):
+        if (columns[column] == "–").all():
+            dropped.append(column)
+    frame = pd.DataFrame({k: v for k, v in columns.items() if k not in dropped})
+    note = ""
+    explained = [c for c in dropped if c in _CONSTANT_WHY]
+    if explained:
+        values = {c: _num(raw[c].iloc[0], 2) if c in raw else "= IoU" for c in explained}
+        note = ("Left out here because they are the same for every segmenter: " + "; ".join(
+            f"{c} ({values[c]}: {_CONSTANT_WHY[c] if protocol == 'cv' else 'identical for all'})"
+            for c in explained) + ".")
+    return Table(frame, numeric=tuple(c for c in frame.columns if c != "segmenter")), note
 
 
 def pairs_table(pairs: pd.DataFrame) -> Table:
-    """The paired tests as a readable table."""
+    """The paired tests as a readable table, the effect size beside every p-value."""
     verdicts = []
     for row in pairs.itertuples():
         if not np.isfinite(row.p_holm):
             verdicts.append("no test (no shared images)")
         elif row.significant:
-            verdicts.append(f"**{row.winner}** better")
+            small = " (below annotation noise)" if abs(row.mean_diff) < NOISE_DICE else ""
+            verdicts.append(f"**{row.winner}** better{small}")
         else:
-            verdicts.append("no significant difference")
+            verdicts.append("tied (no significant difference)")
+    r = pairs["rank_biserial"] if "rank_biserial" in pairs else pd.Series(np.nan, index=pairs.index)
     frame = pd.DataFrame({
         "A vs B": [f"{a} vs {b}" for a, b in zip(pairs.a, pairs.b)],
         "images": pairs.n_pairs.map(lambda v: _num(v, 0)),
         "Dice A": pairs.mean_a.map(_num), "Dice B": pairs.mean_b.map(_num),
         "mean A − B": pairs.mean_diff.map(lambda v: f"{float(v):+.3f}" if np.isfinite(v) else "–"),
         "A better on": pairs.a_better.map(lambda v: f"{100 * v:.0f}% of images" if np.isfinite(v) else "–"),
+        "rank-biserial r": r.map(lambda v: f"{float(v):+.2f}" if np.isfinite(v) else "–"),
         "p (Wilcoxon)": pairs.p.map(_pvalue), "p (Holm)": pairs.p_holm.map(_pvalue),
         "verdict": verdicts,
     })
-    return Table(frame, numeric=("images", "Dice A", "Dice B", "mean A − B", "p (Wilcoxon)", "p (Holm)"))
+    return Table(frame, numeric=("images", "Dice A", "Dice B", "mean A − B", "rank-biserial r", "p (Wilcoxon)",
+                                 "p (Holm)"))
 
 
 def benchmark_table(data: dict[str, Any]) -> Table | None:
@@ -409,89 +468,16 @@ def _data_dir(run: RunData) -> Path:
     return resolve_data_dir(run.config.get("data"), fetch=False).path
 
 
-def _labelled_patches(run: RunData) -> dict[str, Any]:
-    """The labelled patches by name, or an empty dict when the data cannot be read."""
-    from compare.data import DataError, load_set
-
-    try:
-        return {s.name: s for s in load_set(_data_dir(run), "patches", on_error="skip")}
-    except (DataError, OSError):
-        return {}
-
-
-def _upscale(array: np.ndarray, factor: int) -> np.ndarray:
-    # Nearest-neighbour keeps label values intact and outlines crisp.
-    return array.repeat(factor, axis=0).repeat(factor, axis=1) if factor > 1 else array
-
-
-def _read_labels(path: Path) -> np.ndarray | None:
-    from PIL import Image
-
-    try:
-        return np.asarray(Image.open(path)).astype(np.int32)
-    except (FileNotFoundError, OSError):
-        return None
-
-
-def gallery(run: RunData, name: str, patches: dict[str, Any], out: Path) -> tuple[Path | None, str]:
-    """Best, median and worst cv image of ``name`` with true and predicted outlines.
-
-    Returns
-    -------
-    (Path or None, str)
-        The PNG written, and a sentence saying what it shows or why it is missing.
-    """
-    import matplotlib.pyplot as plt
-
-    from compare.instances import label_truth
-    from compare.overlay import draw_overlay
-    from compare.plots import save_figure
-
-    rows = run.per_image[(run.per_image["segmenter"] == name) & (run.per_image["protocol"] == "cv")].copy()
-    rows["dice"] = pd.to_numeric(rows["dice"], errors="coerce")
-    rows = rows.dropna(subset=["dice"]).sort_values("dice", ascending=False, kind="stable")
-    if rows.empty:
-        return None, f"{name}: no scored cv images, so no gallery."
-    picks = {"best": rows.iloc[0], "median": rows.iloc[len(rows) // 2], "worst": rows.iloc[-1]}
-    panels = []
-    for label, row in picks.items():
-        sample = patches.get(row.image)
-        masks = run.root / "predictions" / safe_stem(name) / "cv" / "masks"
-        labels = _read_labels(masks / f"{safe_stem(row.image)}.png")
-        if sample is None or labels is None or labels.shape != sample.image.shape[:2]:
-            continue
-        factor = max(1, 384 // max(sample.image.shape[:2]))
-        picture = draw_overlay(_upscale(sample.image, factor), _upscale(labels, factor),
-                               _upscale(label_truth(sample.mask), factor))
-        title = (f"{label}: {row.image} (fold {row.fold})\nDice {row.dice:.3f}, "
-                 f"count {_num(row.pred_count, 0)} of {_num(row.true_count, 0)}")
-        panels.append((picture, title))
-    if not panels:
-        return None, (f"{name}: the cv predictions or the data folder {_data_dir(run)} could not be read, "
-                      "so no gallery.")
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.9), squeeze=False)
-    for ax, (picture, title) in zip(axes[0], panels):
-        ax.imshow(picture)
-        ax.set_title(title, fontsize=10)
-        ax.axis("off")
-    fig.tight_layout()
-    # Above the panel titles (two lines each), not on top of them.
-    fig.suptitle(name, fontsize=13, fontweight="bold", y=1.04)
-    path = save_figure(fig, out / f"gallery-{safe_stem(name)}.png")
-    return path, (f"{name}: best, median and worst of {len(rows)} cv images by Dice; "
-                  "green = true boundary, magenta = predicted boundary.")
-
-
 def contact_sheet(images: list[tuple[Path, str]], path: Path, *, thumb: int = 200, columns: int = 6) -> Path | None:
     """Thumbnails of overlay PNGs in a grid, each with a caption line under it.
 
     Parameters
     ----------
-    images : list of (Path, str)
-        Overlay files and their captions; missing files are skipped.
+    images : list of (Path or ndarray, str)
+        Overlay files (or (H, W, 3) uint8 pictures) and their captions;
+        missing files are skipped.
     path : Path
-        PNG to write (palette-quantised, so that dozens of photographs stay a
-        few hundred kilobytes in the HTML).
+        JPEG to write.
     thumb : int, keyword-only
         Longest side of a thumbnail in pixels.
     columns : int, keyword-only
@@ -506,10 +492,13 @@ def contact_sheet(images: list[tuple[Path, str]], path: Path, *, thumb: int = 20
     thumbs = []
     for file, caption in images:
         try:
-            with Image.open(file) as img:
-                img = img.convert("RGB")
-                img.thumbnail((thumb, thumb), Image.Resampling.LANCZOS)
-                thumbs.append((img.copy(), caption))
+            if isinstance(file, np.ndarray):
+                img = Image.fromarray(file)
+            else:
+                with Image.open(file) as opened:
+                    img = opened.convert("RGB")
+            img.thumbnail((thumb, thumb), Image.Resampling.LANCZOS)
+            thumbs.append((img.copy(), caption))
         except (FileNotFoundError, OSError):
             continue
     if not thumbs:
@@ -529,22 +518,38 @@ def contact_sheet(images: list[tuple[Path, str]], path: Path, *, thumb: int = 20
         y = pad + (index // columns) * cell_h
         sheet.paste(small, (x + (thumb - small.width) // 2, y + (thumb - small.height) // 2))
         draw.text((x + 2, y + thumb + 2), caption[:40], fill=(20, 20, 20), font=font)
-    quantised = sheet.quantize(colors=256, method=Image.Quantize.MEDIANCUT)
-    atomic_path(Path(path), lambda p: quantised.save(p, format="PNG", optimize=True))
+    # JPEG: photographs compress ten times better than as PNG, and the sheet is only an overview.
+    atomic_path(Path(path), lambda p: sheet.save(p, format="JPEG", quality=80, optimize=True))
     return Path(path)
 
 
 def _overlay_sheet(run: RunData, name: str, protocol: str, out: Path) -> tuple[Path | None, int]:
+    """A contact sheet of one segmenter's overlays; drawn from the saved masks where overlays were not kept."""
+    from compare.report_grid import _labels, colour_errors
+
     rows = run.per_image[(run.per_image["segmenter"] == name) & (run.per_image["protocol"] == protocol)]
     folder = run.root / "predictions" / safe_stem(name) / protocol / "overlays"
-    images = []
+    photos = _data_dir(run) / ("Test_Data" if protocol == "test" else "Train_Data")
+    images: list = []
     for row in rows.itertuples():
         count = f"{_num(row.pred_count, 0)} WBC"
         if protocol != "test" and pd.notna(row.true_count):
             count = f"{_num(row.pred_count, 0)}/{_num(row.true_count, 0)} WBC"
-        images.append((folder / f"{safe_stem(row.image)}.png", f"{str(row.image)[:16]}: {count}"))
+        overlay = folder / f"{safe_stem(row.image)}.png"
+        if not overlay.is_file():
+            labels = _labels(run.root, name, protocol, str(row.image))
+            try:
+                from compare.data import read_image
+
+                photo = read_image(photos / f"{row.image}.jpg")
+            except (OSError, ValueError):
+                photo = None
+            if labels is None or photo is None or labels.shape != photo.shape[:2]:
+                continue
+            overlay = colour_errors(photo, labels, None)
+        images.append((overlay, f"{str(row.image)[:16]}: {count}"))
     thumb = THUMB.get(protocol, 200)
-    path = contact_sheet(images, out / f"{protocol}-{safe_stem(name)}.png", thumb=thumb,
+    path = contact_sheet(images, out / f"{protocol}-{safe_stem(name)}.jpg", thumb=thumb,
                          columns=max(3, 1200 // (thumb + 6)))
     return path, len(images)
 
@@ -553,21 +558,47 @@ def _overlay_sheet(run: RunData, name: str, protocol: str, out: Path) -> tuple[P
 
 def _summary_section(run: RunData, order: list[str], commands: list[str]) -> Section:
     blocks: list = [Text("Mean Dice is over images, with a 95% percentile-bootstrap interval; IoU, precision and "
-                         "recall are per-image pixel means; object F1 and panoptic quality (PQ) pool the matched "
-                         "WBCs (IoU ≥ 0.5) of all images; count MAE is the mean absolute error of the WBC count; "
-                         "exact count is the share of images counted exactly; fit s is seconds per fit; predict "
-                         "Mpx/s is megapixels per second of `predict_proba`, features included. "
-                         "The same numbers, unrounded, are in `summary.csv` and `per_image.csv`.")]
+                         "recall are per-image pixel means; HD95 is the mean over images of the 95th-percentile "
+                         "distance between the true and predicted boundaries (pixels, lower is better); surface "
+                         "Dice @2px is the share of boundary pixels within 2 px of the other boundary; object F1 "
+                         "and panoptic quality (PQ) pool the matched WBCs (IoU ≥ 0.5) of all images; count MAE is "
+                         "the mean absolute error of the WBC count; exact count is the share of images counted "
+                         "exactly; fit s is seconds per fit; predict Mpx/s is megapixels per second of prediction "
+                         "on that protocol's images, features included. The same numbers, unrounded, are in "
+                         "`summary.csv` and `per_image.csv`.")]
     titles = {"cv": f"Cross-validation ({run.config.get('folds', '?')} grouped folds over the training patches)",
               "large": "Large images (trained on the patches not cut from them)",
               "test": "Test images (no ground truth: counts and speed only)"}
     for protocol in ("cv", "large", "test"):
-        table = summary_table(run.summary, protocol, order)
+        table, note = summary_table(run.summary, protocol, order)
         if table is not None:
-            blocks += [Text(f"**{titles[protocol]}**"), table]
+            blocks += [Text(f"**{titles[protocol]}**"), table] + ([Text(note)] if note else [])
     if len(blocks) == 1:
         blocks.append(Text("The summary table is empty: no protocol finished."))
     return Section("summary", "Summary table", blocks, commands)
+
+
+def _per_image_section(run: RunData, order: list[str]) -> Section | None:
+    """Dice and boundary metrics of every large image per segmenter (cv's 164 rows stay in the CSV)."""
+    rows = run.per_image[run.per_image["protocol"] == "large"]
+    if rows.empty:
+        return None
+    frame = pd.DataFrame({
+        "image": rows["image"].astype(str), "segmenter": rows["segmenter"],
+        "WBCs true / found": [f"{_num(t, 0)} / {_num(f, 0)}" for t, f in zip(rows["true_count"], rows["pred_count"])],
+        "Dice": rows["dice"].map(_num), "HD95 px": rows["hd95"].map(lambda v: _num(v, 1)),
+        "surface Dice @2px": rows["surface_dice"].map(_num),
+    })
+    frame["_o"] = [order.index(n) if n in order else len(order) for n in frame["segmenter"]]
+    frame = frame.sort_values(["image", "_o"], kind="stable").drop(columns="_o")
+    if (frame["HD95 px"] == "–").all():
+        frame = frame.drop(columns=["HD95 px", "surface Dice @2px"])
+        note = ("This run's `per_image.csv` has no boundary columns (written before they were added); "
+                "rerun to fill HD95 and surface Dice.")
+    else:
+        note = "Boundary metrics per cv patch are in `per_image.csv` (columns `hd95`, `surface_dice`)."
+    return Section("per-image", "Per image: the large images", [
+        Table(frame, numeric=("Dice", "HD95 px", "surface Dice @2px")), Text(note)])
 
 
 def _tests_section(pairs: pd.DataFrame, protocol: str | None, commands: list[str]) -> Section:
@@ -579,7 +610,11 @@ def _tests_section(pairs: pd.DataFrame, protocol: str | None, commands: list[str
         Text(f"Each pair of segmenters is compared on the per-image Dice of the images both scored "
              f"({protocol} protocol) with a two-sided Wilcoxon signed-rank test; the p-values are then "
              f"Holm-corrected for the {len(pairs)} comparisons, and a difference counts as significant when the "
-             f"corrected p is below {ALPHA}. \"A better on\" is the share of images where A scores higher."),
+             f"corrected p is below {ALPHA}. Beside each p-value the effect size: the mean paired difference, \"A "
+             f"better on\" (the share of images where A scores higher) and the matched-pairs rank-biserial "
+             f"correlation r (+1: A higher on every image, 0: balanced). Read the differences against the "
+             f"annotation noise: two annotations of the same cells agree at Dice {ANNOTATION_DICE:.3f}, so a "
+             f"gap under {NOISE_DICE:.3f} can be significant and still invisible."),
         pairs_table(pairs),
     ]
     return Section("tests", "Paired tests (Wilcoxon signed-rank, Holm-corrected)", blocks, commands)
@@ -615,38 +650,104 @@ def _plots_section(run: RunData, order: list[str], protocol: str | None, command
     return Section("plots", "Plots", blocks, commands)
 
 
-def _gallery_section(run: RunData, order: list[str], commands: list[str]) -> Section:
+def _grid_section(run: RunData, order: list[str], commands: list[str]) -> Section:
+    from compare.report_grid import COLOURS, build_grid
+
+    rows, note = build_grid(run.root, run.per_image, order, _data_dir(run))
+    def rgb(key: str) -> str:
+        return "rgb" + str(COLOURS[key])
+    blocks: list = [Text("The same crops for every segmenter, enlarged with nearest neighbours so single pixels "
+                         f"stay visible. Green: true positive pixels; magenta: false positive; blue: false "
+                         "negative (against the true mask, itself drawn on a 4-px grid). Test images have no "
+                         "truth, so their cells show the predicted outline only. Rows: each WBC of the large "
+                         "images, the cv patches where the segmenters' Dice differs most, each segmenter's worst "
+                         "cv patch, and the test images whose predicted counts differ. Captions give Dice and "
+                         "HD95 inside the crop; each picture links to its full-size overlay.")]
+    if rows:
+        blocks.append(Grid(order, [(f"{r.image} ({r.protocol}): {r.why}",
+                                    [(c.path, c.caption, c.link) for c in r.cells]) for r in rows]))
+    else:
+        blocks.append(Text("No grid: the predictions or the photographs could not be read."))
+    if note:
+        blocks.append(Text(note))
+    return Section("grid", "The same cells side by side", blocks, commands)
+
+
+def _shift_section(run: RunData, order: list[str]) -> Section | None:
+    from compare import plots
+
+    rows = run.summary[run.summary["protocol"] == "shift"].copy()
+    if rows.empty:
+        return None
+    rows["dice_mean"] = pd.to_numeric(rows["dice_mean"], errors="coerce")
+    names = [n for n in order if n in set(rows["segmenter"])]
+    table = rows.pivot_table(index="shift", columns="segmenter", values="dice_mean", aggfunc="mean")
+    exact = rows.pivot_table(index="shift", columns="segmenter", values="count_exact", aggfunc="mean", dropna=False)
+    frame = pd.DataFrame({"shift": table.index})
+    for name in names:
+        frame[f"{name} Dice"] = [_num(table.at[s, name]) if name in table else "–" for s in table.index]
+        frame[f"{name} exact count"] = [_num(exact.at[s, name], 2) if name in exact and s in exact.index else "–"
+                                        for s in table.index]
+    worst = []
+    for name in names:
+        mine = rows[rows["segmenter"] == name].dropna(subset=["dice_mean"])
+        if not mine.empty:
+            low = mine.loc[mine["dice_mean"].idxmin()]
+            worst.append(f"{name}: {low['shift']} (Dice {_num(low['dice_mean'])})")
+    blocks: list = [Text("Each final model on perturbed copies of the labelled images (protocol `shift`): mean "
+                         "Dice per shift, and the share of images counted exactly where a count means something "
+                         "(shifted large images and crops; a shifted patch holds one WBC by construction). "
+                         "These shifts are synthetic, not another lab's images."),
+                    Table(frame, numeric=tuple(frame.columns[1:]))]
+    if worst:
+        blocks.append(Text("Worst shift per segmenter: " + "; ".join(worst) + "."))
+    path = plots.shift_dice(run.summary, order, run.root / "plots" / "shift_dice.png")
+    if path is not None:
+        blocks.append(Figure(path, "Mean Dice per shift and segmenter; the dashed lines mark each segmenter's "
+                                   "unshifted large-image Dice where the run has it."))
+    return Section("shift", "Domain shift", blocks)
+
+
+def _test_sheet_section(run: RunData, order: list[str], commands: list[str]) -> Section:
     out = run.root / "report_assets"
-    has_cv = not run.per_image[run.per_image["protocol"] == "cv"].empty
-    patches = _labelled_patches(run) if has_cv else {}
-    blocks: list = [Text("Green: true boundary. Magenta: predicted boundary, with each predicted WBC numbered.")]
-    for name in order:
-        path, sentence = gallery(run, name, patches, out) if has_cv else (None, "")
+    blocks: list = [Text("The first segmenter's final model on the unlabelled test images, its predicted WBC count "
+                         "under each (no ground truth; Test_Data overlaps the training data). The other "
+                         "segmenters' masks are in `predictions/NAME/test/masks/`; where their counts differ the "
+                         "image is in the grid above.")]
+    for name in order[:1]:
+        path, n = _overlay_sheet(run, name, "test", out)
         if path is not None:
-            blocks.append(Figure(path, sentence, width=1100))
-        elif sentence:
-            blocks.append(Text(sentence))
-    if not has_cv:
-        blocks.append(Text("This run has no cv protocol, so there is no gallery of patches."))
-    return Section("gallery", "Overlay gallery: best, median and worst image", blocks, commands)
-
-
-def _sheets_section(run: RunData, order: list[str], protocol: str, anchor: str, title: str,
-                    intro: str, commands: list[str]) -> Section:
-    out = run.root / "report_assets"
-    blocks: list = [Text(intro)]
-    for index, name in enumerate(order):
-        path, n = _overlay_sheet(run, name, protocol, out)
-        if path is None:
-            continue
-        full = f"predictions/{safe_stem(name)}/{protocol}/overlays/"
-        figure = Figure(path, f"{name}: {n} {protocol} images, predicted WBCs counted under each; "
-                              f"full-size overlays in `{full}`.")
-        # The leader's sheet is open; the others fold away to keep the page short.
-        blocks.append(figure if index == 0 else Details(f"{name} ({n} images)", [figure]))
+            blocks.append(Figure(path, f"{name}: {n} test images."))
     if len(blocks) == 1:
-        blocks.append(Text(f"This run has no {protocol} overlays."))
-    return Section(anchor, title, blocks, commands)
+        blocks.append(Text("This run has no test overlays."))
+    return Section("test", "Test-set predictions", blocks, commands)
+
+
+def _methods_section(run: RunData, order: list[str]) -> Section:
+    blocks: list = [Text("Generated from the files the run saved (`config.json`, `fit_info.json`, "
+                         "`models/NAME/*.json`). Every segmenter predicts a per-pixel WBC probability; the same "
+                         "instance stage turns it into WBCs, and the same evaluator scores them.")]
+    blocks += [Text(f"**{name}.** {text}") for name, text in methods_blocks(run.root, run.config, order)]
+    folds = run.config.get("folds", "?")
+    blocks.append(Text(f"**Protocols.** cv: grouped {folds}-fold cross-validation over the labelled patches (patches "
+                       "of one region share a fold; the U-Net holds out part of each training fold for early "
+                       "stopping). large: fit on the patches not cut from the large images, then predict those "
+                       "images whole. test: the same final model on the test images. Seed "
+                       f"{run.config.get('seed', '?')}."))
+    blocks.append(Text("**Data.**"))
+    blocks += [Text(t) for t in data_blocks(run.per_image, run.config)]
+    env = run.env
+    platform = env.get("platform", "platform not recorded")
+    blocks.append(Text(f"**Hardware.** {env.get('cpu_count', '?')} CPU cores, {platform}, "
+                       f"Python {env.get('python', '?')}, Keras backend "
+                       f"{env.get('keras_backend', '?')}; the whole run took {env.get('run_seconds', '?')} s. "
+                       "Timings are wall-clock on that machine, shared with other work unless said otherwise."))
+    return Section("methods", "Methods", blocks)
+
+
+def _limitations_section(run: RunData) -> Section:
+    return Section("limitations", "Limitations",
+                   [Text(t) for t in limitations_blocks(run.per_image, run.summary)])
 
 
 def _benchmark_section(run: RunData) -> Section:
@@ -704,20 +805,19 @@ def compose(run: RunData) -> Document:
     sections = [
         _summary_section(run, order, both),
         _tests_section(pairs, protocol, [rebuild]),
+        _grid_section(run, order, [rebuild]),
+        _per_image_section(run, order),
+        _shift_section(run, order),
         _plots_section(run, order, protocol, [rebuild]),
-        _gallery_section(run, order, [rebuild]),
-        _sheets_section(run, order, "large", "large", "Large images: located, delineated and counted",
-                        "Each large image with the true (green) and predicted (magenta) boundaries; under it the "
-                        "predicted / true WBC count.", both),
-        _sheets_section(run, order, "test", "test", "Test-set predictions",
-                        "The final model of each segmenter on the unlabelled test images (no ground truth); "
-                        "under each image the predicted WBC count. The best segmenter's sheet is shown open.",
-                        both),
+        _test_sheet_section(run, order, both),
+        _methods_section(run, order),
+        _limitations_section(run),
         _benchmark_section(run),
         _errors_section(run),
         _environment_section(run),
     ]
-    return Document("White blood cell segmentation: comparison report", headline(run, pairs, protocol), sections)
+    return Document("White blood cell segmentation: comparison report", headline(run, pairs, protocol),
+                    [s for s in sections if s is not None], meta=run_meta(run.root, run.env))
 
 
 def build_report(run_dir: str | Path) -> Path:
@@ -740,5 +840,5 @@ def build_report(run_dir: str | Path) -> Path:
     doc = compose(run)
     write_text_atomic(run.root / "report.md", to_markdown(doc, run.root))
     target = run.root / "report.html"
-    write_text_atomic(target, to_html(doc))
+    write_text_atomic(target, to_html(doc, run.root))
     return target

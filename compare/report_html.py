@@ -1,16 +1,15 @@
 """A tiny document model for the report, rendered both as Markdown and as HTML.
 
 The report is composed once as a :class:`Document` of sections holding text,
-tables and images; :func:`to_markdown` writes it with relative image links
-(for GitHub and editors) and :func:`to_html` as one self-contained page with
-every image embedded as base64, so the HTML file can be mailed or opened from
-anywhere.  Text supports only ``**bold**`` and ```code``` inline marks, which
-read the same in both formats.
+tables, images and image grids; :func:`to_markdown` and :func:`to_html` both
+write images as links relative to the run folder (``plots/``,
+``report_assets/``), so the page stays a few hundred kilobytes and opens from
+the run folder or a copy of it.  Text supports only ``**bold**`` and
+```code``` inline marks, which read the same in both formats.
 """
 
 from __future__ import annotations
 
-import base64
 import html
 import os
 import re
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["Text", "Table", "Figure", "Details", "Section", "Document", "to_markdown", "to_html"]
+__all__ = ["Text", "Table", "Figure", "Grid", "Details", "Section", "Document", "to_markdown", "to_html"]
 
 
 @dataclass
@@ -47,6 +46,18 @@ class Figure:
 
 
 @dataclass
+class Grid:
+    """Rows of linked pictures under column headers (the comparison grid).
+
+    ``rows`` holds ``(row label, [(image path or None, caption, link path or None), ...])``.
+    """
+
+    columns: list[str]
+    rows: list[tuple[str, list[tuple[Path | None, str, Path | None]]]]
+    width: int = 300
+
+
+@dataclass
 class Details:
     """Blocks that HTML folds away behind a summary line (Markdown shows them)."""
 
@@ -71,6 +82,7 @@ class Document:
     title: str
     headline: list[str]
     sections: list[Section]
+    meta: str = ""
 
 
 _BOLD = re.compile(r"\*\*(.+?)\*\*")
@@ -98,6 +110,25 @@ def _md_table(table: Table) -> str:
     return "\n".join(lines)
 
 
+def _rel(path: Path, root: Path) -> str:
+    return Path(os.path.relpath(path, root)).as_posix()
+
+
+def _md_grid(grid: Grid, root: Path) -> str:
+    lines = ["| image | " + " | ".join(_md_cell(c) for c in grid.columns) + " |",
+             "|---|" + "|".join("---" for _ in grid.columns) + "|"]
+    for label, cells in grid.rows:
+        shown = []
+        for path, caption, link in cells:
+            if path is None:
+                shown.append(_md_cell(caption))
+                continue
+            picture = f"![{_md_cell(caption)}]({_rel(path, root)})"
+            shown.append((f"[{picture}]({_rel(link, root)})" if link else picture) + "<br>" + _md_cell(caption))
+        lines.append(f"| {_md_cell(label)} | " + " | ".join(shown) + " |")
+    return "\n".join(lines)
+
+
 def _md_blocks(blocks: list, root: Path) -> list[str]:
     parts = []
     for block in blocks:
@@ -106,8 +137,9 @@ def _md_blocks(blocks: list, root: Path) -> list[str]:
         elif isinstance(block, Table):
             parts.append(_md_table(block))
         elif isinstance(block, Figure):
-            link = Path(os.path.relpath(block.path, root)).as_posix()
-            parts.append(f"![{block.caption}]({link})\n\n*{block.caption}*")
+            parts.append(f"![{block.caption}]({_rel(block.path, root)})\n\n*{block.caption}*")
+        elif isinstance(block, Grid):
+            parts.append(_md_grid(block, root))
         elif isinstance(block, Details):
             parts.append(f"**{block.summary}**")
             parts.extend(_md_blocks(block.blocks, root))
@@ -116,7 +148,7 @@ def _md_blocks(blocks: list, root: Path) -> list[str]:
 
 def to_markdown(doc: Document, root: Path) -> str:
     """The report as Markdown; image links are relative to ``root`` (the run folder)."""
-    parts = [f"# {doc.title}", *doc.headline, "## Contents",
+    parts = [f"# {doc.title}", *([f"*{doc.meta}*"] if doc.meta else []), *doc.headline, "## Contents",
              "\n".join(f"- [{s.title}](#{s.anchor})" for s in doc.sections)]
     for section in doc.sections:
         parts.append(f'<a id="{section.anchor}"></a>\n\n## {section.title}')
@@ -124,11 +156,6 @@ def to_markdown(doc: Document, root: Path) -> str:
             parts.append("Reproduce:\n\n```sh\n" + "\n".join(section.commands) + "\n```")
         parts.extend(_md_blocks(section.blocks, root))
     return "\n\n".join(parts) + "\n"
-
-
-def _data_uri(path: Path) -> str:
-    encoded = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-    return f"data:image/png;base64,{encoded}"
 
 
 def _html_table(table: Table) -> str:
@@ -143,7 +170,26 @@ def _html_table(table: Table) -> str:
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
 
 
-def _html_blocks(blocks: list) -> list[str]:
+def _html_grid(grid: Grid, root: Path) -> str:
+    head = "<th>image</th>" + "".join(f"<th>{html.escape(c)}</th>" for c in grid.columns)
+    rows = []
+    for label, cells in grid.rows:
+        shown = []
+        for path, caption, link in cells:
+            text = f"<div class=\"cap\">{_inline_html(caption)}</div>"
+            if path is None:
+                shown.append(f"<td>{text}</td>")
+                continue
+            img = (f'<img src="{html.escape(_rel(path, root))}" alt="{html.escape(caption)}" '
+                   f'width="{grid.width}" height="{grid.width}" loading="lazy">')
+            if link:
+                img = f'<a href="{html.escape(_rel(link, root))}">{img}</a>'
+            shown.append(f"<td>{img}{text}</td>")
+        rows.append(f"<tr><th class=\"rowlabel\">{_inline_html(label)}</th>{''.join(shown)}</tr>")
+    return f'<div class="scroll"><table class="grid"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
+
+
+def _html_blocks(blocks: list, root: Path) -> list[str]:
     parts = []
     for block in blocks:
         if isinstance(block, Text):
@@ -152,10 +198,13 @@ def _html_blocks(blocks: list) -> list[str]:
             parts.append(_html_table(block))
         elif isinstance(block, Figure):
             style = f' style="max-width:min(100%,{block.width}px)"' if block.width else ""
-            parts.append(f'<figure><img src="{_data_uri(block.path)}" alt="{html.escape(block.caption)}"{style}>'
+            parts.append(f'<figure><img src="{html.escape(_rel(block.path, root))}" '
+                         f'alt="{html.escape(block.caption)}"{style}>'
                          f"<figcaption>{_inline_html(block.caption)}</figcaption></figure>")
+        elif isinstance(block, Grid):
+            parts.append(_html_grid(block, root))
         elif isinstance(block, Details):
-            inner = "\n".join(_html_blocks(block.blocks))
+            inner = "\n".join(_html_blocks(block.blocks, root))
             parts.append(f"<details><summary>{_inline_html(block.summary)}</summary>{inner}</details>")
     return parts
 
@@ -180,12 +229,16 @@ figure{margin:1em 0}figure img{max-width:100%;height:auto;border:1px solid #e3e3
 figcaption{color:#444;font-size:.92em;margin-top:.3em}
 details{margin:.6em 0}summary{cursor:pointer;font-weight:600}
 nav ul{columns:2;font-size:.95em}
+table.grid td{padding:.2em;text-align:center}table.grid img{border:1px solid #ccc;display:block;max-width:none}
+table.grid .cap{font-size:.8em;color:#333;max-width:300px}th.rowlabel{max-width:11em;font-weight:500;font-size:.85em}
+.meta{color:#555;font-size:.92em}
 """
 
 
-def to_html(doc: Document) -> str:
-    """The report as one self-contained HTML page (images embedded as base64)."""
+def to_html(doc: Document, root: Path) -> str:
+    """The report as one HTML page; images are linked relative to ``root`` (the page's own folder)."""
     body = [f"<h1>{html.escape(doc.title)}</h1>",
+            *([f'<p class="meta">{_inline_html(doc.meta)}</p>'] if doc.meta else []),
             '<div class="headline">' + "".join(f"<p>{_inline_html(p)}</p>" for p in doc.headline) + "</div>",
             "<nav><h2>Contents</h2><ul>" + "".join(f'<li><a href="#{s.anchor}">{html.escape(s.title)}</a></li>'
                                                   for s in doc.sections) + "</ul></nav>"]
@@ -194,7 +247,7 @@ def to_html(doc: Document) -> str:
         if section.commands:
             commands = html.escape("\n".join(section.commands))
             body.append(f'<div class="repro"><span>Reproduce</span><pre><code>{commands}</code></pre></div>')
-        body.extend(_html_blocks(section.blocks))
+        body.extend(_html_blocks(section.blocks, root))
         body.append("</section>")
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"

@@ -211,21 +211,6 @@ def _blobs(seed: int, shape=(260, 300)) -> np.ndarray:
     return prob
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_separate_and_measure_equals_separate_instances(seed):
-    from compare.instances import separate_instances
-    from compare.predict import separate_and_measure
-
-    prob = _blobs(seed)
-    params = InstanceParams(threshold=0.5, min_area=300, split_area=2500, min_distance=12)
-    labels, means = separate_and_measure(prob, params)
-    expected = separate_instances(prob, params)
-    np.testing.assert_array_equal(labels, expected)
-    assert sorted(means) == list(range(1, int(expected.max()) + 1))
-    for k, mean in means.items():
-        assert mean == pytest.approx(float(prob[expected == k].mean()))
-
-
 def test_overlay_image_equals_draw_overlay():
     from compare.overlay import draw_overlay
     from compare.predict import overlay_image

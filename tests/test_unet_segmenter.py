@@ -40,7 +40,8 @@ def test_fit_records_history_and_info(fitted):
     assert {"epoch", "loss", "val_loss", "val_dice", "lr"} <= set(fitted.history_[0])
     info = json.loads(json.dumps(fitted.fit_info_))  # JSON-able
     assert info["epochs_run"] == 1 and info["best_epoch"] == 1
-    assert info["params"] > 0 and "CPU" in info["device"] or "GPU" in info["device"]
+    assert info["params"] > 0
+    assert "CPU" in info["device"] or "GPU" in info["device"]
 
 
 @pytest.mark.parametrize("shape", [(32, 32), (70, 45), (150, 200)])
@@ -68,9 +69,27 @@ def test_same_seed_same_model(data, fitted):
     np.testing.assert_allclose(again.predict_proba(image), fitted.predict_proba(image), atol=1e-5)
 
 
-def test_not_fitted():
-    with pytest.raises(RuntimeError, match="not fitted"):
+def test_not_fitted(tmp_path):
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError, match="not fitted"):
         UNetSegmenter().predict_proba(np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(NotFittedError, match="not fitted"):
+        UNetSegmenter().save(tmp_path / "unet")
+
+
+def test_clone_keeps_overrides():
+    from sklearn.base import clone
+
+    seg = UNetSegmenter("paper", random_state=4, verbose=0, epochs=3, base_width=8)
+    copy = clone(seg)
+    assert copy.get_params() == seg.get_params() == {
+        "profile": "paper", "random_state": 4, "verbose": 0, "epochs": 3, "base_width": 8}
+    copy.set_params(epochs=5, random_state=1)
+    assert copy.overrides == {"epochs": 3, "base_width": 8} | {"epochs": 5} and copy.random_state == 1
+    assert seg.overrides["epochs"] == 3  # the original is untouched
+    with pytest.raises(ValueError, match="Unknown U-Net option"):
+        copy.set_params(base_widht=8)
 
 
 def test_input_validation(data):

@@ -1,30 +1,56 @@
 """The scale of a blood-smear image: how many pixels a cell spans.
 
 Microscopes, objectives and cameras differ, so the same WBC may be 30 px wide
-in one lab's images and 120 px in another's, while a model has only seen the
-scale of its training data.  Red cells make a good ruler: their diameter
-varies far less between people (about 7-8 um) than pixel sizes vary between
-microscopes, and a smear shows hundreds of them.
+in one lab's images and 170 px in another's, while a model has only seen the
+scale of its training data.  :func:`estimate_scale` finds the factor by which
+to resize an image so that its cells match the training scale, from (first
+that applies):
 
-:func:`estimate_rbc_diameter` measures the typical red-cell diameter of an
-image: the cells (everything darker than the bright plasma in the green
-channel, where haemoglobin absorbs) are separated from the background by
-Otsu's threshold, holes (the pale centres of red cells) are filled, and the
-median equivalent diameter of the solitary, convex components is taken.
-Touching cells form non-convex clumps and are left out by a solidity test, so
-the median stays a single cell's size.  Only fixed, tiny operations (a 3 x 3
-opening) act before measuring, so the estimate scales with the image: on the
-five large SigTuple images rescaled by 0.5x and 2x it moves by the same
-factor within 2 %.
+1. the user's typical WBC diameter (``wbc_diameter``, method ``"wbc-diameter"``);
+2. the user's pixel size in micrometres (``pixel_size_um``, ``"pixel-size"``);
+3. the red cells of the image (``"red-cells"``): their diameter varies far less
+   between people (about 7-8 um) than pixel sizes vary between microscopes,
+   and a smear shows hundreds of them;
+4. a fitted model (``probe``, ``"wbc-probe"``) run at a few trial scales, for
+   crops that show too few whole red cells (one WBC and the cells around it):
+   the trial whose WBCs come out nearest the training WBC size wins.
 
-:func:`training_scale` says what scale a saved model was trained at, and
-:func:`scale_factor` turns the user's options into the factor by which an
-image is resized before prediction.
+The red-cell measurement is a granulometry of the cell layer by maximal
+inscribed disks, which is robust to touching and overlapping cells:
+
+* the cell layer is everything that absorbs light against the image's own
+  bright background: the optical density ``OD = sum_c -log((I_c + 1) /
+  (bg_c + 1))`` over the three channels, thresholded by Otsu's method, so no
+  stain colour is assumed (a yellow background or a bluer stain change ``bg``
+  and the OD's spectrum, not the cells' contrast); the black edge of a
+  microscope's field of view is left out of both;
+* holes (the pale centres of red cells) are filled, and the Euclidean
+  distance transform is taken: at the centre of each cell it equals the
+  radius of the largest disk that fits inside the cell.  Where two cells
+  touch or overlap, the distance at each centre is still that cell's own
+  radius (the neck between them is a saddle, not a maximum), which is why no
+  solitary cells are needed;
+* the local maxima of the distance whose disk lies wholly inside the image
+  (cells cut by the border or the field-of-view edge would read too small)
+  give one radius per cell (a few per elongated cell), and the peak of their
+  area-weighted log-radius distribution is the typical red-cell radius.
+  Platelets (a third of a red cell across) and WBCs (twice, and few) fall
+  outside the peak.
+
+No operation before measuring has a fixed size in pixels other than 3 x 3
+neighbourhoods, so the estimate scales with the image: on the five large
+SigTuple images rescaled by 0.5x, 2x and 3x it moves by the same factor within
+a few per cent (``benchmarks/scale_accuracy.py``).
+
+:func:`training_scale` says what scale a saved model was trained at;
+:func:`estimate_rbc_diameter` and :func:`scale_factor` are the earlier, narrower
+entry points, kept as wrappers.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,30 +59,71 @@ from scipy import ndimage as ndi
 
 __all__ = [
     "SIGTUPLE_RBC_DIAMETER",
+    "SIGTUPLE_PIXEL_SIZE_UM",
+    "RBC_DIAMETER_UM",
+    "MIN_FACTOR",
+    "MAX_FACTOR",
+    "PROBE_FACTORS",
     "TrainingScale",
+    "ScaleEstimate",
+    "ScaleError",
     "training_scale",
+    "estimate_scale",
     "estimate_rbc_diameter",
     "scale_factor",
-    "ScaleError",
 ]
 
-#: Median red-cell diameter in pixels of the SigTuple images (training
-#: patches and large images share one scale), measured with
-#: :func:`estimate_rbc_diameter` on the five large training images:
-#: 32.0, 31.0, 30.7, 33.2 and 31.0 px.
+#: Median red-cell equivalent diameter in pixels of the SigTuple images
+#: (training patches and large images share one scale): 32.0, 31.0, 30.7, 33.2
+#: and 31.0 px on the five large training images.
 SIGTUPLE_RBC_DIAMETER = 31.0
 
-#: Largest area, in pixels, looked at when estimating the scale; bigger
-#: images are sampled in windows so that the estimate costs the same on a
-#: 64 Mpx image as on a 4 Mpx one.
-_MAX_SAMPLE_PIXELS = 4_000_000
+#: Mean diameter of a normal red cell in micrometres (the textbook 7.5 um;
+#: the normal range is about 6.2-8.2 um, so a pixel size derived from it is
+#: good to about 10 %).
+RBC_DIAMETER_UM = 7.5
+
+#: Pixel size of the SigTuple images in micrometres, assuming their red cells
+#: have the mean diameter :data:`RBC_DIAMETER_UM`; the data set does not state
+#: its microscope's pixel size.
+SIGTUPLE_PIXEL_SIZE_UM = RBC_DIAMETER_UM / SIGTUPLE_RBC_DIAMETER
+
+#: Resize factors outside this range are clamped and marked not confident: a
+#: smear imaged 4x finer or coarser than the training data is more likely a
+#: measurement gone wrong than a real microscope.
+MIN_FACTOR = 0.25
+MAX_FACTOR = 4.0
+
+#: Trial resize factors for the ``probe`` fallback: the training scale, and
+#: images 2x and 3x finer (high-magnification crops) or 2x coarser.
+PROBE_FACTORS = (1.0, 0.5, 1.0 / 3.0, 2.0)
+
+#: Ratio of a red cell's equivalent (area) diameter to the diameter of the
+#: largest disk inscribed in it, which is what the granulometry measures: red
+#: cells are slightly oval and the measurement sees the short axis.  Measured
+#: on the five large SigTuple images (inscribed diameters 27.8, 28.8, 27.8, 27.8
+#: and 30.1 px against :data:`SIGTUPLE_RBC_DIAMETER`).
+_EQUIVALENT_PER_INSCRIBED = SIGTUPLE_RBC_DIAMETER / 28.2
+
+#: Largest area, in pixels, looked at when measuring red cells; bigger images
+#: are sampled in windows so the cost is bounded whatever the image size.
+_MAX_SAMPLE_PIXELS = 1_500_000
 _WINDOW = 1024
-#: Fewer solitary red cells than this and the median is not trusted.
-_MIN_CELLS = 10
-#: Components under this area are debris, platelets or noise, whatever the scale.
-_MIN_CELL_AREA = 20
-#: Convex area fraction above which a component is taken as one cell.
-_MIN_SOLIDITY = 0.9
+#: Fewer whole red cells than this in the peak and the red-cell scale is not
+#: trusted (a single-WBC crop shows a handful).
+_MIN_CELLS = 12
+#: Smallest inscribed radius, in pixels, counted: below it the distance
+#: transform is too coarse to say anything (a red cell at 0.25x is ~4 px across).
+_MIN_RADIUS = 1.5
+#: Width (in natural-log units) of the kernel smoothing the radius distribution.
+_LOG_BANDWIDTH = 0.08
+#: Half-width of the peak (log units): radii within it count as red cells.
+_PEAK_HALF_WIDTH = 0.25
+#: Holes at least this round (inscribed-disk area / hole area) are filled as pale centres.
+_MIN_HOLE_ROUNDNESS = 0.4
+#: A probe trial is trusted when its WBCs are within this ratio of the
+#: training WBC diameter: a model run far from its scale misses or splits cells.
+_PROBE_TOLERANCE = 1.3
 
 
 class ScaleError(ValueError):
@@ -72,11 +139,39 @@ class TrainingScale:
     wbc_diameter : float
         Median equivalent diameter of the training WBCs, in pixels.
     rbc_diameter : float
-        Median red-cell diameter of the training images, in pixels.
+        Median red-cell equivalent diameter of the training images, in pixels.
     """
 
     wbc_diameter: float
     rbc_diameter: float
+
+
+@dataclass(frozen=True)
+class ScaleEstimate:
+    """How much to resize one image, and how that was found.
+
+    Attributes
+    ----------
+    factor : float
+        Resize factor to apply to the image (training size / observed size);
+        1.0 means the image is at the training scale, above 1 enlarges it.
+    method : str
+        ``"wbc-diameter"`` or ``"pixel-size"`` (given by the user),
+        ``"red-cells"``, ``"wbc-probe"`` (measured), or ``"none"``.
+    observed_rbc_diameter : float or None
+        Typical red-cell equivalent diameter found in the image, in its own
+        pixels, where one was measured (even if not trusted).
+    confident : bool
+        False when no reliable scale was found; the caller should warn.
+    detail : str
+        One sentence: how the scale was found, or why it is not trusted.
+    """
+
+    factor: float
+    method: str
+    observed_rbc_diameter: float | None
+    confident: bool
+    detail: str = ""
 
 
 def training_scale(model_dir: str | Path) -> TrainingScale:
@@ -115,6 +210,8 @@ def training_scale(model_dir: str | Path) -> TrainingScale:
     return TrainingScale(wbc_diameter=2.0 * min_distance / 0.6, rbc_diameter=SIGTUPLE_RBC_DIAMETER)
 
 
+# -- red cells -----------------------------------------------------------------
+
 def _sample_windows(shape: tuple[int, int]) -> list[tuple[slice, slice]]:
     """Windows spread evenly over an image, at most ``_MAX_SAMPLE_PIXELS`` in all."""
     height, width = shape
@@ -129,42 +226,257 @@ def _sample_windows(shape: tuple[int, int]) -> list[tuple[slice, slice]]:
     return [(slice(y, y + wh), slice(x, x + ww)) for y in ys for x in xs]
 
 
-def _cell_diameters(rgb: np.ndarray) -> np.ndarray:
-    """Equivalent diameters of the solitary, convex cells of one window."""
+def cell_layer(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The light-absorbing cells of a smear, whatever its stain colours.
+
+    Parameters
+    ----------
+    rgb : ndarray, shape (H, W, 3), uint8
+
+    Returns
+    -------
+    cells : ndarray, shape (H, W), bool
+        Pixels whose summed optical density against the image's background is
+        above Otsu's threshold, holes filled.
+    lit : ndarray, shape (H, W), bool
+        Pixels inside the microscope's field of view (False on its black edge).
+    """
     from skimage.filters import threshold_otsu
-    from skimage.measure import regionprops
 
-    rgb = np.asarray(rgb)
+    rgb = np.asarray(rgb, np.uint8)
+    # Statistics from a sparse grid are as good as from every pixel and keep
+    # the cost to the per-pixel lookups below.
+    step = max(1, int(np.sqrt(rgb.shape[0] * rgb.shape[1] / 40_000)))
+    sample = rgb[::step, ::step].reshape(-1, 3).astype(np.int32)
+    brightness = sample.sum(axis=1)
+    # The plasma is the brightest large class in a smear: even a crowded
+    # field leaves more than 5 % of its pixels between cells or in pale centres.
+    bright = sample[brightness >= np.percentile(brightness, 95)]
+    background = np.median(bright, axis=0).astype(float)
     brightest = rgb.max(axis=2)
-    # The black edge of a microscope's field of view would otherwise pull
-    # Otsu's threshold between "dark" and "everything else".
-    lit = brightest > 60
-    if lit.sum() < 100:
-        return np.zeros(0)
-    green = rgb[..., 1]
-    values = green[lit]
-    if values.min() == values.max():
-        return np.zeros(0)
-    cells = (green < threshold_otsu(values)) & lit
-    cells = ndi.binary_fill_holes(cells)
-    cells = ndi.binary_opening(cells)
-    labels, _ = ndi.label(cells)
-    height, width = labels.shape
-    diameters = []
-    for region in regionprops(labels):
-        if region.area < _MIN_CELL_AREA:
-            continue
-        y0, x0, y1, x1 = region.bbox
-        if y0 == 0 or x0 == 0 or y1 == height or x1 == width:
-            continue  # cut by the window: its size is unknown
-        if region.solidity < _MIN_SOLIDITY:
-            continue  # a clump of touching cells
-        diameters.append(region.equivalent_diameter_area)
-    return np.asarray(diameters, float)
+    # The black edge of a field of view is far darker than any stained cell
+    # (a nucleus keeps one channel above half the background).
+    lit = brightest > 0.2 * background.max()
+    lit_sample = sample[sample.max(axis=1) > 0.2 * background.max()]
+    empty = np.zeros(rgb.shape[:2], bool)
+    if len(lit_sample) < 50:
+        return empty, lit
+    levels = np.arange(256, dtype=float)
+    # Per-channel optical density by lookup: log of a uint8 is 256 values.
+    tables = [np.clip(-np.log((levels + 1.0) / (bg + 1.0)), 0.0, None).astype(np.float32) for bg in background]
+    od = tables[0][rgb[..., 0]] + tables[1][rgb[..., 1]] + tables[2][rgb[..., 2]]
+    sample_od = (tables[0][lit_sample[:, 0]] + tables[1][lit_sample[:, 1]] + tables[2][lit_sample[:, 2]])
+    # Nuclei are far denser than red cells; clipping them keeps Otsu's split
+    # between plasma and red cells rather than between nuclei and the rest.
+    sample_od = np.minimum(sample_od, np.percentile(sample_od, 95))
+    if sample_od.max() - sample_od.min() < 0.05:
+        return empty, lit
+    cells = (od > threshold_otsu(sample_od)) & lit
+    return _fill_round_holes(cells), lit
 
+
+def _fill_round_holes(cells: np.ndarray) -> np.ndarray:
+    """Fill the holes that look like a red cell's pale centre, not like a gap between touching cells.
+
+    A pale centre is a round hole; the gap enclosed by three touching cells is
+    a concave triangle whose inscribed disk covers under half of it (0.47 for
+    equal disks, less once the distance transform's half-pixel offset is taken
+    off).  Holes of one or two pixels are filled whatever their shape.
+    """
+    holes = ndi.binary_fill_holes(cells) & ~cells
+    labels, n = ndi.label(holes)
+    if n == 0:
+        return cells
+    index = np.arange(1, n + 1)
+    inscribed = np.asarray(ndi.maximum(ndi.distance_transform_edt(holes), labels, index), float)
+    area = np.asarray(ndi.sum(holes, labels, index), float)
+    roundness = np.pi * np.maximum(inscribed - 0.5, 0.0) ** 2 / area
+    fill = np.concatenate([[False], (roundness >= _MIN_HOLE_ROUNDNESS) | (area <= 2)])
+    return cells | fill[labels]
+
+
+def _inscribed_disks(rgb: np.ndarray) -> np.ndarray:
+    """The largest disks inside each whole cell of one window.
+
+    Returns
+    -------
+    ndarray, shape (N, 3), float
+        Radius, row and column of each local maximum of the distance transform
+        whose disk lies inside the window and the field of view.
+    """
+    cells, lit = cell_layer(rgb)
+    if not cells.any():
+        return np.zeros((0, 3))
+    distance = ndi.distance_transform_edt(cells)
+    peaks = (distance == ndi.maximum_filter(distance, size=3)) & (distance >= _MIN_RADIUS)
+    # A disk that reaches the image border or the field-of-view edge belongs
+    # to a cell that is cut there: its size is unknown, so it is left out.
+    height, width = cells.shape
+    yy, xx = np.nonzero(peaks)
+    radii = distance[yy, xx]
+    room = np.minimum(np.minimum(yy + 1, height - yy), np.minimum(xx + 1, width - xx)).astype(float)
+    if not lit.all():
+        room = np.minimum(room, ndi.distance_transform_edt(lit)[yy, xx])
+    keep = radii < room - 1.0
+    return np.column_stack([radii[keep], yy[keep], xx[keep]])
+
+
+def _radius_peak(radii: np.ndarray) -> float:
+    """The typical radius: the peak of the area-weighted log-radius density."""
+    log_r = np.log(radii)
+    grid = np.arange(np.log(_MIN_RADIUS), np.log(max(radii.max(), 2 * _MIN_RADIUS)) + 0.01, 0.01)
+    density = np.zeros_like(grid)
+    # Area weighting counts each cell by the pixels it covers, as an opening
+    # spectrum does; ridge points of small debris then weigh little.
+    weights = radii ** 2
+    for chunk in np.array_split(np.arange(len(radii)), max(1, len(radii) // 2000)):
+        density += (weights[chunk][None, :]
+                    * np.exp(-0.5 * ((grid[:, None] - log_r[chunk][None, :]) / _LOG_BANDWIDTH) ** 2)).sum(axis=1)
+    return float(np.exp(grid[int(np.argmax(density))]))
+
+
+def _measure_red_cells(image: np.ndarray) -> tuple[float | None, int]:
+    """Typical red-cell equivalent diameter of an image and how many whole cells of that size it shows."""
+    windows = _sample_windows(image.shape[:2])
+    disks = [_inscribed_disks(image[window]) for window in windows]
+    radii = np.concatenate([d[:, 0] for d in disks])
+    if len(radii) == 0:
+        return None, 0
+    peak = _radius_peak(radii)
+    # Cells, not maxima: an elongated cell has a ridge of maxima, so the
+    # maxima near the peak are counted once per square of the peak radius.
+    cells = 0
+    room = 0.0
+    for window, found in zip(windows, disks):
+        near = found[np.abs(np.log(found[:, 0] / peak)) < _PEAK_HALF_WIDTH]
+        cells += len(np.unique(np.floor(near[:, 1:] / peak).astype(np.int64), axis=0))
+        height = window[0].stop - window[0].start
+        width = window[1].stop - window[1].start
+        room += max(0.0, height - 2 * peak) * max(0.0, width - 2 * peak)
+    # No more whole cells than fit, hexagonally packed, with their centres a
+    # radius away from the border: a crop around one WBC cannot pass.
+    cells = min(cells, int(room / (0.866 * (2 * peak) ** 2)))
+    return 2.0 * peak * _EQUIVALENT_PER_INSCRIBED, cells
+
+
+def _check_image(image: np.ndarray, name: str) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ScaleError(f"{name}: expected an (H, W, 3) RGB image, got shape {image.shape}.")
+    return image
+
+
+# -- the estimate ----------------------------------------------------------------
+
+def _clamped(factor: float, method: str, rbc: float | None, detail: str, confident: bool = True) -> ScaleEstimate:
+    if not np.isfinite(factor) or factor <= 0:
+        return ScaleEstimate(1.0, "none", rbc, False, f"{detail}; the factor was not a positive number, so none is applied.")
+    if factor < MIN_FACTOR or factor > MAX_FACTOR:
+        bounded = float(np.clip(factor, MIN_FACTOR, MAX_FACTOR))
+        return ScaleEstimate(bounded, method, rbc, False,
+                             f"{detail}; the factor {factor:.2f} is outside {MIN_FACTOR}-{MAX_FACTOR:g} "
+                             f"and was clamped to {bounded:.2f}.")
+    return ScaleEstimate(float(factor), method, rbc, confident, detail)
+
+
+def _probe_estimate(probe: Callable[[float], Sequence[float]], training: TrainingScale,
+                    extra_factor: float | None, rbc: float | None, why: str) -> ScaleEstimate:
+    """Run the model at trial factors and keep the one whose WBCs match the training size."""
+    factors = list(PROBE_FACTORS)
+    if extra_factor is not None and MIN_FACTOR <= extra_factor <= MAX_FACTOR:
+        factors.insert(0, extra_factor)
+    best: tuple[float, float, float] | None = None  # (|log ratio|, factor, found diameter)
+    for factor in factors:
+        found = np.asarray(probe(float(factor)), float).ravel()
+        found = found[np.isfinite(found) & (found > 0)]
+        if len(found) == 0:
+            continue
+        diameter = float(np.median(found))
+        miss = abs(np.log(diameter / training.wbc_diameter))
+        if best is None or miss < best[0]:
+            best = (miss, factor, diameter)
+    if best is None:
+        return ScaleEstimate(1.0, "none", rbc, False,
+                             f"{why}, and the model found no WBC at any trial scale, so the image is used as it is.")
+    miss, factor, diameter = best
+    # The WBCs measure diameter / factor in the image's own pixels.
+    refined = factor * training.wbc_diameter / diameter
+    detail = (f"{why}; the model's WBCs measured {diameter:.0f} px at trial factor {factor:.2f} "
+              f"(training {training.wbc_diameter:.0f} px)")
+    return _clamped(refined, "wbc-probe", rbc, detail + ".", confident=miss <= np.log(_PROBE_TOLERANCE))
+
+
+def estimate_scale(image: np.ndarray, training: TrainingScale, *, wbc_diameter: float | None = None,
+                   pixel_size_um: float | None = None, probe: Callable[[float], Sequence[float]] | None = None,
+                   name: str = "the image") -> ScaleEstimate:
+    """Find the factor that brings an image's cells to the training scale.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, 3), uint8
+        RGB smear or crop.
+    training : TrainingScale
+        Cell sizes of the model's training data.
+    wbc_diameter : float, optional, keyword-only
+        The user's typical WBC diameter in this image, in pixels; wins over
+        everything else.
+    pixel_size_um : float, optional, keyword-only
+        The image's pixel size in micrometres; the training pixel size is taken
+        as :data:`RBC_DIAMETER_UM` / ``training.rbc_diameter``.
+    probe : callable, optional, keyword-only
+        ``probe(factor) -> diameters``: the equivalent diameters, in pixels of
+        the image resized by ``factor``, of the WBCs a fitted model finds
+        there.  Called (up to 5 times) only when the red cells cannot give the
+        scale.
+    name : str, keyword-only
+        How messages refer to the image (its file name).
+
+    Returns
+    -------
+    ScaleEstimate
+        Never raises for an unmeasurable image: ``confident`` is then False
+        and ``factor`` 1.0 (or the clamped value).
+
+    Raises
+    ------
+    ValueError
+        If ``wbc_diameter`` or ``pixel_size_um`` is not a positive number.
+    ScaleError
+        If ``image`` is not an RGB array.
+    """
+    if wbc_diameter is not None:
+        if not np.isfinite(wbc_diameter) or wbc_diameter <= 0:
+            raise ValueError(f"--wbc-diameter must be a positive number of pixels, not {wbc_diameter}.")
+        return _clamped(training.wbc_diameter / float(wbc_diameter), "wbc-diameter", None,
+                        f"{name}: WBC diameter given as {wbc_diameter:g} px.")
+    if pixel_size_um is not None:
+        if not np.isfinite(pixel_size_um) or pixel_size_um <= 0:
+            raise ValueError(f"--pixel-size must be a positive number of micrometres, not {pixel_size_um}.")
+        training_pixel_um = RBC_DIAMETER_UM / training.rbc_diameter
+        return _clamped(float(pixel_size_um) / training_pixel_um, "pixel-size", None,
+                        f"{name}: pixel size given as {pixel_size_um:g} um "
+                        f"(training {training_pixel_um:.3f} um, assuming {RBC_DIAMETER_UM} um red cells).")
+    image = _check_image(image, name)
+    rbc, cells = _measure_red_cells(image)
+    rbc_factor = training.rbc_diameter / rbc if rbc else None
+    if rbc is not None and cells >= _MIN_CELLS:
+        estimate = _clamped(rbc_factor, "red-cells", rbc,
+                            f"{name}: red cells {rbc:.1f} px across (training {training.rbc_diameter:.1f} px), "
+                            f"from about {cells} whole cells.")
+        if estimate.confident or probe is None:
+            return estimate
+        why = estimate.detail.rstrip(".")
+    else:
+        why = f"{name}: only about {cells} whole red cells, too few to measure the scale"
+    if probe is not None:
+        return _probe_estimate(probe, training, rbc_factor, rbc, why)
+    return ScaleEstimate(1.0, "none", rbc, False, f"{why}; the image is used as it is.")
+
+
+# -- earlier entry points ----------------------------------------------------------
 
 def estimate_rbc_diameter(image: np.ndarray, *, name: str = "the image") -> float:
-    """Typical red-cell diameter of a blood-smear image, in pixels.
+    """Typical red-cell equivalent diameter of a blood-smear image, in pixels.
 
     Parameters
     ----------
@@ -176,22 +488,19 @@ def estimate_rbc_diameter(image: np.ndarray, *, name: str = "the image") -> floa
     Returns
     -------
     float
-        Median equivalent diameter of the solitary red cells.
 
     Raises
     ------
     ScaleError
-        If fewer than 10 solitary cells are found (not a smear, or one too
-        sparse or too blurred to measure).
+        If too few whole red cells are found (not a smear, a crop around one
+        cell, or too blurred to measure).
     """
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ScaleError(f"{name}: expected an (H, W, 3) RGB image, got shape {image.shape}.")
-    diameters = np.concatenate([_cell_diameters(image[window]) for window in _sample_windows(image.shape[:2])])
-    if len(diameters) < _MIN_CELLS:
-        raise ScaleError(f"{name}: only {len(diameters)} separate red cells were found, too few to measure the "
-                         "scale; pass --wbc-diameter instead of --auto-scale.")
-    return float(np.median(diameters))
+    image = _check_image(image, name)
+    rbc, cells = _measure_red_cells(image)
+    if rbc is None or cells < _MIN_CELLS:
+        raise ScaleError(f"{name}: only about {cells} whole red cells were found, too few to measure the "
+                         "scale; pass --wbc-diameter or --pixel-size instead.")
+    return rbc
 
 
 def scale_factor(image: np.ndarray, training: TrainingScale, *, wbc_diameter: float | None = None,
@@ -213,6 +522,11 @@ def scale_factor(image: np.ndarray, training: TrainingScale, *, wbc_diameter: fl
     -------
     float
         1.0 when neither option is given; above 1 enlarges the image.
+
+    Raises
+    ------
+    ScaleError
+        If ``auto`` and the red cells give no reliable scale.
     """
     if wbc_diameter is not None and auto:
         raise ValueError("Give either --wbc-diameter or --auto-scale, not both.")
@@ -221,5 +535,8 @@ def scale_factor(image: np.ndarray, training: TrainingScale, *, wbc_diameter: fl
             raise ValueError(f"--wbc-diameter must be a positive number of pixels, not {wbc_diameter}.")
         return training.wbc_diameter / float(wbc_diameter)
     if auto:
-        return training.rbc_diameter / estimate_rbc_diameter(image, name=name)
+        estimate = estimate_scale(image, training, name=name)
+        if not estimate.confident:
+            raise ScaleError(estimate.detail + " Pass --wbc-diameter or --pixel-size instead.")
+        return estimate.factor
     return 1.0

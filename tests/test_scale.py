@@ -1,4 +1,4 @@
-"""Scale estimation: red-cell diameter from the image, training scale from the model folder."""
+"""Scale estimation: red cells by granulometry, the model probe fallback, given scales, the training scale."""
 
 from __future__ import annotations
 
@@ -8,30 +8,58 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from compare.data import read_image, resolve_data_dir
+from compare.data import default_data_dir, read_image
 from compare.scale import (
+    MAX_FACTOR,
+    SIGTUPLE_PIXEL_SIZE_UM,
     SIGTUPLE_RBC_DIAMETER,
     ScaleError,
     TrainingScale,
     estimate_rbc_diameter,
+    estimate_scale,
     scale_factor,
     training_scale,
 )
 
+TRAINING = TrainingScale(wbc_diameter=60.0, rbc_diameter=31.0)
 
-def _smear(diameter: float, shape=(600, 600), seed: int = 0, cover: float = 0.5) -> np.ndarray:
-    """Pink red cells with pale centres on bright plasma, some touching, placed at random."""
-    rng = np.random.default_rng(seed)
+
+def _disk_image(centres, diameter: float, shape, *, background=(240, 235, 230), cell=(215, 120, 130),
+                pallor=(228, 180, 182)) -> np.ndarray:
+    """Cells of one diameter, with pale centres, painted at ``centres`` on a plain background."""
     yy, xx = np.mgrid[:shape[0], :shape[1]]
-    image = np.empty(shape + (3,), np.uint8)
-    image[:] = (240, 235, 230)
+    image = np.empty(tuple(shape) + (3,), np.uint8)
+    image[:] = background
     r = diameter / 2
-    for _ in range(int(cover * shape[0] * shape[1] / (np.pi * r * r))):
-        cy, cx = rng.uniform(0, shape[0]), rng.uniform(0, shape[1])
+    for cy, cx in centres:
         d2 = (yy - cy) ** 2 + (xx - cx) ** 2
-        image[d2 < r * r] = (215, 120, 130)
-        image[d2 < (0.35 * r) ** 2] = (225, 170, 175)  # central pallor
+        image[d2 < r * r] = cell
+        image[d2 < (0.35 * r) ** 2] = pallor
     return image
+
+
+def _smear(diameter: float, shape=(400, 400), seed: int = 0, cover: float = 0.5, **colours) -> np.ndarray:
+    """Cells placed at random, many touching or overlapping."""
+    rng = np.random.default_rng(seed)
+    n = int(cover * shape[0] * shape[1] / (np.pi * diameter * diameter / 4))
+    centres = rng.uniform(0, 1, (n, 2)) * shape
+    return _disk_image(centres, diameter, shape, **colours)
+
+
+def _packed(diameter: float, shape=(400, 400)) -> np.ndarray:
+    """Cells on a hexagonal lattice, every one touching six neighbours."""
+    pitch = diameter
+    centres = [(y, x + (pitch / 2 if row % 2 else 0))
+               for row, y in enumerate(np.arange(0, shape[0] + pitch, pitch * np.sqrt(3) / 2))
+               for x in np.arange(0, shape[1] + pitch, pitch)]
+    return _disk_image(centres, diameter, shape)
+
+
+def _chains(diameter: float, shape=(400, 400), overlap: float = 0.2) -> np.ndarray:
+    """Rows of cells, each overlapping its neighbours by ``overlap`` of a diameter, a little plasma between rows."""
+    centres = [(y, x) for y in np.arange(diameter / 2, shape[0], 1.1 * diameter)
+               for x in np.arange(0, shape[1] + diameter, (1 - overlap) * diameter)]
+    return _disk_image(centres, diameter, shape)
 
 
 def _resize(image: np.ndarray, factor: float) -> np.ndarray:
@@ -39,27 +67,122 @@ def _resize(image: np.ndarray, factor: float) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize((round(w * factor), round(h * factor)), Image.Resampling.LANCZOS))
 
 
-def test_synthetic_smear_diameter():
-    assert estimate_rbc_diameter(_smear(30)) == pytest.approx(30, rel=0.1)
+@pytest.mark.parametrize("diameter", [12, 31, 62])
+def test_touching_packed_cells(diameter):
+    # No solitary cell at all: every cell touches six neighbours.
+    estimate = estimate_scale(_packed(diameter, shape=(max(300, 10 * diameter),) * 2), TRAINING)
+    assert estimate.method == "red-cells" and estimate.confident
+    assert estimate.observed_rbc_diameter == pytest.approx(diameter, rel=0.12)
+    assert estimate.factor == pytest.approx(31.0 / diameter, rel=0.12)
+
+
+def test_overlapping_cells():
+    estimate = estimate_scale(_chains(30), TRAINING)
+    assert estimate.confident and estimate.observed_rbc_diameter == pytest.approx(30, rel=0.15)
+
+
+@pytest.mark.parametrize("diameter", [16, 30, 60])
+def test_crowded_random_smear(diameter):
+    image = _smear(diameter, shape=(max(300, 10 * diameter),) * 2, cover=0.7)
+    assert estimate_scale(image, TRAINING).observed_rbc_diameter == pytest.approx(diameter, rel=0.12)
+
+
+def test_colours_do_not_matter():
+    # A yellow plasma with faint cells, and a bluish plasma with blue cells.
+    yellow = _smear(30, cover=0.5, background=(235, 220, 150), cell=(215, 180, 120), pallor=(228, 205, 140))
+    blue = _smear(30, cover=0.5, background=(215, 228, 245), cell=(150, 150, 220), pallor=(190, 200, 235))
+    for image in (yellow, blue):
+        assert estimate_scale(image, TRAINING).observed_rbc_diameter == pytest.approx(30, rel=0.12)
 
 
 @pytest.mark.parametrize("factor", [0.5, 2.0])
 def test_synthetic_smear_scales_with_the_image(factor):
-    image = _smear(30, shape=(500, 500))
-    assert estimate_rbc_diameter(_resize(image, factor)) == pytest.approx(30 * factor, rel=0.15)
+    image = _smear(30, shape=(400, 400))
+    assert estimate_rbc_diameter(_resize(image, factor)) == pytest.approx(30 * factor, rel=0.12)
 
 
 @pytest.mark.parametrize("factor", [0.5, 2.0])
 def test_shipped_image_scales_with_the_image(factor):
-    image = read_image(resolve_data_dir().path / "Train_Data" / "1467973104.jpg")
+    image = read_image(default_data_dir() / "Train_Data" / "1467973104.jpg")
     at_one = estimate_rbc_diameter(image)
     assert at_one == pytest.approx(SIGTUPLE_RBC_DIAMETER, rel=0.1)
-    assert estimate_rbc_diameter(_resize(image, factor)) == pytest.approx(at_one * factor, rel=0.15)
+    assert estimate_rbc_diameter(_resize(image, factor)) == pytest.approx(at_one * factor, rel=0.1)
+
+
+def test_black_field_edge_is_ignored():
+    image = _packed(30, shape=(400, 400))
+    yy, xx = np.mgrid[:400, :400]
+    image[(yy - 400) ** 2 + xx ** 2 < 250 ** 2] = 5  # a dark corner, like a field of view's edge
+    assert estimate_scale(image, TRAINING).observed_rbc_diameter == pytest.approx(30, rel=0.12)
+
+
+def _crop_with_one_wbc(wbc_diameter: float, size: int) -> np.ndarray:
+    """One big dark blob in the centre and a few cells cut by the border."""
+    s = wbc_diameter / 60
+    rbc = 31 * s
+    centres = [(0, 0), (0, size), (size, 0), (size, size), (size / 2, -rbc / 4)]
+    image = _disk_image(centres, rbc, (size, size))
+    yy, xx = np.mgrid[:size, :size]
+    image[(yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (wbc_diameter / 2) ** 2] = (190, 160, 210)
+    image[(yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (wbc_diameter / 3.5) ** 2] = (80, 30, 120)
+    return image
+
+
+def _fake_probe(true_wbc: float, calls: list):
+    """A model that finds the WBC only near its training size, splits it when too big, misses it when too small."""
+    def probe(factor):
+        calls.append(factor)
+        d = true_wbc * factor
+        if 0.6 <= d / TRAINING.wbc_diameter <= 1.6:
+            return [d * 1.03]
+        return [0.45 * d] * 3 if d > TRAINING.wbc_diameter else []
+    return probe
+
+
+@pytest.mark.parametrize("wbc, size", [(60, 120), (180, 300), (30, 100)])
+def test_crop_uses_the_probe(wbc, size):
+    image = _crop_with_one_wbc(wbc, size)
+    assert not estimate_scale(image, TRAINING).confident  # too few red cells on their own
+    calls = []
+    estimate = estimate_scale(image, TRAINING, probe=_fake_probe(wbc, calls))
+    assert estimate.method == "wbc-probe" and estimate.confident
+    assert estimate.factor == pytest.approx(60 / wbc, rel=0.06)
+    assert 1 <= len(calls) <= 5
+
+
+def test_probe_finding_nothing_is_not_confident():
+    estimate = estimate_scale(_crop_with_one_wbc(60, 120), TRAINING, probe=lambda factor: [])
+    assert (estimate.method, estimate.factor, estimate.confident) == ("none", 1.0, False)
+    assert "no WBC" in estimate.detail
+
+
+def test_probe_is_not_called_when_red_cells_suffice():
+    def probe(factor):
+        raise AssertionError("probe called")
+    assert estimate_scale(_packed(31), TRAINING, probe=probe).method == "red-cells"
+
+
+def test_given_scales_win():
+    image = _packed(31)
+    by_wbc = estimate_scale(image, TRAINING, wbc_diameter=120)
+    assert (by_wbc.method, by_wbc.factor, by_wbc.confident) == ("wbc-diameter", pytest.approx(0.5), True)
+    by_pixel = estimate_scale(image, TRAINING, pixel_size_um=2 * SIGTUPLE_PIXEL_SIZE_UM)
+    assert (by_pixel.method, by_pixel.factor) == ("pixel-size", pytest.approx(2.0))
+    with pytest.raises(ValueError, match="pixel-size"):
+        estimate_scale(image, TRAINING, pixel_size_um=0)
+
+
+def test_factor_out_of_range_is_clamped_and_not_confident():
+    estimate = estimate_scale(_packed(31), TRAINING, wbc_diameter=5)
+    assert estimate.factor == MAX_FACTOR and not estimate.confident
 
 
 def test_blank_image_cannot_be_measured():
+    blank = np.full((200, 200, 3), 240, np.uint8)
     with pytest.raises(ScaleError, match="blank.png"):
-        estimate_rbc_diameter(np.full((200, 200, 3), 240, np.uint8), name="blank.png")
+        estimate_rbc_diameter(blank, name="blank.png")
+    estimate = estimate_scale(blank, TRAINING, name="blank.png")
+    assert (estimate.method, estimate.factor, estimate.confident) == ("none", 1.0, False)
 
 
 def test_training_scale_from_instances(tmp_path):
@@ -78,11 +201,13 @@ def test_training_scale_needs_a_model_folder(tmp_path):
 
 def test_scale_factor_options():
     training = TrainingScale(wbc_diameter=60.0, rbc_diameter=30.0)
-    image = _smear(60, shape=(700, 700), cover=0.3)
+    image = _smear(60, shape=(600, 600), cover=0.5)
     assert scale_factor(image, training) == 1.0
     assert scale_factor(image, training, wbc_diameter=120) == pytest.approx(0.5)
-    assert scale_factor(image, training, auto=True) == pytest.approx(0.5, rel=0.1)
+    assert scale_factor(image, training, auto=True) == pytest.approx(0.5, rel=0.12)
     with pytest.raises(ValueError, match="either"):
         scale_factor(image, training, wbc_diameter=120, auto=True)
     with pytest.raises(ValueError, match="positive"):
         scale_factor(image, training, wbc_diameter=-3)
+    with pytest.raises(ScaleError):
+        scale_factor(np.full((100, 100, 3), 240, np.uint8), training, auto=True)

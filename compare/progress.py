@@ -18,8 +18,9 @@ T = TypeVar("T")
 class _Progress:
     """``progress(iterable, desc=...)`` yields items with a bar; ``progress.write`` prints safely."""
 
-    def __call__(self, iterable: Iterable[T], desc: str = "", leave: bool = True, unit: str = "it") -> Iterable[T]:
-        return tqdm(iterable, desc=desc, leave=leave, unit=unit, file=sys.stderr, dynamic_ncols=True,
+    def __call__(self, iterable: Iterable[T], desc: str = "", leave: bool = True, unit: str = "it",
+                 total: int | None = None) -> Iterable[T]:
+        return tqdm(iterable, desc=desc, leave=leave, unit=unit, total=total, file=sys.stderr, dynamic_ncols=True,
                     mininterval=0.5)
 
     @staticmethod

@@ -1,4 +1,4 @@
-"""``compare run``: every segmenter through the three protocols, into one run folder.
+"""``compare run``: every segmenter through the four protocols, into one run folder.
 
 Protocols (DESIGN.md):
 
@@ -11,6 +11,14 @@ Protocols (DESIGN.md):
 ``test``
     the final model predicts masks, overlays and counts for the test images
     (no ground truth, so no scores).
+``shift``
+    a fixed, seeded battery of synthetic domain shifts (:mod:`compare.shifts`)
+    of a seeded subset of each fold's held-out patches, scored with that
+    fold's model, and of the large images, scored with the final model: no
+    extra fits.  It measures what other labs' images would get.
+
+Every prediction goes through :class:`compare.model.WBCModel` with default
+settings (colour normalisation and scale estimation on), as a user's would.
 
 Work is done in units of (segmenter, protocol, fold).  Each finished unit
 writes its rows and facts to ``parts/NAME/PROTOCOL-FOLD.json`` atomically, so
@@ -37,18 +45,19 @@ import numpy as np
 import pandas as pd
 
 from compare.data import DataError, Sample, grouped_kfold, load_set, resolve_data_dir, without_groups
-from compare.instances import InstanceParams, label_truth, match_instances, separate_instances, tune_instance_params
+from compare.device import current_device
+from compare.evaluate import evaluate, evaluate_shifts, fit_model
+from compare.instances import label_truth
 from compare.io import safe_stem, write_text_atomic
-from compare.metrics import pixel_scores
+from compare.model import WBCModel
 from compare.overlay import draw_overlay, save_label_png, save_rgb_png
 from compare.progress import progress
-from compare.segmenters import get_spec, load_segmenter, make_segmenter
+from compare.segmenters import get_spec
 from compare.summary import PER_IMAGE_COLUMNS, summarise, write_tables
 
 __all__ = ["RunConfig", "run", "PROTOCOLS"]
 
-PROTOCOLS = ("cv", "large", "test")
-INSTANCE_FILE = "instances.json"
+PROTOCOLS = ("cv", "large", "test", "shift")
 
 
 @dataclass
@@ -63,13 +72,17 @@ class RunConfig:
     out: str = "results"
     resume: bool = False
     save_cv_predictions: bool = True
+    #: Held-out patches per fold that the shift battery is applied to (0: all).
+    shift_patches_per_fold: int = 12
 
     def comparable(self) -> dict[str, Any]:
         """The settings that must match for ``--resume`` to reuse results."""
-        return {"folds": self.folds, "seed": self.seed, "data": self.data}
+        return {"folds": self.folds, "seed": self.seed, "data": self.data,
+                "shift_patches_per_fold": self.shift_patches_per_fold}
 
 
-def _env_facts() -> dict[str, Any]:
+def env_facts() -> dict[str, Any]:
+    """Python, platform, CPU, Keras backend, device and package versions of this process."""
     import importlib.metadata as md
 
     versions = {}
@@ -86,6 +99,7 @@ def _env_facts() -> dict[str, Any]:
         "processor": platform.processor(),
         "cpu_count": os.cpu_count(),
         "keras_backend": os.environ.get("KERAS_BACKEND", "tensorflow"),
+        "device": current_device(),
         "packages": versions,
     }
 
@@ -147,53 +161,49 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"Cannot write {type(value).__name__} to JSON.")
 
 
-def _fit(name: str, seed: int, train: Sequence[Sample]) -> tuple[Any, float, InstanceParams]:
-    segmenter = make_segmenter(name, random_state=seed)
-    start = time.perf_counter()
-    segmenter.fit([s.image for s in train], [s.mask for s in train])
-    fit_s = time.perf_counter() - start
-    return segmenter, fit_s, tune_instance_params([s.mask for s in train])
+def _fit(name: str, seed: int, train: Sequence[Sample]) -> WBCModel:
+    return fit_model(name, train, seed=seed)
 
 
-def _evaluate(run: _Run, name: str, protocol: str, fold: str, segmenter: Any, params: InstanceParams,
-              samples: Sequence[Sample], prediction_dir: Path | None, overlays: bool) -> tuple[list[dict], float, int]:
+def _evaluate(run: _Run, name: str, protocol: str, fold: str, model: WBCModel, samples: Sequence[Sample],
+              prediction_dir: Path | None, overlays: bool) -> tuple[list[dict], float, int]:
     """Predict and score each sample; returns rows, predict seconds and pixels."""
-    rows, predict_s, pixels = [], 0.0, 0
-    for sample in progress(samples, desc=f"{name} {protocol} {fold}", leave=False, unit="img"):
-        try:
-            start = time.perf_counter()
-            prob = segmenter.predict_proba(sample.image)
-            elapsed = time.perf_counter() - start
-            labels = separate_instances(prob, params)
-        except Exception as exc:  # one bad image must not lose the others
-            run.error(name, protocol, fold, sample.name, f"{sample.path}: prediction failed ({type(exc).__name__}: {exc}).")
-            continue
-        predict_s += elapsed
-        pixels += prob.size
-        row: dict[str, Any] = {"segmenter": name, "protocol": protocol, "fold": fold, "image": sample.name,
-                               "height": prob.shape[0], "width": prob.shape[1], "predict_s": elapsed,
-                               "pred_count": int(labels.max())}
-        true_labels = None
-        if sample.mask is not None:
-            true_labels = label_truth(sample.mask)
-            match = match_instances(true_labels, labels)
-            row.update(pixel_scores(sample.mask, labels > 0))
-            row.update(true_count=match.true_count, tp=match.tp, fp=match.fp, fn=match.fn,
-                       object_f1=match.f1, panoptic_quality=match.panoptic_quality,
-                       matched_iou_sum=match.panoptic_quality * (match.tp + 0.5 * (match.fp + match.fn))
-                       if match.tp else 0.0)
-        rows.append(row)
-        if prediction_dir is not None:
-            stem = safe_stem(sample.name)
-            save_label_png(prediction_dir / "masks" / f"{stem}.png", labels)
-            if overlays:
-                save_rgb_png(prediction_dir / "overlays" / f"{stem}.png",
-                             draw_overlay(sample.image, labels, true_labels))
-    return rows, predict_s, pixels
+
+    def save(sample: Sample, prediction: Any) -> None:
+        if prediction_dir is None:
+            return
+        stem = safe_stem(sample.name)
+        save_label_png(prediction_dir / "masks" / f"{stem}.png", prediction.labels)
+        if overlays:
+            truth = label_truth(sample.mask) if sample.mask is not None else None
+            save_rgb_png(prediction_dir / "overlays" / f"{stem}.png", draw_overlay(sample.image, prediction.labels, truth))
+
+    def failed(sample: Sample, exc: BaseException) -> None:
+        run.error(name, protocol, fold, sample.name, f"{sample.path}: prediction failed ({type(exc).__name__}: {exc}).")
+
+    rows = evaluate(model, samples, on_result=save, on_error=failed, progress_desc=f"{name} {protocol} {fold}")
+    for row in rows:
+        row.update(segmenter=name, protocol=protocol, fold=fold)
+    return rows, sum(r["predict_s"] for r in rows), sum(r["height"] * r["width"] for r in rows)
+
+
+def _shift_rows(run: _Run, name: str, fold: str, model: WBCModel, samples: Sequence[Sample], source: str) -> list[dict]:
+    """Rows of the ``shift`` protocol: ``model`` on the shifted ``samples``."""
+
+    def failed(sample: Sample, exc: BaseException) -> None:
+        run.error(name, "shift", fold, sample.name, f"{sample.path}: shifted prediction failed "
+                  f"({type(exc).__name__}: {exc}).")
+
+    rows = evaluate_shifts(model, samples, seed=run.config.seed, source=source, on_error=failed,
+                           progress_desc=f"{name} shift {fold}")
+    for row in rows:
+        row.update(segmenter=name, protocol="shift", fold=fold)
+    return rows
 
 
 def _unit_part(rows: list[dict], fit_s: float | None, predict_s: float, pixels: int,
-               segmenter: Any | None, params: InstanceParams | None) -> dict:
+               model: WBCModel | None) -> dict:
+    segmenter = getattr(model, "segmenter_", None)
     return {
         "rows": rows,
         "fit_s": fit_s,
@@ -201,72 +211,84 @@ def _unit_part(rows: list[dict], fit_s: float | None, predict_s: float, pixels: 
         "pixels": pixels,
         "history": getattr(segmenter, "history_", None),
         "fit_info": getattr(segmenter, "fit_info_", None),
-        "instance_params": asdict(params) if params else None,
+        "instance_params": asdict(model.params_) if model is not None else None,
+        "model": model.manifest() if model is not None else None,
     }
+
+
+def _shift_subset(samples: list[Sample], count: int, seed: int) -> list[Sample]:
+    """A seeded subset of held-out samples for the shift battery (all when ``count`` <= 0)."""
+    if count <= 0 or len(samples) <= count:
+        return samples
+    picks = np.random.default_rng(seed).choice(len(samples), size=count, replace=False)
+    return [samples[i] for i in sorted(picks)]
 
 
 def _run_cv(run: _Run, name: str, patches: list[Sample], splits: list[tuple[list[int], list[int]]]) -> None:
     cfg = run.config
+    shifted = "shift" in cfg.protocols
     for fold, (train_idx, test_idx) in enumerate(progress(splits, desc=f"{name} cv", unit="fold")):
-        if run.read_part(name, "cv", str(fold)) is not None:
+        done_cv = run.read_part(name, "cv", str(fold)) is not None
+        done_shift = not shifted or run.read_part(name, "shift", f"cv{fold}") is not None
+        if done_cv and done_shift:
             continue
         try:
-            segmenter, fit_s, params = _fit(name, cfg.seed + fold, [patches[i] for i in train_idx])
+            model = _fit(name, cfg.seed + fold, [patches[i] for i in train_idx])
         except Exception as exc:
             run.error(name, "cv", str(fold), "-", f"fit failed ({type(exc).__name__}: {exc}).")
             progress.write(traceback.format_exc())
             continue
-        pred_dir = run.out / "predictions" / safe_stem(name) / "cv" if cfg.save_cv_predictions else None
-        rows, predict_s, pixels = _evaluate(run, name, "cv", str(fold), segmenter, params,
-                                            [patches[i] for i in test_idx], pred_dir, overlays=False)
-        run.write_part(name, "cv", str(fold), _unit_part(rows, fit_s, predict_s, pixels, segmenter, params))
+        held_out = [patches[i] for i in test_idx]
+        if not done_cv:
+            pred_dir = run.out / "predictions" / safe_stem(name) / "cv" if cfg.save_cv_predictions else None
+            rows, predict_s, pixels = _evaluate(run, name, "cv", str(fold), model, held_out, pred_dir, overlays=False)
+            run.write_part(name, "cv", str(fold), _unit_part(rows, model.fit_s_, predict_s, pixels, model))
+        if not done_shift:
+            subset = _shift_subset(held_out, cfg.shift_patches_per_fold, cfg.seed + fold)
+            rows = _shift_rows(run, name, f"cv{fold}", model, subset, "cv")
+            run.write_part(name, "shift", f"cv{fold}", _unit_part(rows, None, 0.0, 0, None))
 
 
-def _final_model(run: _Run, name: str, train: list[Sample]) -> tuple[Any, InstanceParams, float | None]:
-    """Fit (or, on resume, load) the final model of ``name``; saved under ``models/``."""
+def _final_model(run: _Run, name: str, train: list[Sample]) -> tuple[WBCModel, bool]:
+    """Fit (or, on resume, load) the final model of ``name``; saved under ``models/``.
+
+    Returns the model and whether it was fitted now.
+    """
     model_dir = run.out / "models" / safe_stem(name)
-    done = model_dir / ".complete"
-    if run.config.resume and done.is_file():
-        return load_segmenter(name, model_dir), InstanceParams.from_json(model_dir / INSTANCE_FILE), None
-    segmenter, fit_s, params = _fit(name, run.config.seed, train)
-    # Save into a fresh folder and mark it complete last, so a model folder
-    # without the marker is known to be unfinished.
-    if model_dir.exists():
-        shutil.rmtree(model_dir)
-    model_dir.mkdir(parents=True)
-    segmenter.save(model_dir)
-    params.to_json(model_dir / INSTANCE_FILE)
-    write_text_atomic(model_dir / "segmenter.json", json.dumps({"segmenter": name, "fit_s": fit_s}, indent=2) + "\n")
-    write_text_atomic(done, "")
-    return segmenter, params, fit_s
+    if run.config.resume and (model_dir / ".complete").is_file():
+        return WBCModel.load(model_dir), False
+    model = _fit(name, run.config.seed, train)
+    model.save(model_dir)
+    return model, True
 
 
 def _run_final(run: _Run, name: str, patches: list[Sample], protocols: list[str]) -> None:
-    large = run.load("large") if "large" in protocols else []
+    large = run.load("large") if {"large", "shift"} & set(protocols) else []
     excluded = {s.name for s in large} | set(_large_names(run))
     train = without_groups(patches, excluded)
     need_large = "large" in protocols and run.read_part(name, "large", "final") is None
     need_test = "test" in protocols and run.read_part(name, "test", "final") is None
-    if not (need_large or need_test):
+    need_shift = "shift" in protocols and run.read_part(name, "shift", "large") is None
+    if not (need_large or need_test or need_shift):
         return
     try:
-        segmenter, params, fit_s = _final_model(run, name, train)
+        model, _ = _final_model(run, name, train)
     except Exception as exc:
         run.error(name, "large", "final", "-", f"fit failed ({type(exc).__name__}: {exc}).")
         progress.write(traceback.format_exc())
         return
-    if fit_s is None:  # loaded on resume: keep the fit time measured when it was made
-        fit_s = json.loads((run.out / "models" / safe_stem(name) / "segmenter.json").read_text()).get("fit_s")
     pred_root = run.out / "predictions" / safe_stem(name)
     if need_large:
-        rows, predict_s, pixels = _evaluate(run, name, "large", "final", segmenter, params, large,
-                                            pred_root / "large", overlays=True)
-        run.write_part(name, "large", "final", _unit_part(rows, fit_s, predict_s, pixels, segmenter, params))
+        rows, predict_s, pixels = _evaluate(run, name, "large", "final", model, large, pred_root / "large",
+                                            overlays=True)
+        run.write_part(name, "large", "final", _unit_part(rows, model.fit_s_, predict_s, pixels, model))
     if need_test:
         test = run.load("test")
-        rows, predict_s, pixels = _evaluate(run, name, "test", "final", segmenter, params, test,
-                                            pred_root / "test", overlays=True)
-        run.write_part(name, "test", "final", _unit_part(rows, None, predict_s, pixels, None, params))
+        rows, predict_s, pixels = _evaluate(run, name, "test", "final", model, test, pred_root / "test", overlays=True)
+        run.write_part(name, "test", "final", _unit_part(rows, None, predict_s, pixels, None))
+    if need_shift:
+        rows = _shift_rows(run, name, "large", model, large, "large")
+        run.write_part(name, "shift", "large", _unit_part(rows, None, 0.0, 0, None))
 
 
 def _large_names(run: _Run) -> list[str]:
@@ -345,7 +367,7 @@ def run(config: RunConfig) -> pd.DataFrame:
     _check_resume(run_state)
     write_text_atomic(run_state.out / "config.json", json.dumps(asdict(config), indent=2) + "\n")
 
-    patches = run_state.load("patches") if {"cv", "large", "test"} & set(config.protocols) else []
+    patches = run_state.load("patches")
     splits = grouped_kfold(patches, config.folds, config.seed) if "cv" in config.protocols else []
     write_text_atomic(run_state.out / "splits.json", json.dumps({
         "seed": config.seed,
@@ -357,12 +379,12 @@ def run(config: RunConfig) -> pd.DataFrame:
     for name in progress(config.segmenters, desc="segmenters", unit="seg"):
         if "cv" in config.protocols:
             _run_cv(run_state, name, patches, splits)
-        if {"large", "test"} & set(config.protocols):
+        if {"large", "test", "shift"} & set(config.protocols):
             _run_final(run_state, name, patches, config.protocols)
 
     per_image, units = collect_parts(run_state.out)
     summary = summarise(per_image, units, seed=config.seed)
-    env = _env_facts()
+    env = env_facts()
     env["run_seconds"] = round(time.perf_counter() - started, 1)
     env["resumed"] = config.resume
     write_tables(run_state.out, per_image, summary, units, run_state.errors, env)

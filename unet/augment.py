@@ -1,12 +1,17 @@
 """Joint image / mask augmentation for training the U-Net, built on albumentations.
 
-Two recipes:
+Three recipes:
 
 * ``"d4"``: flips and 90-degree rotations only (the seed / paper recipe);
 * ``"full"``: those plus small-angle rotations, elastic deformation (smooth
   random displacement fields, as in the U-Net paper) and brightness /
-  contrast / hue / saturation jitter, because smears differ in stain and
-  illumination and there are only 164 labelled patches.
+  contrast / hue / saturation jitter;
+* ``"stain"``: flips and rotations plus what differs between laboratories:
+  stain jitter in haematoxylin-eosin space (other stain matrices and
+  concentrations), illuminant colour (Planckian jitter), channel shifts
+  (background tint), hue, gamma, contrast, blur, JPEG artefacts, noise, and a
+  +-15 % scale change that covers the error of the scale estimate.  Images
+  reach the U-Net white-balanced, so this covers what the balance leaves.
 
 Geometric transforms move image and mask together (the mask with
 nearest-neighbour interpolation, so it stays binary); colour transforms touch
@@ -26,7 +31,7 @@ import numpy as np
 
 __all__ = ["RECIPES", "make_augmenter", "augment_pair", "augment_batch"]
 
-RECIPES = ("none", "d4", "full")
+RECIPES = ("none", "d4", "full", "stain")
 
 
 def make_augmenter(recipe: str = "full", seed: int = 0):
@@ -51,7 +56,7 @@ def make_augmenter(recipe: str = "full", seed: int = 0):
     if recipe not in RECIPES:
         raise ValueError(f"Unknown augmentation recipe {recipe!r}; choose one of {list(RECIPES)}.")
     transforms = []
-    if recipe in ("d4", "full"):
+    if recipe in ("d4", "full", "stain"):
         transforms.append(A.D4(p=1.0))  # the 8 flips / right-angle rotations, all label-preserving
     if recipe == "full":
         reflect = cv2.BORDER_REFLECT_101  # reflected red cells look like the real border, black corners do not
@@ -62,6 +67,23 @@ def make_augmenter(recipe: str = "full", seed: int = 0):
             A.ElasticTransform(alpha=30, sigma=6, border_mode=reflect, p=0.5),
             A.RandomBrightnessContrast(brightness_limit=0.15, contrast_limit=0.15, p=0.7),
             A.HueSaturationValue(hue_shift_limit=8, sat_shift_limit=20, val_shift_limit=0, p=0.7),
+        ]
+    if recipe == "stain":
+        reflect = cv2.BORDER_REFLECT_101
+        transforms += [
+            A.Affine(scale=(0.87, 1.15), rotate=(-20, 20), border_mode=reflect, p=0.6),
+            A.HEStain(method="random_preset", intensity_scale_range=(0.6, 1.4), intensity_shift_range=(-0.25, 0.25),
+                      p=0.6),
+            A.PlanckianJitter(mode="blackbody", p=0.3),
+            A.RGBShift(r_shift_limit=25, g_shift_limit=25, b_shift_limit=25, p=0.4),
+            A.HueSaturationValue(hue_shift_limit=18, sat_shift_limit=35, val_shift_limit=15, p=0.6),
+            A.RandomGamma(gamma_limit=(65, 150), p=0.4),
+            A.RandomBrightnessContrast(brightness_limit=0.25, contrast_limit=0.35, p=0.6),
+            A.OneOf([
+                A.GaussianBlur(sigma_limit=(0.3, 1.8), p=1.0),
+                A.ImageCompression(quality_range=(25, 90), p=1.0),
+                A.GaussNoise(std_range=(0.01, 0.05), p=1.0),
+            ], p=0.5),
         ]
     return A.Compose(transforms, seed=seed)
 

@@ -93,7 +93,7 @@ PROFILES: dict[str, tuple[UNetConfig, TrainConfig, PredictConfig]] = {
     "default": (
         UNetConfig(base_width=16, depth=4, dropout=0.1, batch_norm=True, input_scale=2),
         TrainConfig(epochs=24, batch_size=8, learning_rate=2e-3, schedule="cosine", warmup_epochs=1,
-                    loss="dice_bce", augment="d4", patience=8, mosaic=0.5, field_edge=0.25),
+                    loss="dice_bce", augment="stain", patience=8, mosaic=0.5, field_edge=0.25),
         PredictConfig(),
     ),
 }

@@ -1,0 +1,591 @@
+"""The fitted pipeline a user holds: :class:`WBCModel`.
+
+A segmenter only turns an RGB image into a WBC probability map at the scale
+and in the colours it was trained on.  What finds the WBCs of another lab's
+image is the whole chain, and :class:`WBCModel` holds all of it::
+
+    image --white balance--> training colours --resize--> training scale
+          --segmenter--> probability --instances--> labels at the image's size
+          --> per-cell table, warnings
+
+* **Colour**: every image (training and new) is white-balanced so that its
+  plasma background has the training images' background colour
+  (:func:`stain.normalise.white_balance`); the learned segmenters are also
+  trained with stain augmentation, so what the balance leaves is covered.
+* **Scale**: each image's scale is estimated (:func:`compare.scale.estimate_scale`,
+  from its red cells, or by probing the segmenter at a few scales on
+  single-WBC crops) and the image resized to the training scale; a factor
+  within :data:`SCALE_TOLERANCE` of 1 is not applied, since training covers
+  that range and resampling would only blur.
+* **Instances**: the instance settings tuned on the training masks
+  (:class:`compare.instances.InstanceParams`).
+
+It alone writes and reads a model folder: ``model.json`` (format version,
+segmenter name, package version, training data hash, every setting above)
+beside ``segmenter/`` (the segmenter's own safe files) and a ``.complete``
+marker written last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from compare.instances import InstanceParams, separate_and_measure, tune_instance_params
+from compare.io import write_text_atomic
+from compare.scale import ScaleEstimate, TrainingScale, estimate_scale
+
+__all__ = [
+    "FORMAT_VERSION",
+    "MANIFEST",
+    "SCALE_TOLERANCE",
+    "WHOLE",
+    "BLOCK",
+    "BLOCK_MARGIN",
+    "Prediction",
+    "WBCModel",
+    "ModelFormatError",
+    "default_model_dir",
+    "load_model",
+    "predict_proba_blocked",
+]
+
+#: Version of the model folder layout written by :meth:`WBCModel.save`.
+FORMAT_VERSION = 1
+#: The manifest file of a model folder.
+MANIFEST = "model.json"
+#: Scale factors within this ratio of 1 are not applied (training augments
+#: scale by about this much).
+SCALE_TOLERANCE = 1.15
+
+#: Images up to this many pixels on both sides are predicted whole.
+WHOLE = 2048
+#: Side of the blocks a larger image is predicted in, in pixels: a
+#: segmenter's per-pixel working memory stays near 150 MB a block.
+BLOCK = 1024
+#: Mirrored margin read around each block and discarded, in pixels: wider
+#: than the reach of the segmenters' filters and receptive fields.
+BLOCK_MARGIN = 96
+
+#: Largest angle, in degrees, between an image's stain colour and the
+#: training images' mean before a colour warning, if the training images
+#: themselves spread less (see :meth:`WBCModel.fit`).
+_MIN_COLOUR_WARNING_DEG = 20.0
+
+
+#: Training images smaller than this on either side are not used to measure
+#: the training red-cell size: they show too few whole red cells.
+_MIN_RULER_SIDE = 300
+
+
+class ModelFormatError(ValueError):
+    """A model folder this version cannot read, with what to do about it."""
+
+
+@dataclass
+class Prediction:
+    """What a :class:`WBCModel` found in one image.
+
+    Attributes
+    ----------
+    labels : ndarray, shape (H, W), uint16 (int32 beyond 65,535 WBCs)
+        0 background, 1..n one per WBC, at the image's own size.
+    probability : ndarray, shape (H, W), float32
+        WBC probability at the image's own size.
+    cells : pandas.DataFrame
+        One row per WBC (``id`` = its label): position, size and shape,
+        see :func:`compare.morphology.cell_table`.
+    scale : ScaleEstimate
+        The resize factor used and how it was found.
+    warnings : list of str
+        Reasons not to trust the counts of this image (no reliable scale,
+        colours unlike the training images); empty when none.
+    """
+
+    labels: np.ndarray
+    probability: np.ndarray
+    cells: pd.DataFrame
+    scale: ScaleEstimate
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        """Number of WBCs found."""
+        return int(len(self.cells))
+
+
+# -- resampling and bounded-memory prediction ----------------------------------
+
+def _resize_rgb(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Anti-aliased resize of an RGB image to ``(H, W)``, in 8 bits.
+
+    Pillow's Lanczos filter widens its support with the reduction factor, so
+    downscaling is anti-aliased, and memory stays at one 8-bit copy.
+    """
+    from PIL import Image
+
+    resized = Image.fromarray(np.ascontiguousarray(image)).resize((shape[1], shape[0]), Image.Resampling.LANCZOS)
+    return np.asarray(resized, dtype=np.uint8)
+
+
+def _resize_prob(prob: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of a probability map to ``(H, W)``, float32."""
+    from PIL import Image
+
+    resized = Image.fromarray(np.asarray(prob, np.float32), mode="F").resize((shape[1], shape[0]),
+                                                                             Image.Resampling.BILINEAR)
+    return np.asarray(resized, dtype=np.float32)
+
+
+def _nearest(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of a label image (labels are never mixed)."""
+    rows = np.minimum(((np.arange(shape[0]) + 0.5) * labels.shape[0] / shape[0]).astype(np.intp), labels.shape[0] - 1)
+    cols = np.minimum(((np.arange(shape[1]) + 0.5) * labels.shape[1] / shape[1]).astype(np.intp), labels.shape[1] - 1)
+    return labels[rows[:, None], cols[None, :]]
+
+
+def _compact(labels: np.ndarray) -> np.ndarray:
+    """Renumber labels 1..n keeping their order, dropping any that vanished."""
+    present = np.bincount(labels.ravel())
+    present[0] = 0
+    if (present[1:] > 0).all():
+        return labels
+    lut = np.zeros(len(present), labels.dtype)
+    keep = np.flatnonzero(present)
+    lut[keep] = np.arange(1, len(keep) + 1, dtype=labels.dtype)
+    return lut[labels]
+
+
+def predict_proba_blocked(segmenter: Any, image: np.ndarray, *, whole: int | None = None, block: int | None = None,
+                          margin: int = BLOCK_MARGIN, map_blocks: Callable | None = None) -> np.ndarray:
+    """``segmenter.predict_proba`` with bounded memory on any image size.
+
+    Images no larger than ``whole`` on both sides go to the segmenter whole.
+    Larger images are cut into ``block`` x ``block`` blocks; each is
+    predicted with ``margin`` mirrored pixels around it, and only its core is
+    kept.
+
+    Parameters
+    ----------
+    segmenter : object with ``predict_proba``
+    image : ndarray, shape (H, W, 3), uint8
+    whole, block : int, optional, keyword-only
+        Default :data:`WHOLE` and :data:`BLOCK` (read at call time).
+    margin : int, keyword-only
+    map_blocks : callable, optional, keyword-only
+        ``map_blocks(crops) -> probs``: takes an iterator of block crops
+        ``(h, w, 3) uint8`` and yields their ``(h, w)`` probabilities in the
+        same order, e.g. computed on a cluster.  Default: ``predict_proba``
+        here, one block at a time.
+
+    Returns
+    -------
+    ndarray, shape (H, W), float32
+    """
+    from tiling import read_tile, tile_grid
+
+    whole = WHOLE if whole is None else whole
+    block = BLOCK if block is None else block
+    height, width = image.shape[:2]
+    if height <= whole and width <= whole:
+        return np.asarray(segmenter.predict_proba(image), dtype=np.float32)
+    out = np.empty((height, width), np.float32)
+    # Blocks overlap only where the last row/column is shifted back to the
+    # edge; the margin already gives every core its true surroundings, so the
+    # cores are written over each other without blending.
+    tiles = tile_grid((height, width), block, 0)
+    crops = (read_tile(image, t, margin) for t in tiles)  # lazy: one block in memory at a time
+    probs = map(segmenter.predict_proba, crops) if map_blocks is None else map_blocks(crops)
+    for t, prob in zip(tiles, probs):
+        prob = np.asarray(prob, dtype=np.float32)
+        out[t.y0:t.y1, t.x0:t.x1] = prob[margin:margin + t.y1 - t.y0, margin:margin + t.x1 - t.x0]
+        del prob
+    return out
+
+
+# -- colour facts ----------------------------------------------------------------
+
+def _stain_direction(image: np.ndarray) -> np.ndarray | None:
+    """Unit optical-density vector of the darkest tenth of an image's pixels.
+
+    The darkest pixels are nuclei and dense cytoplasm; the direction of their
+    optical density (not its length) is the stain's hue, whatever the light.
+
+    Returns
+    -------
+    ndarray, shape (3,), float64, or None when the image is flat.
+    """
+    pixels = np.asarray(image, np.float64).reshape(-1, 3)
+    if len(pixels) > 200_000:  # a fixed stride keeps this cheap and deterministic
+        pixels = pixels[:: len(pixels) // 200_000]
+    brightness = pixels.sum(axis=1)
+    dark = pixels[brightness <= np.quantile(brightness, 0.1)]
+    od = -np.log((dark + 1.0) / 256.0).mean(axis=0)
+    norm = float(np.linalg.norm(od))
+    return od / norm if norm > 1e-6 else None
+
+
+def _angle_deg(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.degrees(np.arccos(np.clip(float(np.dot(a, b)), -1.0, 1.0))))
+
+
+def _data_hash(images: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> str:
+    digest = hashlib.sha256()
+    for image, mask in zip(images, masks):
+        digest.update(np.ascontiguousarray(image).tobytes())
+        digest.update(np.packbits(np.asarray(mask, bool)).tobytes())
+    return digest.hexdigest()
+
+
+def _package_version() -> str:
+    try:
+        return importlib.metadata.version("wbc-compare")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+# -- the pipeline ---------------------------------------------------------------
+
+class WBCModel:
+    """Segmenter + colour normalisation + scale estimation + instance settings.
+
+    Parameters
+    ----------
+    segmenter : str, default "unet"
+        A registry name (:data:`compare.segmenters.REGISTRY`); the model
+        folder stores it, so loading knows how to read the segmenter.
+    random_state : int, default 0
+        Seeds the segmenter made from a registry name.
+    normalise_colour : bool, default True
+        White-balance every image to the training background colour.
+    auto_scale : bool, default True
+        Estimate each image's scale and resize it to the training scale.
+
+    Attributes
+    ----------
+    segmenter_ : object
+        The fitted segmenter.
+    name_ : str
+        Registry name of the segmenter.
+    params_ : InstanceParams
+    training_scale_ : TrainingScale
+    background_ : ndarray, shape (3,), float64
+        Training background colour that images are balanced to.
+    stain_direction_ : ndarray, shape (3,), float64
+        Mean stain direction of the (balanced) training images.
+    colour_warning_deg_ : float
+        Stain-direction angle beyond which a prediction carries a warning.
+    fit_s_ : float
+        Seconds the segmenter's fit took.
+    data_hash_ : str
+        SHA-256 of the training images and masks.
+    """
+
+    def __init__(self, segmenter: str = "unet", *, random_state: int = 0, normalise_colour: bool = True,
+                 auto_scale: bool = True):
+        self.segmenter = segmenter
+        self.random_state = random_state
+        self.normalise_colour = normalise_colour
+        self.auto_scale = auto_scale
+
+    # -- fitting ----------------------------------------------------------------
+    def _balance(self, image: np.ndarray) -> np.ndarray:
+        if not self.normalise_colour:
+            return image
+        from stain.normalise import white_balance
+
+        return white_balance(image, self.background_)
+
+    def fit(self, images: Sequence[np.ndarray] | Sequence[Any], masks: Sequence[np.ndarray] | None = None) -> "WBCModel":
+        """Fit the segmenter and learn the colour, scale and instance settings.
+
+        Parameters
+        ----------
+        images : sequence of ndarray (H, W, 3) uint8, or of :class:`compare.data.Sample`
+            Training images (samples carry their masks).
+        masks : sequence of ndarray (H, W) bool, optional
+            Required unless ``images`` are samples.
+
+        Returns
+        -------
+        WBCModel
+            ``self``, fitted.
+        """
+        from compare.scale import SIGTUPLE_RBC_DIAMETER
+        from compare.segmenters import make_segmenter
+
+        if masks is None:
+            masks = [s.mask for s in images]
+            images = [s.image for s in images]
+        images, masks = list(images), [np.asarray(m, bool) for m in masks]
+        if not images or len(images) != len(masks):
+            raise ValueError(f"fit needs as many masks as images (at least one); got {len(images)} images "
+                             f"and {len(masks)} masks.")
+        segmenter, self.name_ = make_segmenter(self.segmenter, random_state=self.random_state), self.segmenter
+        if self.normalise_colour:
+            from stain.normalise import background_colour
+
+            self.background_ = np.median(np.stack([background_colour(im) for im in images]), axis=0)
+        else:
+            self.background_ = np.full(3, 255.0)
+        balanced = [self._balance(im) for im in images]
+        directions = [d for d in map(_stain_direction, balanced) if d is not None]
+        mean = np.mean(directions, axis=0)
+        self.stain_direction_ = mean / np.linalg.norm(mean)
+        spread = max((_angle_deg(d, self.stain_direction_) for d in directions), default=0.0)
+        self.colour_warning_deg_ = max(_MIN_COLOUR_WARNING_DEG, 2.0 * spread)
+        start = time.perf_counter()
+        segmenter.fit(balanced, masks)
+        self.fit_s_ = time.perf_counter() - start
+        self.segmenter_ = segmenter
+        self.params_ = tune_instance_params(masks)
+        wbc_diameter = 2.0 * float(np.median([np.sqrt(m.sum() / np.pi) for m in masks if m.any()]))
+        # The red-cell ruler of the training images, measured as new images
+        # will be; 128-px patches show too few whole red cells to count, and
+        # then the SigTuple value (measured the same way on its large images)
+        # stands in.
+        provisional = TrainingScale(wbc_diameter=wbc_diameter, rbc_diameter=SIGTUPLE_RBC_DIAMETER)
+        rbc = [e.observed_rbc_diameter for e in (estimate_scale(im, provisional) for im in balanced
+                                                  if min(im.shape[:2]) >= _MIN_RULER_SIDE)
+               if e.method == "red-cells" and e.confident]
+        self.training_scale_ = TrainingScale(wbc_diameter=wbc_diameter,
+                                             rbc_diameter=float(np.median(rbc)) if rbc else SIGTUPLE_RBC_DIAMETER)
+        self.data_hash_ = _data_hash(images, masks)
+        return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "segmenter_"):
+            from sklearn.exceptions import NotFittedError
+
+            raise NotFittedError("This WBCModel is not fitted yet; call fit(samples) or load a saved model "
+                                 "with compare.load_model(folder).")
+
+    # -- prediction -------------------------------------------------------------
+    def _probe(self, image: np.ndarray, factor: float) -> np.ndarray:
+        """Equivalent diameters, in pixels of ``image`` resized by ``factor``, of the WBCs found there."""
+        height, width = image.shape[:2]
+        work = image if factor == 1.0 else _resize_rgb(image, (max(1, round(height * factor)),
+                                                               max(1, round(width * factor))))
+        labels, _ = separate_and_measure(predict_proba_blocked(self.segmenter_, work), self.params_)
+        areas = np.bincount(labels.ravel())[1:]
+        return 2.0 * np.sqrt(areas[areas > 0] / np.pi)
+
+    def estimate_scale(self, image: np.ndarray, *, wbc_diameter: float | None = None,
+                       pixel_size_um: float | None = None, name: str = "the image") -> ScaleEstimate:
+        """The factor that brings ``image`` to the training scale, and how it was found.
+
+        Parameters
+        ----------
+        image : ndarray, shape (H, W, 3), uint8
+            Already white-balanced when the model normalises colour.
+        wbc_diameter : float, optional, keyword-only
+            The user's typical WBC diameter in this image, in pixels (wins).
+        pixel_size_um : float, optional, keyword-only
+            The image's pixel size in micrometres.
+        name : str, keyword-only
+            How messages refer to the image.
+        """
+        self._check_fitted()
+        if not self.auto_scale and wbc_diameter is None and pixel_size_um is None:
+            return ScaleEstimate(factor=1.0, method="none", observed_rbc_diameter=None, confident=True,
+                                 detail="scale estimation is off for this model")
+        return estimate_scale(image, self.training_scale_, wbc_diameter=wbc_diameter, pixel_size_um=pixel_size_um,
+                              probe=lambda factor: self._probe(image, factor), name=name)
+
+    def predict(self, image: np.ndarray, *, wbc_diameter: float | None = None, pixel_size_um: float | None = None,
+                scale: float | None = None, name: str = "the image", map_blocks: Callable | None = None,
+                cells: bool = True) -> Prediction:
+        """Find, delineate and measure the WBCs of one image.
+
+        Parameters
+        ----------
+        image : ndarray, shape (H, W, 3), uint8
+            RGB image of any size and any lab.
+        wbc_diameter : float, optional, keyword-only
+            Typical WBC diameter in this image, in pixels; overrides the
+            scale estimate.
+        pixel_size_um : float, optional, keyword-only
+            Pixel size in micrometres; overrides the scale estimate and puts
+            micrometre columns into the cell table.
+        scale : float, optional, keyword-only
+            A resize factor to use as it is (1.0: the image is at the
+            training scale); skips estimation.
+        name : str, keyword-only
+            How warnings refer to the image.
+        map_blocks : callable, optional, keyword-only
+            See :func:`predict_proba_blocked`.
+        cells : bool, keyword-only
+            Measure each WBC (the per-cell table); False leaves it with the
+            ``id`` column only, which is faster.
+
+        Returns
+        -------
+        Prediction
+        """
+        self._check_fitted()
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"{name}: expected an (H, W, 3) uint8 RGB image, got {image.dtype} of shape {image.shape}.")
+        height, width = image.shape[:2]
+        balanced = self._balance(image)
+        warnings: list[str] = []
+        if scale is not None:
+            estimate = ScaleEstimate(factor=float(scale), method="given", observed_rbc_diameter=None, confident=True,
+                                     detail="factor given by the caller")
+        else:
+            estimate = self.estimate_scale(balanced, wbc_diameter=wbc_diameter, pixel_size_um=pixel_size_um, name=name)
+        if not estimate.confident:
+            warnings.append(f"no reliable scale ({estimate.detail}); pass --wbc-diameter or --pixel-size")
+        direction = _stain_direction(balanced)
+        if direction is not None:
+            angle = _angle_deg(direction, self.stain_direction_)
+            if angle > self.colour_warning_deg_:
+                warnings.append(f"stain colours unlike the training images ({angle:.0f} degrees from them, "
+                                f"{self.colour_warning_deg_:.0f} allowed)")
+        factor = estimate.factor
+        applied = factor if scale is not None or max(factor, 1 / factor) > SCALE_TOLERANCE else 1.0
+        work = balanced
+        if applied != 1.0:
+            work = _resize_rgb(balanced, (max(1, round(height * applied)), max(1, round(width * applied))))
+        prob = predict_proba_blocked(self.segmenter_, work, map_blocks=map_blocks)
+        del work
+        labels, means = separate_and_measure(prob, self.params_)
+        if applied != 1.0:
+            n = len(means)
+            labels = _nearest(labels, (height, width))
+            prob = _resize_prob(prob, (height, width))
+            present = np.flatnonzero(np.bincount(labels.ravel(), minlength=n + 1)[1:]) + 1
+            if len(present) != n:
+                # A cell too small to survive the mapping back is dropped; the
+                # rest keep their order, renumbered 1..m.
+                labels = _compact(labels)
+        if applied != factor:
+            estimate = ScaleEstimate(factor=1.0, method=estimate.method,
+                                     observed_rbc_diameter=estimate.observed_rbc_diameter,
+                                     confident=estimate.confident,
+                                     detail=f"{estimate.detail}; estimated x{factor:.2f} is within "
+                                            f"x{SCALE_TOLERANCE} of the training scale, not applied")
+        if cells:
+            from compare.morphology import cell_table
+
+            table = cell_table(labels, image, pixel_size_um=pixel_size_um, probability=prob)
+        else:
+            table = pd.DataFrame({"id": np.arange(1, int(labels.max()) + 1)})
+        return Prediction(labels=labels, probability=prob, cells=table, scale=estimate, warnings=warnings)
+
+    # -- persistence ------------------------------------------------------------
+    def manifest(self) -> dict[str, Any]:
+        """The JSON-able facts :meth:`save` writes to ``model.json``."""
+        self._check_fitted()
+        return {
+            "format_version": FORMAT_VERSION,
+            "segmenter": self.name_,
+            "package_version": _package_version(),
+            "training_data_sha256": self.data_hash_,
+            "random_state": self.random_state,
+            "normalise_colour": self.normalise_colour,
+            "auto_scale": self.auto_scale,
+            "instance_params": asdict(self.params_),
+            "training_scale": asdict(self.training_scale_),
+            "background": [round(float(v), 3) for v in self.background_],
+            "stain_direction": [round(float(v), 6) for v in self.stain_direction_],
+            "colour_warning_deg": round(float(self.colour_warning_deg_), 3),
+            "fit_s": round(float(self.fit_s_), 3),
+        }
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the model folder: ``model.json``, ``segmenter/``, then ``.complete``.
+
+        An existing folder is replaced.  The marker is written last, so a
+        folder without it is known to be unfinished.
+        """
+        self._check_fitted()
+        folder = Path(folder)
+        if folder.exists():
+            shutil.rmtree(folder)
+        (folder / "segmenter").mkdir(parents=True)
+        self.segmenter_.save(folder / "segmenter")
+        write_text_atomic(folder / MANIFEST, json.dumps(self.manifest(), indent=2) + "\n")
+        write_text_atomic(folder / ".complete", "")
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "WBCModel":
+        """Read a model folder written by :meth:`save`.
+
+        Raises
+        ------
+        FileNotFoundError
+            If the folder or its ``.complete`` marker is missing.
+        ModelFormatError
+            If the folder was written by an older layout or another format version.
+        """
+        from compare.segmenters import load_segmenter
+
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder}: no such model folder; pass a folder saved by 'compare run' "
+                                    "(RUN/models/NAME) or by WBCModel.save.")
+        manifest_file = folder / MANIFEST
+        if not manifest_file.is_file():
+            if (folder / "segmenter.json").is_file():
+                raise ModelFormatError(f"{folder}: a model folder of the older layout (segmenter.json, no {MANIFEST}); "
+                                       "re-create it with 'python -m compare run --segmenters NAME --protocols large'.")
+            raise FileNotFoundError(f"{manifest_file}: missing, so {folder} is not a saved WBCModel; "
+                                    "pass a folder saved by 'compare run' (RUN/models/NAME).")
+        if not (folder / ".complete").is_file():
+            raise FileNotFoundError(f"{folder}: the model was not saved completely (no .complete marker); "
+                                    "save or train it again.")
+        try:
+            data = json.loads(manifest_file.read_text())
+            version = int(data["format_version"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            raise ModelFormatError(f"{manifest_file}: not a model manifest (no format_version); "
+                                   "save the model again with 'compare run'.") from None
+        if version != FORMAT_VERSION:
+            raise ModelFormatError(f"{manifest_file}: format version {version}, this version reads {FORMAT_VERSION}; "
+                                   "re-create the model with 'compare run' of this version.")
+        model = cls(data["segmenter"], random_state=int(data.get("random_state", 0)),
+                    normalise_colour=bool(data["normalise_colour"]), auto_scale=bool(data["auto_scale"]))
+        model.name_ = data["segmenter"]
+        model.segmenter_ = load_segmenter(model.name_, folder / "segmenter")
+        model.params_ = InstanceParams(**data["instance_params"])
+        model.training_scale_ = TrainingScale(**data["training_scale"])
+        model.background_ = np.asarray(data["background"], np.float64)
+        model.stain_direction_ = np.asarray(data["stain_direction"], np.float64)
+        model.colour_warning_deg_ = float(data["colour_warning_deg"])
+        model.fit_s_ = float(data["fit_s"])
+        model.data_hash_ = str(data["training_data_sha256"])
+        return model
+
+
+def default_model_dir() -> Path:
+    """The committed default model: ``results/models/unet``."""
+    return Path(__file__).resolve().parent.parent / "results" / "models" / "unet"
+
+
+def load_model(folder: str | Path | None = None) -> WBCModel:
+    """Load a saved :class:`WBCModel`; None loads the committed default U-Net.
+
+    Raises
+    ------
+    FileNotFoundError, ModelFormatError
+        See :meth:`WBCModel.load`; the default's absence names the command
+        that makes it.
+    """
+    if folder is None:
+        folder = default_model_dir()
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder}: the default U-Net is missing from this copy; train it with "
+                                    "'python -m compare run --segmenters unet --protocols large' or pass --model.")
+    return WBCModel.load(folder)

@@ -14,6 +14,7 @@ and ``python -m compare report results`` summarises the JSON in the report.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from compare.segmenters import REGISTRY, make_segmenter
@@ -42,14 +43,20 @@ def _params():
     return [pytest.param(name, marks=() if name in FAST else pytest.mark.slow, id=name) for name in REGISTRY]
 
 
-_fitted: dict[str, object] = {}
+def _dice(pred: np.ndarray, true: np.ndarray) -> float:
+    total = pred.sum() + true.sum()
+    return 1.0 if total == 0 else float(2 * (pred & true).sum() / total)
 
 
-def _fitted_segmenter(name: str, fit_subset):
-    # One fit per segmenter serves all predict benchmarks of the session.
-    if name not in _fitted:
-        _fitted[name] = _make(name).fit(*fit_subset)
-    return _fitted[name]
+def _check_probabilities(prob: np.ndarray, shape: tuple[int, ...]) -> None:
+    assert prob.shape == shape[:2] and prob.dtype == np.float32
+    assert np.isfinite(prob).all() and prob.min() >= 0 and prob.max() <= 1
+
+
+@pytest.fixture(scope="module")
+def fitted(request, fit_subset):
+    """``(name, segmenter)`` fitted once on the fit subset, for the predict benchmarks of that name."""
+    return request.param, _make(request.param).fit(*fit_subset)
 
 
 @pytest.mark.parametrize("name", _params())
@@ -61,15 +68,20 @@ def test_fit(benchmark, name, fit_subset):
     _make(name)  # skip early, before timing, when the module is missing
     # Fits are seconds long: a few timed rounds, each on a fresh segmenter.
     segmenter = benchmark.pedantic(lambda: _make(name).fit(images, masks), rounds=2, iterations=1, warmup_rounds=0)
-    _fitted.setdefault(name, segmenter)
+    prob = segmenter.predict_proba(images[0])
+    _check_probabilities(prob, images[0].shape)
+    if not name.startswith("unet"):
+        # A one-epoch U-Net need not have learned anything yet; every other
+        # segmenter must find the WBC of a patch it was trained on.
+        assert _dice(prob >= 0.5, masks[0]) > 0.5
 
 
-@pytest.mark.parametrize("name", _params())
-def test_predict(benchmark, name, sized_image, fit_subset):
+@pytest.mark.parametrize("fitted", _params(), indirect=True)
+def test_predict(benchmark, fitted, sized_image, fit_subset):
     size, image = sized_image
-    segmenter = _fitted_segmenter(name, fit_subset)
+    name, segmenter = fitted
     benchmark.group = "predict"
     benchmark.extra_info.update(stage="predict", segmenter=name, case=f"predict_proba {size} x {size}",
                                 pixels=image.shape[0] * image.shape[1])
     prob = benchmark.pedantic(segmenter.predict_proba, args=(image,), rounds=2, iterations=1, warmup_rounds=1)
-    assert prob.shape == image.shape[:2]
+    _check_probabilities(prob, image.shape)

@@ -24,5 +24,5 @@ def test_predict_time_linear_and_memory_bounded(tmp_path):
     with (tmp_path / "predict_scaling.csv").open() as f:
         rows = list(csv.DictReader(f))
     small, big = (float(r["s_per_mpx"]) for r in rows)
-    assert big < 2.5 * small  # linear within the noise of a shared machine
+    assert big < 2.5 * small  # linear, with room for timing noise when the cores are busy
     assert all(float(r["peak_mb"]) < 2048 for r in rows)

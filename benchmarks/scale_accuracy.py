@@ -55,7 +55,7 @@ from scipy import ndimage as ndi
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from compare.data import load_set  # noqa: E402
+from compare.data import load_set, resolve_data_dir  # noqa: E402
 from compare.scale import ScaleEstimate, TrainingScale, estimate_scale  # noqa: E402
 
 OLD_COMMIT = "b9ae525"
@@ -186,9 +186,10 @@ def old_estimator():
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--old", action="store_true", help=f"measure the estimator of commit {OLD_COMMIT}")
-    parser.add_argument("--data", default="/work/shared/data/sigtuple")
+    parser.add_argument("--data", default=None, help="SigTuple data folder (default: compare.data.resolve_data_dir)")
     parser.add_argument("--out", default=str(ROOT / "results" / "benchmarks"))
     args = parser.parse_args(argv)
+    args.data = str(resolve_data_dir(args.data).path)
 
     patches = load_set(args.data, "patches")
     diam = []

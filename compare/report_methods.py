@@ -166,7 +166,7 @@ def data_blocks(per_image: pd.DataFrame, config: dict) -> list[str]:
 
     large = per_image[per_image["protocol"] == "large"].drop_duplicates("image")
     wbcs = int(pd.to_numeric(large["true_count"], errors="coerce").sum()) if not large.empty else 0
-    where = f"`{config['data']}`" if config.get("data") else "the SigTuple WBC challenge data (`data/sigtuple`)"
+    where = f"`{config['data']}`" if config.get("data") else "the SigTuple WBC challenge data (found by `compare.data.resolve_data_dir`; see `docs/data.md`)"
     return [
         f"Images: {where}, downloaded from the public repository `bsrinivas8687/WBC_Segmentaion` and checked "
         "against `MANIFEST.sha256`. **No licence is stated for the data**; it is not this project's. One "

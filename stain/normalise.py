@@ -136,4 +136,8 @@ def _measure(data_dir: str) -> np.ndarray:
 if __name__ == "__main__":
     import sys
 
-    _measure(sys.argv[1] if len(sys.argv) > 1 else "/work/shared/data/sigtuple")
+    # stain does not import compare: pass the folder `python -m compare data info` prints.
+    if len(sys.argv) != 2:
+        raise SystemExit("usage: python -m stain.normalise DATA_DIR (the SigTuple folder; "
+                         "`python -m compare data info` prints it)")
+    _measure(sys.argv[1])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from compare.data import default_data_dir, read_image
+from compare.data import read_image, resolve_data_dir
 from compare.scale import (
     MAX_FACTOR,
     SIGTUPLE_PIXEL_SIZE_UM,
@@ -103,7 +103,7 @@ def test_synthetic_smear_scales_with_the_image(factor):
 
 @pytest.mark.parametrize("factor", [0.5, 2.0])
 def test_shipped_image_scales_with_the_image(factor):
-    image = read_image(default_data_dir() / "Train_Data" / "1467973104.jpg")
+    image = read_image(resolve_data_dir().path / "Train_Data" / "1467973104.jpg")
     at_one = estimate_rbc_diameter(image)
     assert at_one == pytest.approx(SIGTUPLE_RBC_DIAMETER, rel=0.1)
     assert estimate_rbc_diameter(_resize(image, factor)) == pytest.approx(at_one * factor, rel=0.1)

@@ -170,7 +170,8 @@ def _report(acc: dict, done: int, folds: int, trees: int, depth, probe) -> dict:
         "forest": {"n_estimators": trees, "max_depth": depth},
         "rf_classifier": type(probe.classifier).__name__,
         "rf_context_classifier": type(probe.context_classifier).__name__ if probe.auto_context else None,
-        "rf_params": {k: v for k, v in probe.get_params().items() if k != "bank"},
+        "rf_params": {k: v for k, v in probe.get_params(deep=False).items()
+                      if k not in ("bank", "classifier", "context_classifier")},
         "rf_features": probe.bank_.n_features,
         "n_labelled": probe.n_samples,
         "results": rows,

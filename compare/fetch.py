@@ -310,6 +310,11 @@ def fetch(to: str | Path | None = None, *, base_url: str | None = None, manifest
 
     staging = target.with_name(target.name + ".partial")
     staging.mkdir(parents=True, exist_ok=True)
+    # Leftovers of a killed process (``*.download``, strays) would otherwise
+    # be renamed into place with the data.
+    for path in [p for p in staging.rglob("*") if not p.is_dir()]:
+        if path.relative_to(staging).as_posix() not in entries:
+            path.unlink()
     todo = []
     for rel, digest in entries.items():
         dest = staging / rel

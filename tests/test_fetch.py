@@ -150,6 +150,18 @@ def test_an_interrupted_transfer_is_recovered_on_the_next_call(dataset, server, 
     assert all(server.requests[n] == 1 for n in verified_before) and server.requests[cut] == 2
 
 
+def test_leftovers_of_a_killed_download_do_not_reach_the_target(dataset, server, tmp_path):
+    files, manifest = dataset
+    staging = tmp_path / "sigtuple.partial" / "Train_Data"
+    staging.mkdir(parents=True)
+    (staging / "train-0.jpg.download").write_bytes(b"half")
+    (staging / "train-1.jpg").write_bytes(files["Train_Data/train-1.jpg"][:10])
+    target = fetch(tmp_path / "sigtuple", base_url=server.url, manifest=manifest, progress=False)
+    assert verify(target, manifest).ok
+    extra = {p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file()} - set(files)
+    assert extra == {"MANIFEST.sha256"}
+
+
 def test_a_cut_transfer_is_retried_within_one_call(dataset, server, tmp_path):
     files, manifest = dataset
     server.cut.add("Test_Data/slide 1.jpg")

@@ -108,7 +108,7 @@ def load_run(run_dir: str | Path) -> RunData:
             if column not in frame:
                 frame[column] = pd.Series("" if column in text else np.nan, index=frame.index,
                                           dtype=object if column in text else float)
-    summary["shift"] = summary["shift"].fillna("").astype(str)
+    summary["shift"] = summary["shift"].astype(object).fillna("").astype(str)
     return RunData(root=root, per_image=per_image, summary=summary,
                    config=_read_json(root / "config.json", {}), env=_read_json(root / "env.json", {}),
                    errors=_read_csv(root / "errors.csv"), histories=_read_json(root / "histories.json", {}),
@@ -119,7 +119,6 @@ def load_run(run_dir: str | Path) -> RunData:
 
 def run_command(config: dict[str, Any], run_dir: Path) -> str:
     """The ``python -m compare run`` command line that reproduces a run's config."""
-    from compare.runner import PROTOCOLS
     from compare.segmenters import default_names
 
     names = list(config.get("segmenters") or [])
@@ -130,8 +129,11 @@ def run_command(config: dict[str, Any], run_dir: Path) -> str:
     else:
         which = ["--segmenters", ",".join(names) or "NAME"]
     args = ["python", "-m", "compare", "run", *which]
-    protocols = list(config.get("protocols") or PROTOCOLS)
-    if protocols != list(PROTOCOLS):
+    from compare.runner import RunConfig
+
+    default = RunConfig(segmenters=[]).protocols
+    protocols = list(config.get("protocols") or default)
+    if protocols != list(default):
         args += ["--protocols", ",".join(protocols)]
     if config.get("folds", 5) != 5:
         args += ["--folds", str(config["folds"])]
@@ -525,11 +527,10 @@ def contact_sheet(images: list[tuple[Path, str]], path: Path, *, thumb: int = 20
 
 def _overlay_sheet(run: RunData, name: str, protocol: str, out: Path) -> tuple[Path | None, int]:
     """A contact sheet of one segmenter's overlays; drawn from the saved masks where overlays were not kept."""
-    from compare.report_grid import _labels, colour_errors
+    from compare.report_grid import _labels, colour_errors, photo_path
 
     rows = run.per_image[(run.per_image["segmenter"] == name) & (run.per_image["protocol"] == protocol)]
     folder = run.root / "predictions" / safe_stem(name) / protocol / "overlays"
-    photos = _data_dir(run) / ("Test_Data" if protocol == "test" else "Train_Data")
     images: list = []
     for row in rows.itertuples():
         count = f"{_num(row.pred_count, 0)} WBC"
@@ -538,10 +539,11 @@ def _overlay_sheet(run: RunData, name: str, protocol: str, out: Path) -> tuple[P
         overlay = folder / f"{safe_stem(row.image)}.png"
         if not overlay.is_file():
             labels = _labels(run.root, name, protocol, str(row.image))
+            file = photo_path(_data_dir(run), protocol, str(row.image))
             try:
                 from compare.data import read_image
 
-                photo = read_image(photos / f"{row.image}.jpg")
+                photo = read_image(file) if file is not None else None
             except (OSError, ValueError):
                 photo = None
             if labels is None or photo is None or labels.shape != photo.shape[:2]:

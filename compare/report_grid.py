@@ -173,13 +173,27 @@ def _save_jpeg(rgb: np.ndarray, path: Path) -> Path:
     return path
 
 
-def _read(data_dir: Path, row: GridRow) -> tuple[np.ndarray, np.ndarray | None] | None:
-    from compare.data import DataError, read_image, read_mask
+def photo_path(data_dir: Path, protocol: str, image: str) -> Path | None:
+    """The photograph of ``image`` in the run's data folder (any image suffix), or None."""
+    from compare.data import IMAGE_SUFFIXES
 
-    folder = data_dir / ("Test_Data" if row.protocol == "test" else "Train_Data")
+    folder = Path(data_dir) / ("Test_Data" if protocol == "test" else "Train_Data")
+    for suffix in IMAGE_SUFFIXES:
+        for candidate in (folder / f"{image}{suffix}", folder / f"{image}{suffix.upper()}"):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def _read(data_dir: Path, row: GridRow) -> tuple[np.ndarray, np.ndarray | None] | None:
+    from compare.data import DataError, _find_mask, read_image, read_mask
+
+    path = photo_path(data_dir, row.protocol, row.image)
+    if path is None:
+        return None
     try:
-        image = read_image(folder / f"{row.image}.jpg")
-        mask = None if row.protocol == "test" else read_mask(folder / f"{row.image}-mask.jpg", image.shape[:2])
+        image = read_image(path)
+        mask = None if row.protocol == "test" else read_mask(_find_mask(path), image.shape[:2])
     except (DataError, OSError):
         return None
     return image, mask

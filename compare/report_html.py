@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["Text", "Table", "Figure", "Grid", "Details", "Section", "Document", "to_markdown", "to_html"]
+__all__ = ["Text", "Table", "Figure", "Grid", "Details", "Section", "Document", "to_markdown", "to_html",
+           "broken_images"]
 
 
 @dataclass
@@ -253,3 +254,54 @@ def to_html(doc: Document, root: Path) -> str:
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             f"<title>{html.escape(doc.title)}</title><style>{_CSS}</style></head><body>\n"
             + "\n".join(body) + "\n</body></html>\n")
+
+
+def broken_images(page: Path) -> list[str]:
+    """The ``<img src>`` and ``<a href>`` targets of an HTML page that do not resolve.
+
+    A target resolves when it is a ``data:image/...;base64,`` URI that
+    decodes, an ``http(s):`` or ``#`` link (not checked), or a file that
+    exists relative to the page's folder.
+
+    Parameters
+    ----------
+    page : Path
+        The HTML file.
+
+    Returns
+    -------
+    list of str
+        The unresolved targets, in page order (empty when all resolve).
+    """
+    import base64
+    import binascii
+    from html.parser import HTMLParser
+    from urllib.parse import unquote
+
+    targets: list[str] = []
+
+    class _Collect(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            wanted = {"img": "src", "a": "href"}.get(tag)
+            for key, value in attrs:
+                if key == wanted and value is not None:
+                    targets.append(value)
+
+    page = Path(page)
+    _Collect().feed(page.read_text(encoding="utf-8"))
+    broken = []
+    for target in targets:
+        if target.startswith(("http://", "https://", "#", "mailto:")):
+            continue
+        if target.startswith("data:"):
+            head, _, payload = target.partition(",")
+            try:
+                ok = head.startswith("data:image/") and bool(base64.b64decode(payload, validate=True))
+            except (binascii.Error, ValueError):
+                ok = False
+            if not ok:
+                broken.append(target[:40])
+            continue
+        if not (page.parent / unquote(target)).is_file():
+            broken.append(target)
+    return broken

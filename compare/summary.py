@@ -129,7 +129,7 @@ def summarise(per_image: pd.DataFrame, units: dict[str, dict], *, seed: int = 0)
     for column in SUMMARY_COLUMNS:
         if column not in summary:
             summary[column] = np.nan
-    summary["shift"] = summary["shift"].fillna("").astype(str)
+    summary["shift"] = summary["shift"].astype(object).fillna("").astype(str)
     return summary[list(SUMMARY_COLUMNS)]
 
 

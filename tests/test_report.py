@@ -11,7 +11,9 @@ import pandas as pd
 import pytest
 
 from compare.cli import main
-from compare.report import BENCHMARK_FILE, build_report, headline, load_run, pairwise_table, run_command
+from compare.report import (BENCHMARK_FILE, build_report, headline, load_run, pairwise_table, run_command,
+                            summary_table)
+from compare.report_html import broken_images
 from compare.runner import RunConfig, run
 from compare.summary import summarise
 
@@ -38,16 +40,22 @@ def test_report_from_a_real_run(threshold_run, tmp_path):
     html = path.read_text()
     md = (out / "report.md").read_text()
     assert html.lstrip().startswith("<!DOCTYPE html>") and "</html>" in html
-    # Self-contained: every image is embedded, none is linked.
-    assert html.count("data:image/png;base64,") >= 4
-    assert not re.search(r'<img src="(?!data:)', html)
-    assert "threshold" in md and "best mean Dice" in md
+    # Images are linked relative to the page, and every one of them exists.
+    srcs = re.findall(r'<img src="([^"]+)"', html)
+    assert len(srcs) >= 4 and not any(src.startswith("data:") for src in srcs)
+    assert broken_images(path) == []
+    assert len(html.encode()) < 4_000_000
+    assert "threshold" in md and "highest mean Dice" in md
+    for section in ("## Methods", "## Limitations", "## The same cells side by side", "## Per image: the large images"):
+        assert section in md, section
+    assert "commit" in md.split("## Contents")[0]  # run date and commit under the title
     assert "python -m compare report" in md and "python -m compare run --segmenters threshold" in md
     assert "no training curves" in md  # threshold records no history
     for name in ("dice_per_image", "dice_vs_speed", "counts", "precision_recall"):
         assert (out / "plots" / f"{name}.png").is_file(), name
-    assert (out / "report_assets" / "gallery-threshold.png").is_file()
-    assert (out / "report_assets" / "test-threshold.png").is_file()
+    assert list((out / "report_assets" / "grid").glob("large-*-threshold.jpg"))
+    assert list((out / "report_assets" / "grid").glob("cv-*-threshold.jpg"))
+    assert (out / "report_assets" / "test-threshold.jpg").is_file()
     assert "None: every unit and image" in md
 
 
@@ -104,15 +112,21 @@ def test_headline_names_winner_and_significance(tmp_path):
     cv = data.summary[data.summary.protocol == "cv"].sort_values("dice_mean", ascending=False)
     best, runner = cv.segmenter.iloc[0], cv.segmenter.iloc[1]
     assert {best, runner} == {"alpha", "gamma"}
-    assert text.startswith(f"**{best}** has the best mean Dice")
-    assert f"runner-up **{runner}**" in text and "not statistically significant" in text
+    assert text.startswith(f"**{best}** has the highest mean Dice")
+    assert f"Next is **{runner}**" in text and "not statistically significant" in text and "tied" in text
+    # The effect size stands beside the p-value.
+    assert "rank-biserial r" in text and "mean paired difference" in text
 
 
 def test_headline_significant_when_runner_up_is_clearly_worse(tmp_path):
     data = load_run(_fake_run(tmp_path / "r", names=("alpha", "beta"), offsets=(0.1, 0.0)))
     pairs = pairwise_table(data, "cv", ["alpha", "beta"])
     text = " ".join(headline(data, pairs, "cv"))
-    assert "runner-up **beta**" in text and "**statistically significant**" in text
+    assert "Next is **beta**" in text and "statistically significant" in text
+    # A 0.1 Dice gap is larger than the annotation noise; the sentence says so.
+    assert "larger than the annotation noise" in text
+    # All three count the large image exactly: a tie, said as a tie.
+    assert "all 2 segmenters tie" in text and "best counter" not in text
 
 
 def test_report_shows_pairs_curves_errors_and_benchmarks(tmp_path):
@@ -133,8 +147,8 @@ def test_report_shows_pairs_curves_errors_and_benchmarks(tmp_path):
     assert "it broke" in md and "1 problem(s)" in md
     assert "Test CPU" in md and "1.2500" in md and "fit 8 patches" in md
     assert "--benchmark-json" in md
-    # The data folder does not exist: the gallery says so instead of failing.
-    assert "could not be read" in md
+    # The data folder does not exist: the grid says so instead of failing.
+    assert "could not be read" in md or "unreadable" in md
     assert "<table>" in html and "alpha vs beta" in html
 
 
@@ -161,9 +175,67 @@ def test_missing_run_folder_is_a_clear_error(tmp_path):
 def test_run_command_reproduces_config():
     from compare.segmenters import default_names
 
-    assert run_command({"segmenters": default_names(), "protocols": ["cv", "large", "test"], "folds": 5,
+    from compare.runner import RunConfig
+
+    default = RunConfig(segmenters=[]).protocols
+    assert run_command({"segmenters": default_names(), "protocols": default, "folds": 5,
                         "seed": 0, "data": None, "out": "results"}, None) == "python -m compare run --all --out results"
     command = run_command({"segmenters": ["threshold"], "protocols": ["cv", "large"], "folds": 2, "seed": 3,
                            "data": "my data", "out": "/tmp/x"}, None)
     assert command == ("python -m compare run --segmenters threshold --protocols cv,large --folds 2 --seed 3 "
                        "--data 'my data' --out /tmp/x")
+
+
+def test_constant_columns_are_dropped_with_a_note(tmp_path):
+    data = load_run(_fake_run(tmp_path / "r"))
+    table, note = summary_table(data.summary, "cv", ["alpha", "gamma", "beta"])
+    # One WBC per patch, always found: object F1 and counts say nothing, and PQ equals IoU.
+    for column in ("object F1", "count MAE", "exact count", "PQ"):
+        assert column not in table.frame.columns and column in note
+    assert "Dice [95% CI]" in table.frame.columns and "IoU" in table.frame.columns
+
+
+def _add_shift_rows(root):
+    """Synthetic shift rows (two shifts, both sources) appended to a fake run, summary rebuilt."""
+    per_image = pd.read_csv(root / "per_image.csv", dtype={"fold": str, "image": str})
+    rows = []
+    for name, base in (("alpha", 0.9), ("beta", 0.8), ("gamma", 0.89)):
+        for shift, drop in (("scale_2x", 0.3), ("look_rapid", 0.05)):
+            for source, true, pred in (("cv", 1, 1), ("large", 3, 3 if drop < 0.1 else 2)):
+                rows.append({"segmenter": name, "protocol": "shift", "fold": "final", "image": f"{source}-x",
+                             "shift": shift, "source": source, "dice": base - drop, "iou": 0.5, "precision": 0.5,
+                             "recall": 0.5, "true_count": true, "pred_count": pred, "tp": 1, "fp": 0, "fn": 0,
+                             "predict_s": 0.1, "matched_iou_sum": 0.5, "hd95": 3.0, "surface_dice": 0.8})
+    per_image = pd.concat([per_image, pd.DataFrame(rows)], ignore_index=True)
+    per_image.to_csv(root / "per_image.csv", index=False)
+    summarise(per_image, {}).to_csv(root / "summary.csv", index=False)
+    return root
+
+
+def test_domain_shift_section_and_plot(tmp_path):
+    root = _add_shift_rows(_fake_run(tmp_path / "r"))
+    build_report(root)
+    md = (root / "report.md").read_text()
+    assert "## Domain shift" in md
+    assert (root / "plots" / "shift_dice.png").is_file()
+    section = md.split("## Domain shift")[1].split("\n## ")[0]
+    assert "scale_2x" in section and "look_rapid" in section
+    # The worst shift is named per segmenter: scale_2x drops Dice by 0.3.
+    assert "alpha: scale_2x (Dice 0.600)" in section
+    assert "Synthetic shifts are not real labs" in md and "One microscope" not in md
+
+
+def test_no_shift_section_without_shift_rows(tmp_path):
+    root = _fake_run(tmp_path / "r")
+    build_report(root)
+    md = (root / "report.md").read_text()
+    assert "## Domain shift" not in md and "One microscope" in md
+    assert broken_images(root / "report.html") == []
+
+
+def test_broken_images_finds_missing_files_and_bad_data_uris(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"x")
+    page = tmp_path / "p.html"
+    page.write_text('<img src="a.png"><img src="gone.jpg"><img src="data:image/png;base64,!!">'
+                    '<img src="data:image/png;base64,eA=="><a href="#top">x</a><a href="missing.png">y</a>')
+    assert broken_images(page) == ["gone.jpg", "data:image/png;base64,!!", "missing.png"]

@@ -247,6 +247,28 @@ def _data_hash(images: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> str
     return digest.hexdigest()
 
 
+def _median_wbc_diameter(masks: Sequence[np.ndarray]) -> float:
+    """Median equivalent diameter, in pixels, of the WBCs (connected components) of ``masks``.
+
+    Each component is one WBC, so a mask with several WBCs counts each; those
+    cut by the image border are left out unless a mask has no other.
+    """
+    from compare.instances import label_truth
+
+    diameters: list[float] = []
+    for mask in masks:
+        labels = label_truth(mask)
+        areas = np.bincount(labels.ravel())[1:]
+        if not len(areas):
+            continue
+        border = set(np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])).tolist())
+        whole = [a for i, a in enumerate(areas, start=1) if i not in border and a > 0]
+        diameters.extend(2.0 * np.sqrt(np.asarray(whole or areas[areas > 0], float) / np.pi))
+    if not diameters:
+        raise ValueError("fit: every training mask is empty; at least one image must show a WBC.")
+    return float(np.median(diameters))
+
+
 def _package_version() -> str:
     try:
         return importlib.metadata.version("wbc-compare")
@@ -349,7 +371,7 @@ class WBCModel:
         self.fit_s_ = time.perf_counter() - start
         self.segmenter_ = segmenter
         self.params_ = tune_instance_params(masks)
-        wbc_diameter = 2.0 * float(np.median([np.sqrt(m.sum() / np.pi) for m in masks if m.any()]))
+        wbc_diameter = _median_wbc_diameter(masks)
         # The red-cell ruler of the training images, measured as new images
         # will be; 128-px patches show too few whole red cells to count, and
         # then the SigTuple value (measured the same way on its large images)

@@ -35,6 +35,7 @@ RF_THRESHOLD_FOLDS = 2
 RF_TILE = 1536
 SVM_GAMMA, SVM_COMPONENTS, SVM_C, SVM_SAMPLES = 0.02, 300, 1.0, 50_000
 MLP_HIDDEN, MLP_MAX_ITER, MLP_SAMPLES = (32, 16), 40, 100_000
+MLP_THRESHOLD_FOLDS = 2
 
 
 def rf_bank() -> FeatureBank:
@@ -98,9 +99,11 @@ def mlp_segmenter(random_state: int = 0) -> PixelClassifierSegmenter:
     scikit-learn's :class:`~sklearn.neural_network.MLPClassifier` (two ReLU
     layers of 32 and 16 units, Adam, early stopping on a 10 % validation
     split, at most :data:`MLP_MAX_ITER` epochs) on standardised
-    :func:`rf_bank` features, sampled like ``rf``.  The same bank as ``rf``
-    means a run computes each image's features once for both.  Small layers
-    keep prediction a few matrix products per pixel block.
+    :func:`rf_bank` features, sampled like ``rf`` and, like ``rf``, with the
+    decision threshold learned out of fold (on grouped fold 0 it raised Dice
+    by 0.004).  The same bank as ``rf`` means a run computes each image's
+    features once for both; small layers keep prediction a few matrix
+    products per pixel block.
     """
     from sklearn.neural_network import MLPClassifier
     from sklearn.pipeline import Pipeline
@@ -116,5 +119,6 @@ def mlp_segmenter(random_state: int = 0) -> PixelClassifierSegmenter:
     ])
     return PixelClassifierSegmenter(
         mlp, rf_bank(), n_samples=MLP_SAMPLES, boundary_width=RF_BOUNDARY_WIDTH,
-        boundary_weight=RF_BOUNDARY_WEIGHT, random_state=random_state, tile=RF_TILE,
+        boundary_weight=RF_BOUNDARY_WEIGHT, random_state=random_state, threshold_folds=MLP_THRESHOLD_FOLDS,
+        tile=RF_TILE,
     )

@@ -78,6 +78,7 @@ class _Pool:
         self._executor: ThreadPoolExecutor | None = None
         self._size = 0
         self._pid = 0
+        self._closes_at_exit = False
 
     def get(self, size: int) -> ThreadPoolExecutor:
         with self._lock:
@@ -89,6 +90,10 @@ class _Pool:
                     self._executor.shutdown(wait=True)
                 self._executor = ThreadPoolExecutor(size, thread_name_prefix="wbc-worker")
                 self._size, self._pid = size, os.getpid()
+                if not self._closes_at_exit:
+                    # Registered with the first threads, so importing this module changes nothing.
+                    atexit.register(self.close)
+                    self._closes_at_exit = True
             return self._executor
 
     def close(self) -> None:
@@ -99,7 +104,6 @@ class _Pool:
 
 
 _POOL = _Pool()
-atexit.register(_POOL.close)
 
 
 def parallel_map(func: Callable[[T], Any], items: Iterable[T], n_jobs: int | None = None) -> list[Any]:

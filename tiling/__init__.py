@@ -15,8 +15,12 @@ tiling scheme so that a tile's prediction never sees an artificial border:
 * where tiles overlap, predictions are blended with a weight that ramps down
   towards each tile's edge, which removes seams.
 
-This package depends on numpy alone so that ``baselines`` and ``unet`` can use
-it without depending on each other or on ``compare``.
+Beside the tiling, the package holds what every segmenter shares at run time:
+:mod:`tiling.validation` (the one set of input rules for ``fit`` and
+``predict_proba``) and :mod:`tiling.runtime` (the one thread setting,
+``WBC_N_JOBS`` / ``n_jobs``, and its worker threads).  It depends on numpy
+alone so that ``baselines`` and ``unet`` can use it without depending on each
+other or on ``compare``.
 """
 
 from __future__ import annotations

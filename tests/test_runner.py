@@ -1,4 +1,4 @@
-"""``compare run`` end to end on tiny data: contract files, determinism, resume after a kill."""
+"""``compare run`` end to end on tiny data: contract files, determinism, the shift protocol, resume after a kill."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ TIMING = ["predict_s"]
 
 
 def _run(sigtuple_dir, out, **kw):
-    cfg = RunConfig(segmenters=["threshold"], folds=3, data=str(sigtuple_dir), out=str(out), **kw)
+    kw = {"folds": 2, "protocols": ["cv", "large", "test"], **kw}
+    cfg = RunConfig(segmenters=["threshold"], data=str(sigtuple_dir), out=str(out), **kw)
     return run(cfg)
 
 
@@ -45,8 +46,41 @@ def test_run_writes_the_contract_files(sigtuple_dir, tmp_path):
     splits = json.loads((out / "splits.json").read_text())
     assert sorted(sum((f["test"] for f in splits["folds"]), [])) == sorted(f"train-{i}" for i in range(12))
     assert (out / "models" / "threshold" / ".complete").is_file()
+    assert (out / "models" / "threshold" / "model.json").is_file()
     assert len(list((out / "predictions" / "threshold" / "test" / "masks").glob("*.png"))) == 2
     assert (out / "predictions" / "threshold" / "test" / "overlays" / "slide 0.png").is_file()
+
+
+def test_shift_rows_are_scored_with_each_fold_model(sigtuple_dir, tmp_path):
+    out = tmp_path / "run"
+    summary = _run(sigtuple_dir, out, protocols=["cv", "large", "shift"], shift_patches_per_fold=2)
+    per_image = pd.read_csv(out / "per_image.csv")
+    shifted = per_image[per_image.protocol == "shift"]
+    assert {"shift", "source", "true_scale"} <= set(per_image.columns)
+    from compare.shifts import SHIFTS, shift_kinds
+
+    assert set(shifted.source) == {"cv", "large"}
+    assert set(shifted.fold) == {"cv0", "cv1", "large"}
+    kinds = shift_kinds()
+    # 2 held-out 64 px patches per fold and the one 120 x 200 large image,
+    # under every shift; a cropping shift gives no piece of an image smaller
+    # than its crop once scaled (and one piece per WBC, named NAME#k, of a
+    # larger one).
+    for fold, n_images, side in (("cv0", 2, 64), ("cv1", 2, 64), ("large", 1, 120)):
+        rows = shifted[shifted.fold == fold]
+        assert rows.image.str.split("#").str[0].nunique() == n_images, fold
+        expected = {s for s in SHIFTS if kinds[s].crop is None or side * kinds[s].scale >= kinds[s].crop}
+        assert set(rows["shift"]) == expected, fold
+    assert (shifted[shifted.fold == "large"]["shift"] == "crop_120").sum() == 3  # one crop per WBC
+    for shift, scale in shifted.groupby("shift").true_scale.first().items():
+        assert scale == pytest.approx(kinds[shift].scale)
+    assert per_image[per_image.protocol != "shift"]["shift"].isna().all()
+    assert "shift" in set(summary.protocol)
+    # The held-out patches were drawn from each fold's held-out set.
+    splits = json.loads((out / "splits.json").read_text())
+    for fold in (0, 1):
+        names = set(shifted[shifted.fold == f"cv{fold}"].image.str.split("#").str[0])
+        assert names <= set(splits["folds"][fold]["test"])
 
 
 def test_same_seed_same_results(sigtuple_dir, tmp_path):
@@ -77,7 +111,7 @@ def test_a_bad_image_is_recorded_and_the_rest_completes(sigtuple_dir, tmp_path):
     shutil.copytree(sigtuple_dir, data)
     (data / "Test_Data" / "broken.jpg").write_text("this is not a JPEG")
     out = tmp_path / "run"
-    code = main(["run", "--segmenters", "threshold", "--folds", "3", "--data", str(data), "--out", str(out), "--no-report"])
+    code = main(["run", "--segmenters", "threshold", "--folds", "2", "--protocols", "cv,test", "--data", str(data), "--out", str(out), "--no-report"])
     assert code == 1
     errors = pd.read_csv(out / "errors.csv")
     assert len(errors) == 1 and "broken.jpg" in errors.error.iloc[0]
@@ -143,8 +177,11 @@ def test_models_load_only_from_safe_folders(sigtuple_dir, tmp_path):
         load_segmenter("threshold", tmp_path / "nowhere")
     out = tmp_path / "run"
     _run(sigtuple_dir, out, protocols=["large"])
-    model = load_segmenter("threshold", out / "models" / "threshold")
+    model = load_segmenter("threshold", out / "models" / "threshold" / "segmenter")
     assert model.predict_proba(__import__("numpy").zeros((8, 8, 3), "uint8")).shape == (8, 8)
+    from compare.model import load_model
+
+    assert load_model(out / "models" / "threshold").name_ == "threshold"
 
 
 def test_all_black_mask_is_a_warning_not_a_failure(sigtuple_dir, tmp_path):

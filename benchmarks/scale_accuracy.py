@@ -171,6 +171,7 @@ def old_estimator():
     path.write_text(source)
     spec = importlib.util.spec_from_file_location("old_scale", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules["old_scale"] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
 
     def estimate(image, training, probe=None):

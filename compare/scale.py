@@ -111,7 +111,7 @@ _MAX_SAMPLE_PIXELS = 1_500_000
 _WINDOW = 1024
 #: Fewer whole red cells than this in the peak and the red-cell scale is not
 #: trusted (a single-WBC crop shows a handful).
-_MIN_CELLS = 12
+_MIN_CELLS = 25
 #: Smallest inscribed radius, in pixels, counted: below it the distance
 #: transform is too coarse to say anything (a red cell at 0.25x is ~4 px across).
 _MIN_RADIUS = 1.5
@@ -119,6 +119,8 @@ _MIN_RADIUS = 1.5
 _LOG_BANDWIDTH = 0.08
 #: Half-width of the peak (log units): radii within it count as red cells.
 _PEAK_HALF_WIDTH = 0.25
+#: Smallest fraction of the cell layer the peak's cells must cover to be taken as red cells.
+_MIN_COVER = 0.25
 #: Holes at least this round (inscribed-disk area / hole area) are filled as pale centres.
 _MIN_HOLE_ROUNDNESS = 0.4
 #: A probe trial is trusted when its WBCs are within this ratio of the
@@ -300,13 +302,15 @@ def _inscribed_disks(rgb: np.ndarray) -> np.ndarray:
 
     Returns
     -------
-    ndarray, shape (N, 3), float
+    disks : ndarray, shape (N, 3), float
         Radius, row and column of each local maximum of the distance transform
         whose disk lies inside the window and the field of view.
+    area : int
+        Pixels of the cell layer.
     """
     cells, lit = cell_layer(rgb)
     if not cells.any():
-        return np.zeros((0, 3))
+        return np.zeros((0, 3)), 0
     distance = ndi.distance_transform_edt(cells)
     peaks = (distance == ndi.maximum_filter(distance, size=3)) & (distance >= _MIN_RADIUS)
     # A disk that reaches the image border or the field-of-view edge belongs
@@ -318,7 +322,7 @@ def _inscribed_disks(rgb: np.ndarray) -> np.ndarray:
     if not lit.all():
         room = np.minimum(room, ndi.distance_transform_edt(lit)[yy, xx])
     keep = radii < room - 1.0
-    return np.column_stack([radii[keep], yy[keep], xx[keep]])
+    return np.column_stack([radii[keep], yy[keep], xx[keep]]), int(cells.sum())
 
 
 def _radius_peak(radii: np.ndarray) -> float:
@@ -338,7 +342,7 @@ def _radius_peak(radii: np.ndarray) -> float:
 def _measure_red_cells(image: np.ndarray) -> tuple[float | None, int]:
     """Typical red-cell equivalent diameter of an image and how many whole cells of that size it shows."""
     windows = _sample_windows(image.shape[:2])
-    disks = [_inscribed_disks(image[window]) for window in windows]
+    disks, areas = zip(*[_inscribed_disks(image[window]) for window in windows])
     radii = np.concatenate([d[:, 0] for d in disks])
     if len(radii) == 0:
         return None, 0
@@ -356,6 +360,11 @@ def _measure_red_cells(image: np.ndarray) -> tuple[float | None, int]:
     # No more whole cells than fit, hexagonally packed, with their centres a
     # radius away from the border: a crop around one WBC cannot pass.
     cells = min(cells, int(room / (0.866 * (2 * peak) ** 2)))
+    # Red cells are most of a smear's cell layer; where the cells found at
+    # the peak cover little of it (a crop filled by one WBC, whose lobes or
+    # texture made the peak), the peak is not the red cells.
+    if cells * np.pi * (peak * _EQUIVALENT_PER_INSCRIBED) ** 2 < _MIN_COVER * sum(areas):
+        cells = min(cells, _MIN_CELLS - 1)
     return 2.0 * peak * _EQUIVALENT_PER_INSCRIBED, cells
 
 
@@ -391,7 +400,9 @@ def _probe_estimate(probe: Callable[[float], Sequence[float]], training: Trainin
         found = found[np.isfinite(found) & (found > 0)]
         if len(found) == 0:
             continue
-        diameter = float(np.median(found))
+        # WBCs cut by the image border come out small: a crop's own WBC is
+        # the largest, and a field's whole WBCs are within 30 % of it.
+        diameter = float(np.median(found[found >= 0.7 * found.max()]))
         miss = abs(np.log(diameter / training.wbc_diameter))
         if best is None or miss < best[0]:
             best = (miss, factor, diameter)

@@ -87,7 +87,8 @@ class PredictionWriter:
                 stale.unlink()
         self.parts.mkdir(exist_ok=True)
         self._done: dict[str, dict[str, Any]] = {}
-        for part in sorted(self.parts.glob("*.json")):
+        # "[!.]": a run killed mid-write leaves its temporary ".NAME.json.*.tmp.json", never a part.
+        for part in sorted(self.parts.glob("[!.]*.json")):
             try:
                 self._done[part.stem] = json.loads(part.read_text())
             except json.JSONDecodeError:

@@ -332,7 +332,8 @@ def collect_parts(out: Path) -> tuple[pd.DataFrame, dict[str, dict]]:
         ``"NAME/PROTOCOL-FOLD" -> part`` without its rows.
     """
     rows, units = [], {}
-    for path in sorted((Path(out) / "parts").glob("*/*.json")):
+    # "[!.]": a run killed mid-write leaves its temporary ".NAME.json.*.tmp.json", never a part.
+    for path in sorted((Path(out) / "parts").glob("*/[!.]*.json")):
         part = json.loads(path.read_text())
         rows.extend(part.pop("rows"))
         units[f"{path.parent.name}/{path.stem}"] = part

@@ -203,3 +203,17 @@ def test_all_black_mask_is_a_warning_not_a_failure(sigtuple_dir, tmp_path):
     row = rows.set_index("image").loc["train-2"]
     # scored as an image without WBCs: anything predicted there is a false positive
     assert len(rows) == 12 and row.true_count == 0 and row.dice == 0.0 and row.fp == row.pred_count
+
+
+def test_a_temporary_part_left_by_a_kill_is_not_read(tmp_path):
+    """A kill between writing a part's temporary file and renaming it must not add rows."""
+    from compare.runner import collect_parts
+
+    unit = tmp_path / "parts" / "threshold"
+    unit.mkdir(parents=True)
+    part = {"rows": [{"segmenter": "threshold", "protocol": "cv", "fold": "0", "image": "a", "dice": 0.9}],
+            "fit_s": 1.0}
+    (unit / "cv-0.json").write_text(json.dumps(part))
+    (unit / ".cv-0.json.k3j2.tmp.json").write_text(json.dumps(part))  # the name compare.io gives it
+    per_image, units = collect_parts(tmp_path)
+    assert list(per_image.image) == ["a"] and list(units) == ["threshold/cv-0"]

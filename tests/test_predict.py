@@ -434,8 +434,9 @@ def test_estimated_scale_keeps_large_image_counts(tmp_path, factor):
     from compare.model import default_model_dir
 
     model = Path(os.environ.get("WBC_MODEL", default_model_dir()))
-    if not (model / ".complete").is_file() or not (model / "model.json").is_file():
-        pytest.skip(f"no finished model of this format at {model}")
+    if not (model / ".complete").is_file():
+        pytest.skip(f"no finished model at {model}")
+    # A folder of an older layout fails here (ModelFormatError): it must be re-created, not skipped.
     truth = {}
     for sample in load_large():
         h, w = sample.image.shape[:2]

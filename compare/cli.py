@@ -54,9 +54,17 @@ def build_parser() -> argparse.ArgumentParser:
                          help="a model folder saved by 'run' (default: results/models/unet, the committed U-Net)")
     predict.add_argument("--out", type=Path, default=Path("predictions"), help="output folder (default: predictions)")
     predict.add_argument("--wbc-diameter", type=float, default=None, metavar="PX",
-                         help="typical WBC diameter in these images, in pixels; rescales to the training scale")
-    predict.add_argument("--auto-scale", action="store_true",
-                         help="estimate the scale from the image itself (red-cell size)")
+                         help="typical WBC diameter in these images, in pixels (default: each image's scale is "
+                              "estimated)")
+    predict.add_argument("--pixel-size", type=float, default=None, metavar="UM",
+                         help="pixel size in micrometres: sets the scale and adds micrometre columns (default: read "
+                              "from TIFF / OME metadata where present, else the scale is estimated)")
+    predict.add_argument("--rois", action="store_true", help="also write an ImageJ / Fiji ROI zip per image")
+    predict.add_argument("--geojson", action="store_true", help="also write a QuPath GeoJSON per image")
+    predict.add_argument("--tiff", action="store_true", help="also write the label image as TIFF (uint16/uint32)")
+    predict.add_argument("--resume", action="store_true", help="skip images finished by an earlier run into --out")
+    predict.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
+                         help="where the U-Net runs (default auto: a GPU when the Keras backend sees one)")
     predict.add_argument("--scheduler", default=None, metavar="ADDRESS",
                          help="a Dask distributed scheduler to spread images over (default: run locally)")
     _add_data_parser(sub)

@@ -51,8 +51,12 @@ def select_device(device: str = "auto") -> str:
         os.environ.setdefault("JAX_PLATFORMS", "cpu")
     if device == "gpu" and not _keras_loaded():
         os.environ.setdefault("KERAS_BACKEND", "jax")
+    if device != "gpu":
+        return current_device()
+    import keras  # noqa: F401  (loads the backend, so the GPU check below asks it)
+
     used = current_device()
-    if device == "gpu" and not used.startswith("gpu"):
+    if not used.startswith("gpu"):
         raise ValueError("--device gpu: no GPU is visible to the Keras backend "
                          f"({os.environ.get('KERAS_BACKEND', 'tensorflow')}); install the GPU extra with "
                          "pip install -e \".[gpu]\" on a Linux machine with an NVIDIA driver, or use --device cpu.")
@@ -62,9 +66,12 @@ def select_device(device: str = "auto") -> str:
 def current_device() -> str:
     """The device the active Keras backend computes on: ``"cpu"`` or ``"gpu:NAME"``.
 
-    Imports the backend's array library (not Keras itself), so it costs a
-    second or two the first time.
+    ``"cpu"`` without asking when Keras has not been imported: then no U-Net
+    was built or loaded, and the classical segmenters run on the CPU.
+    Otherwise the backend's array library is asked.
     """
+    if not _keras_loaded():
+        return "cpu"
     backend = os.environ.get("KERAS_BACKEND", "tensorflow")
     try:
         if backend == "jax":

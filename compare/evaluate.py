@@ -134,7 +134,8 @@ def evaluate(model: Any, samples: Sequence[Sample], *, on_result: Callable[[Samp
 
 def evaluate_shifts(model: Any, samples: Sequence[Sample], *, seed: int = 0, shifts: Sequence[str] | None = None,
                     source: str = "", on_error: Callable[[Sample, BaseException], None] | None = None,
-                    progress_desc: str | None = None) -> list[dict[str, Any]]:
+                    progress_desc: str | None = None,
+                    cache: dict[tuple[str, str, int], list] | None = None) -> list[dict[str, Any]]:
     """Score ``model`` on the synthetic domain shifts of labelled samples.
 
     Parameters
@@ -148,6 +149,10 @@ def evaluate_shifts(model: Any, samples: Sequence[Sample], *, seed: int = 0, shi
         Default: every shift of :data:`compare.shifts.SHIFTS`.
     source : str, keyword-only
         Written to each row's ``source`` column (``"cv"`` or ``"large"``).
+    cache : dict, optional, keyword-only
+        Shifted pieces by ``(shift, sample name, seed)``, filled and reused,
+        so that several models are scored on the same inputs without
+        making them again (the 3x shifts of large images take seconds).
 
     Returns
     -------
@@ -165,8 +170,12 @@ def evaluate_shifts(model: Any, samples: Sequence[Sample], *, seed: int = 0, shi
     pairs = [(shift, sample) for shift in names for sample in samples]
     iterator = progress(pairs, desc=progress_desc, leave=False, unit="img") if progress_desc else pairs
     for shift, sample in iterator:
+        key = (shift, sample.name, seed)
         try:
-            pieces = apply_shift(shift, sample.image, sample.mask, seed=seed)
+            pieces = cache[key] if cache is not None and key in cache else apply_shift(shift, sample.image,
+                                                                                      sample.mask, seed=seed)
+            if cache is not None:
+                cache[key] = pieces
         except Exception as exc:
             if on_error is None:
                 raise

@@ -41,6 +41,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from compare.blocks import (BLOCK, BLOCK_MARGIN, WHOLE, compact_labels, predict_proba_blocked, resize_labels,
+                            resize_prob, resize_rgb)
 from compare.instances import InstanceParams, separate_and_measure, tune_instance_params
 from compare.io import write_text_atomic
 from compare.scale import ScaleEstimate, TrainingScale, estimate_scale
@@ -67,15 +69,6 @@ MANIFEST = "model.json"
 #: Scale factors within this ratio of 1 are not applied (training augments
 #: scale by about this much).
 SCALE_TOLERANCE = 1.15
-
-#: Images up to this many pixels on both sides are predicted whole.
-WHOLE = 2048
-#: Side of the blocks a larger image is predicted in, in pixels: a
-#: segmenter's per-pixel working memory stays near 150 MB a block.
-BLOCK = 1024
-#: Mirrored margin read around each block and discarded, in pixels: wider
-#: than the reach of the segmenters' filters and receptive fields.
-BLOCK_MARGIN = 96
 
 #: Largest angle, in degrees, between an image's stain colour and the
 #: training images' mean before a colour warning, if the training images
@@ -132,95 +125,6 @@ class Prediction:
     def count(self) -> int:
         """Number of WBCs found."""
         return int(len(self.cells))
-
-
-# -- resampling and bounded-memory prediction ----------------------------------
-
-def _resize_rgb(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Anti-aliased resize of an RGB image to ``(H, W)``, in 8 bits.
-
-    Pillow's Lanczos filter widens its support with the reduction factor, so
-    downscaling is anti-aliased, and memory stays at one 8-bit copy.
-    """
-    from PIL import Image
-
-    resized = Image.fromarray(np.ascontiguousarray(image)).resize((shape[1], shape[0]), Image.Resampling.LANCZOS)
-    return np.asarray(resized, dtype=np.uint8)
-
-
-def _resize_prob(prob: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of a probability map to ``(H, W)``, float32."""
-    from PIL import Image
-
-    resized = Image.fromarray(np.asarray(prob, np.float32), mode="F").resize((shape[1], shape[0]),
-                                                                             Image.Resampling.BILINEAR)
-    return np.asarray(resized, dtype=np.float32)
-
-
-def _nearest(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour resize of a label image (labels are never mixed)."""
-    rows = np.minimum(((np.arange(shape[0]) + 0.5) * labels.shape[0] / shape[0]).astype(np.intp), labels.shape[0] - 1)
-    cols = np.minimum(((np.arange(shape[1]) + 0.5) * labels.shape[1] / shape[1]).astype(np.intp), labels.shape[1] - 1)
-    return labels[rows[:, None], cols[None, :]]
-
-
-def _compact(labels: np.ndarray) -> np.ndarray:
-    """Renumber labels 1..n keeping their order, dropping any that vanished."""
-    present = np.bincount(labels.ravel())
-    present[0] = 0
-    if (present[1:] > 0).all():
-        return labels
-    lut = np.zeros(len(present), labels.dtype)
-    keep = np.flatnonzero(present)
-    lut[keep] = np.arange(1, len(keep) + 1, dtype=labels.dtype)
-    return lut[labels]
-
-
-def predict_proba_blocked(segmenter: Any, image: np.ndarray, *, whole: int | None = None, block: int | None = None,
-                          margin: int = BLOCK_MARGIN, map_blocks: Callable | None = None) -> np.ndarray:
-    """``segmenter.predict_proba`` with bounded memory on any image size.
-
-    Images no larger than ``whole`` on both sides go to the segmenter whole.
-    Larger images are cut into ``block`` x ``block`` blocks; each is
-    predicted with ``margin`` mirrored pixels around it, and only its core is
-    kept.
-
-    Parameters
-    ----------
-    segmenter : object with ``predict_proba``
-    image : ndarray, shape (H, W, 3), uint8
-    whole, block : int, optional, keyword-only
-        Default :data:`WHOLE` and :data:`BLOCK` (read at call time).
-    margin : int, keyword-only
-    map_blocks : callable, optional, keyword-only
-        ``map_blocks(crops) -> probs``: takes an iterator of block crops
-        ``(h, w, 3) uint8`` and yields their ``(h, w)`` probabilities in the
-        same order, e.g. computed on a cluster.  Default: ``predict_proba``
-        here, one block at a time.
-
-    Returns
-    -------
-    ndarray, shape (H, W), float32
-    """
-    from tiling import read_tile, tile_grid
-
-    whole = WHOLE if whole is None else whole
-    block = BLOCK if block is None else block
-    height, width = image.shape[:2]
-    if height <= whole and width <= whole:
-        return np.asarray(segmenter.predict_proba(image), dtype=np.float32)
-    out = np.empty((height, width), np.float32)
-    # Blocks overlap only where the last row/column is shifted back to the
-    # edge; the margin already gives every core its true surroundings, so the
-    # cores are written over each other without blending.
-    tiles = tile_grid((height, width), block, 0)
-    crops = (read_tile(image, t, margin) for t in tiles)  # lazy: one block in memory at a time
-    probs = map(segmenter.predict_proba, crops) if map_blocks is None else map_blocks(crops)
-    for t, prob in zip(tiles, probs):
-        prob = np.asarray(prob, dtype=np.float32)
-        out[t.y0:t.y1, t.x0:t.x1] = prob[margin:margin + t.y1 - t.y0, margin:margin + t.x1 - t.x0]
-        del prob
-    return out
 
 
 # -- colour facts ----------------------------------------------------------------
@@ -302,6 +206,10 @@ class WBCModel:
         White-balance every image to the training background colour.
     auto_scale : bool, default True
         Estimate each image's scale and resize it to the training scale.
+    require_nucleus : bool, default True
+        Drop found objects without a stained nucleus (:func:`compare.morphology.drop_without_nucleus`):
+        every WBC has one, while the pale clumps of red cells and plasma a
+        learned model mistakes for WBCs on unfamiliar slides do not.
 
     Attributes
     ----------
@@ -324,11 +232,12 @@ class WBCModel:
     """
 
     def __init__(self, segmenter: str = "unet", *, random_state: int = 0, normalise_colour: bool = True,
-                 auto_scale: bool = True):
+                 auto_scale: bool = True, require_nucleus: bool = True):
         self.segmenter = segmenter
         self.random_state = random_state
         self.normalise_colour = normalise_colour
         self.auto_scale = auto_scale
+        self.require_nucleus = require_nucleus
 
     # -- fitting ----------------------------------------------------------------
     def _balance(self, image: np.ndarray) -> np.ndarray:
@@ -406,7 +315,7 @@ class WBCModel:
     def _probe(self, image: np.ndarray, factor: float) -> np.ndarray:
         """Equivalent diameters, in pixels of ``image`` resized by ``factor``, of the WBCs found there."""
         height, width = image.shape[:2]
-        work = image if factor == 1.0 else _resize_rgb(image, (max(1, round(height * factor)),
+        work = image if factor == 1.0 else resize_rgb(image, (max(1, round(height * factor)),
                                                                max(1, round(width * factor))))
         labels, _ = separate_and_measure(predict_proba_blocked(self.segmenter_, work), self.params_)
         areas = np.bincount(labels.ravel())[1:]
@@ -530,24 +439,29 @@ class WBCModel:
         applied = factor if scale is not None or max(factor, 1 / factor) > SCALE_TOLERANCE else 1.0
         work = balanced
         if applied != 1.0:
-            work = _resize_rgb(balanced, (max(1, round(height * applied)), max(1, round(width * applied))))
+            work = resize_rgb(balanced, (max(1, round(height * applied)), max(1, round(width * applied))))
         prob = predict_proba_blocked(self.segmenter_, work, map_blocks=map_blocks)
-        del work
         labels, means = separate_and_measure(prob, self.params_)
+        if self.require_nucleus and means:
+            from compare.morphology import drop_without_nucleus
+
+            labels = drop_without_nucleus(labels, work)
+            means = {i: 0.0 for i in range(1, int(labels.max()) + 1)}
+        del work
         if applied != 1.0:
             n = len(means)
-            labels = _nearest(labels, (height, width))
-            prob = _resize_prob(prob, (height, width))
+            labels = resize_labels(labels, (height, width))
+            prob = resize_prob(prob, (height, width))
             present = np.flatnonzero(np.bincount(labels.ravel(), minlength=n + 1)[1:]) + 1
             if len(present) != n:
                 # A cell too small to survive the mapping back is dropped; the
                 # rest keep their order, renumbered 1..m.
-                labels = _compact(labels)
+                labels = compact_labels(labels)
         if applied != factor:
             estimate = ScaleEstimate(factor=1.0, method=estimate.method,
                                      observed_rbc_diameter=estimate.observed_rbc_diameter,
                                      confident=estimate.confident,
-                                     detail=f"{estimate.detail}; estimated x{factor:.2f} is within "
+                                     detail=f"{estimate.detail.rstrip('.')}; estimated x{factor:.2f} is within "
                                             f"x{SCALE_TOLERANCE} of the training scale, not applied")
         if cells:
             from compare.morphology import cell_table
@@ -569,6 +483,7 @@ class WBCModel:
             "random_state": self.random_state,
             "normalise_colour": self.normalise_colour,
             "auto_scale": self.auto_scale,
+            "require_nucleus": self.require_nucleus,
             "instance_params": asdict(self.params_),
             "training_scale": asdict(self.training_scale_),
             "background": [round(float(v), 3) for v in self.background_],
@@ -630,7 +545,8 @@ class WBCModel:
             raise ModelFormatError(f"{manifest_file}: format version {version}, this version reads {FORMAT_VERSION}; "
                                    "re-create the model with 'compare run' of this version.")
         model = cls(data["segmenter"], random_state=int(data.get("random_state", 0)),
-                    normalise_colour=bool(data["normalise_colour"]), auto_scale=bool(data["auto_scale"]))
+                    normalise_colour=bool(data["normalise_colour"]), auto_scale=bool(data["auto_scale"]),
+                    require_nucleus=bool(data.get("require_nucleus", True)))
         model.name_ = data["segmenter"]
         model.segmenter_ = load_segmenter(model.name_, folder / "segmenter")
         model.params_ = InstanceParams(**data["instance_params"])

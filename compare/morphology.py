@@ -39,6 +39,8 @@ __all__ = [
     "nucleus_labels",
     "lobe_counts",
     "cell_table",
+    "MIN_NUCLEUS_FRACTION",
+    "drop_without_nucleus",
 ]
 
 _SIZE_COLUMNS = {
@@ -343,3 +345,62 @@ def cell_table(labels: np.ndarray, image: np.ndarray, *, pixel_size_um: float | 
 # ``cell_table`` takes a ``nucleus_labels`` argument, which hides the function
 # of that name inside it.
 _nuclei = nucleus_labels
+
+
+#: Share of an object's pixels that must be darker than the image's red
+#: cells for it to count as a WBC: nuclei cover 34-73 % of the SigTuple WBCs.
+MIN_NUCLEUS_FRACTION = 0.08
+#: Percentile of the optical density outside the objects taken as "as dark
+#: as the red cells get" (platelets are too few to reach it).
+_RED_CELL_PERCENTILE = 99.0
+#: Pixels with no channel above this are the black edge of the field of view.
+_LIT = 60
+
+
+def drop_without_nucleus(labels: np.ndarray, image: np.ndarray,
+                         min_fraction: float | None = None) -> np.ndarray:
+    """Remove the objects of a label image that hold no nucleus, renumbering the rest.
+
+    A WBC's nucleus is darker than any red cell of the same image, whatever
+    the stain; the pale clumps of red cells and plasma that a model may
+    mistake for WBCs on unfamiliar slides have no such pixels.  Each
+    object's pixels are compared with the darkest red-cell pixels of the
+    image (a high percentile of the optical density outside all objects,
+    in the lit field of view), so the rule adapts to each image.
+
+    Parameters
+    ----------
+    labels : ndarray, shape (H, W), int
+        Found WBCs, 1..n.
+    image : ndarray, shape (H, W, 3), uint8
+        The image they were found in.
+    min_fraction : float, optional
+        Smallest share of nucleus-dark pixels that keeps an object;
+        default :data:`MIN_NUCLEUS_FRACTION`.
+
+    Returns
+    -------
+    ndarray, shape (H, W), same dtype as ``labels``
+        1..m in the old order, m <= n.
+    """
+    min_fraction = MIN_NUCLEUS_FRACTION if min_fraction is None else min_fraction
+    labels = np.asarray(labels)
+    n = int(labels.max()) if labels.size else 0
+    if n == 0:
+        return labels
+    rgb = np.asarray(image)[..., :3]
+    density = -np.log((rgb.astype(np.float32) + 1.0) / 256.0).sum(axis=2)
+    outside = (labels == 0) & (rgb.max(axis=2) > _LIT)
+    if outside.sum() < 100:
+        return labels  # nothing to compare with: keep every object
+    reference = float(np.percentile(density[outside], _RED_CELL_PERCENTILE))
+    area = np.bincount(labels.ravel(), minlength=n + 1)
+    dark = np.bincount(labels[density > reference], minlength=n + 1)
+    keep = dark >= min_fraction * area
+    keep[0] = True
+    if keep.all():
+        return labels
+    lut = np.zeros(n + 1, labels.dtype)
+    kept = np.flatnonzero(keep[1:]) + 1
+    lut[kept] = np.arange(1, len(kept) + 1, dtype=labels.dtype)
+    return lut[labels]

@@ -236,7 +236,7 @@ def predict(paths: Sequence[str | Path], *, model_dir: str | Path | None = None,
     errors : list of (str, str)
         ``(input path, message)`` for every input that failed.
     """
-    from compare.device import select_device
+    from compare.device import current_device, select_device
     from compare.progress import progress
     from compare.runner import env_facts
 
@@ -246,10 +246,11 @@ def predict(paths: Sequence[str | Path], *, model_dir: str | Path | None = None,
     if wbc_diameter is not None and pixel_size_um is not None:
         raise ValueError("Give either --wbc-diameter or --pixel-size, not both.")
     out = Path(out)
-    device_used = select_device(device)
+    select_device(device)  # before Keras is imported: it reads the backend and visible GPUs once
     folder = default_model_dir() if model_dir is None else Path(model_dir)
     # Loaded here even with a cluster: a wrong --model fails at once.
     model = load_model(model_dir)
+    device_used = current_device()  # now that a U-Net, if any, is loaded
     files, errors = collect_inputs(paths)
     names = output_names(files)
     writer = PredictionWriter(out, exports, resume=resume)

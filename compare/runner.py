@@ -112,6 +112,8 @@ class _Run:
         self.out = Path(config.out)
         self.parts = self.out / "parts"
         self.errors: list[dict[str, str]] = []
+        #: Shifted inputs, made once and scored by every segmenter.
+        self.shift_cache: dict[tuple[str, str, int], list] = {}
         self.data_dir = resolve_data_dir(config.data).path
 
     # -- data ---------------------------------------------------------------
@@ -195,7 +197,7 @@ def _shift_rows(run: _Run, name: str, fold: str, model: WBCModel, samples: Seque
                   f"({type(exc).__name__}: {exc}).")
 
     rows = evaluate_shifts(model, samples, seed=run.config.seed, source=source, on_error=failed,
-                           progress_desc=f"{name} shift {fold}")
+                           progress_desc=f"{name} shift {fold}", cache=run.shift_cache)
     for row in rows:
         row.update(segmenter=name, protocol="shift", fold=fold)
     return rows

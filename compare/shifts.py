@@ -32,7 +32,6 @@ from PIL import Image, ImageDraw
 from scipy import ndimage as ndi
 from skimage.filters import gaussian
 from skimage.segmentation import find_boundaries
-from skimage.transform import rescale
 
 from stain.looks import camera, cellavision, rapid_stain
 
@@ -143,9 +142,15 @@ def scale_pair(image: np.ndarray, mask: np.ndarray, factor: float) -> tuple[np.n
     """
     if factor == 1.0:
         return image, mask
-    img = rescale(image, factor, order=1, channel_axis=-1, anti_aliasing=factor < 1, preserve_range=True)
-    msk = rescale(mask, factor, order=0, anti_aliasing=False, preserve_range=True)
-    return np.clip(np.rint(img), 0, 255).astype(np.uint8), msk.astype(bool)
+    from PIL import Image
+
+    # Pillow works on 8-bit data (no float copy of a 10 Mpx image) and its
+    # bilinear filter widens with the reduction factor, so shrinking is
+    # anti-aliased as well.
+    size = (max(1, round(image.shape[1] * factor)), max(1, round(image.shape[0] * factor)))
+    img = Image.fromarray(np.ascontiguousarray(image)).resize(size, Image.Resampling.BILINEAR)
+    msk = Image.fromarray(np.asarray(mask, np.uint8)).resize(size, Image.Resampling.NEAREST)
+    return np.asarray(img, np.uint8), np.asarray(msk, bool)
 
 
 def crop_around_wbcs(image: np.ndarray, mask: np.ndarray, size: int, *,

@@ -38,7 +38,7 @@ def pair() -> tuple[np.ndarray, np.ndarray]:
 def test_fit_predict_save_load_round_trip(tmp_path, pair):
     image, mask = pair
     samples = [Sample(name="a", image=image, mask=mask, group="a", path=Path("a.png"))]
-    model = WBCModel("threshold").fit(samples)
+    model = WBCModel("threshold", require_nucleus=False).fit(samples)
     before = model.predict(image, name="a.png")
     assert before.count == 2
     assert _iou(before.labels, mask) > 0.85
@@ -61,12 +61,12 @@ def test_fit_predict_save_load_round_trip(tmp_path, pair):
     assert loaded.manifest() == model.manifest()
 
     # fit(images, masks) is the same fit as fit(samples).
-    again = WBCModel("threshold").fit([image], [mask])
+    again = WBCModel("threshold", require_nucleus=False).fit([image], [mask])
     assert again.manifest()["training_data_sha256"] == manifest["training_data_sha256"]
 
 
 def test_not_fitted_model_says_so(tmp_path, pair):
-    model = WBCModel("threshold")
+    model = WBCModel("threshold", require_nucleus=False)
     with pytest.raises(NotFittedError, match="fit"):
         model.predict(pair[0])
     with pytest.raises(NotFittedError):
@@ -76,7 +76,7 @@ def test_not_fitted_model_says_so(tmp_path, pair):
 
 def test_fit_needs_a_mask_per_image(pair):
     with pytest.raises(ValueError, match="as many masks as images"):
-        WBCModel("threshold").fit([pair[0], pair[0]], [pair[1]])
+        WBCModel("threshold", require_nucleus=False).fit([pair[0], pair[0]], [pair[1]])
 
 
 def test_old_model_folder_says_how_to_recreate(tmp_path):
@@ -90,7 +90,7 @@ def test_old_model_folder_says_how_to_recreate(tmp_path):
 
 
 def test_other_format_version_and_unfinished_folder_are_refused(tmp_path, pair):
-    folder = WBCModel("threshold").fit([pair[0]], [pair[1]]).save(tmp_path / "m")
+    folder = WBCModel("threshold", require_nucleus=False).fit([pair[0]], [pair[1]]).save(tmp_path / "m")
     manifest = json.loads((folder / "model.json").read_text())
     (folder / "model.json").write_text(json.dumps({**manifest, "format_version": FORMAT_VERSION + 1}))
     with pytest.raises(ModelFormatError, match="format version"):
@@ -135,7 +135,7 @@ def colour_segmenter(monkeypatch):
 @pytest.mark.parametrize("segmenter", ["threshold", "colour"])
 def test_white_balance_undoes_a_tint(pair, segmenter, colour_segmenter):
     image, mask = pair
-    model = WBCModel(segmenter).fit([image], [mask])
+    model = WBCModel(segmenter, require_nucleus=False).fit([image], [mask])
     plain = model.predict(image, scale=1.0)
     tinted = model.predict(_tinted(image), scale=1.0)
     assert plain.count == tinted.count == 2
@@ -143,7 +143,7 @@ def test_white_balance_undoes_a_tint(pair, segmenter, colour_segmenter):
     if segmenter == "colour":
         # Without the white balance this segmenter loses the tinted WBCs:
         # the balance, not the segmenter, is what makes them equal.
-        blind = WBCModel(segmenter, normalise_colour=False).fit([image], [mask])
+        blind = WBCModel(segmenter, normalise_colour=False, require_nucleus=False).fit([image], [mask])
         assert _iou(blind.predict(image, scale=1.0).labels, blind.predict(_tinted(image), scale=1.0).labels) < 0.5
 
 
@@ -178,7 +178,7 @@ def _packed_smear(shape=(400, 400), rbc=31.0, wbc=60.0, seed=0) -> tuple[np.ndar
 
 def test_twice_magnified_smear_is_brought_back_to_training_scale():
     image, mask = _packed_smear(seed=0)
-    model = WBCModel("threshold").fit([image], [mask])
+    model = WBCModel("threshold", require_nucleus=False).fit([image], [mask])
     new, new_mask = _packed_smear(seed=1)
     assert model.predict(new).scale.factor == pytest.approx(1.0)  # same scale: left alone
     big = np.asarray(Image.fromarray(new).resize((800, 800), Image.Resampling.LANCZOS))
@@ -189,3 +189,23 @@ def test_twice_magnified_smear_is_brought_back_to_training_scale():
     # Labels come back at the image's own size, covering the 2x WBC.
     big_mask = np.asarray(Image.fromarray(new_mask).resize((800, 800), Image.Resampling.NEAREST))
     assert prediction.labels.shape == (800, 800) and _iou(prediction.labels, big_mask) > 0.85
+
+
+def test_objects_without_a_nucleus_are_dropped():
+    """Two pale cells among red cells, one with a dark nucleus: only that one is kept, renumbered 1."""
+    from compare.morphology import drop_without_nucleus
+
+    yy, xx = np.mgrid[:100, :200]
+    image = np.empty((100, 200, 3), np.uint8)
+    image[:] = (235, 225, 225)
+    labels = np.zeros((100, 200), np.uint16)
+    for cy, cx in ((10, 10), (10, 100), (90, 100), (90, 190), (10, 190)):
+        image[(yy - cy) ** 2 + (xx - cx) ** 2 < 9 ** 2] = (200, 120, 140)  # red cells
+    for label, cx in ((1, 50), (2, 150)):
+        cell = (yy - 50) ** 2 + (xx - cx) ** 2 < 30 ** 2
+        image[cell] = (190, 160, 215)  # pale lilac cytoplasm
+        labels[cell] = label
+    image[(yy - 50) ** 2 + (xx - 150) ** 2 < 14 ** 2] = (70, 20, 110)  # a nucleus in cell 2 only
+    kept = drop_without_nucleus(labels, image)
+    assert kept.max() == 1
+    assert np.array_equal(kept > 0, labels == 2)

@@ -54,7 +54,7 @@ def model_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("model") / "threshold"
     image = _disks(30, [(60, 60), (60, 200)], (120, 270))
     mask = np.all(image == VIOLET, axis=2)
-    model = WBCModel("threshold").fit([image], [mask])
+    model = WBCModel("threshold", require_nucleus=False).fit([image], [mask])
     # The instance stage was tuned on the two 60 px WBCs: touching pairs split.
     assert model.params_.min_distance == 18
     assert model.training_scale_.wbc_diameter == pytest.approx(60, abs=1.5)
@@ -377,12 +377,12 @@ def test_dask_cluster_equals_serial(tmp_path, model_dir):
 def test_dask_huge_image_by_blocks_equals_serial(tmp_path, model_dir, monkeypatch):
     """An image above WHOLE pixels is spread over the cluster block by block; same labels as here."""
     distributed = pytest.importorskip("distributed")
+    import compare.blocks as blocks_module
     import compare.distributed as distributed_module
-    import compare.model as model_module
 
-    for module in (model_module, distributed_module):
+    for module in (blocks_module, distributed_module):
         monkeypatch.setattr(module, "WHOLE", 150)
-    monkeypatch.setattr(model_module, "BLOCK", 96)
+    monkeypatch.setattr(blocks_module, "BLOCK", 96)
     centres = [(60, 60), (60, 114), (170, 200), (250, 80), (250, 300)]
     src = _save(tmp_path / "big.png", _disks(30, centres, (320, 380)))
     small = _save(tmp_path / "small.png", _touching_pair())

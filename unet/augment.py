@@ -6,12 +6,12 @@ Three recipes:
 * ``"full"``: those plus small-angle rotations, elastic deformation (smooth
   random displacement fields, as in the U-Net paper) and brightness /
   contrast / hue / saturation jitter;
-* ``"stain"``: flips and rotations plus what differs between laboratories:
-  stain jitter in haematoxylin-eosin space (other stain matrices and
-  concentrations), illuminant colour (Planckian jitter), channel shifts
-  (background tint), hue, gamma, contrast, blur, JPEG artefacts, noise, and a
-  +-15 % scale change that covers the error of the scale estimate.  Images
-  reach the U-Net white-balanced, so this covers what the balance leaves.
+* ``"stain"``: flips and rotations, a +-15 % scale change that covers the
+  error of the scale estimate, and :func:`stain.augment.random_stain`: what
+  differs between laboratories (stain concentrations and small turns of the
+  stain vectors in optical-density space, background tint, hue, gamma,
+  contrast, blur, JPEG artefacts, noise).  Images reach the U-Net
+  white-balanced, so this covers what the balance leaves.
 
 Geometric transforms move image and mask together (the mask with
 nearest-neighbour interpolation, so it stays binary); colour transforms touch
@@ -32,6 +32,9 @@ import numpy as np
 __all__ = ["RECIPES", "make_augmenter", "augment_pair", "augment_batch"]
 
 RECIPES = ("none", "d4", "full", "stain")
+
+#: Magnitude of :func:`stain.augment.random_stain` in the ``"stain"`` recipe.
+STAIN_STRENGTH = 1.0
 
 
 def make_augmenter(recipe: str = "full", seed: int = 0):
@@ -69,21 +72,15 @@ def make_augmenter(recipe: str = "full", seed: int = 0):
             A.HueSaturationValue(hue_shift_limit=8, sat_shift_limit=20, val_shift_limit=0, p=0.7),
         ]
     if recipe == "stain":
+        from stain.augment import random_stain
+
         reflect = cv2.BORDER_REFLECT_101
+        # One generator per pipeline, drawn in call order: the same seed and
+        # the same sequence of calls give the same images.
+        rng = np.random.default_rng(seed)
         transforms += [
             A.Affine(scale=(0.87, 1.15), rotate=(-20, 20), border_mode=reflect, p=0.6),
-            A.HEStain(method="random_preset", intensity_scale_range=(0.6, 1.4), intensity_shift_range=(-0.25, 0.25),
-                      p=0.6),
-            A.PlanckianJitter(mode="blackbody", p=0.3),
-            A.RGBShift(r_shift_limit=25, g_shift_limit=25, b_shift_limit=25, p=0.4),
-            A.HueSaturationValue(hue_shift_limit=18, sat_shift_limit=35, val_shift_limit=15, p=0.6),
-            A.RandomGamma(gamma_limit=(65, 150), p=0.4),
-            A.RandomBrightnessContrast(brightness_limit=0.25, contrast_limit=0.35, p=0.6),
-            A.OneOf([
-                A.GaussianBlur(sigma_limit=(0.3, 1.8), p=1.0),
-                A.ImageCompression(quality_range=(25, 90), p=1.0),
-                A.GaussNoise(std_range=(0.01, 0.05), p=1.0),
-            ], p=0.5),
+            A.Lambda(image=lambda image, **_: random_stain(image, rng, strength=STAIN_STRENGTH), p=1.0),
         ]
     return A.Compose(transforms, seed=seed)
 

@@ -295,8 +295,8 @@ def headline(run: RunData, pairs: pd.DataFrame, protocol: str | None) -> list[st
         if speed:
             speeds.append(f"{name} {speed:.2f}")
     if speeds:
-        lines.append(f"Prediction speed on {at}, megapixels per second (features and instance stage "
-                     f"included): {', '.join(speeds)}.")
+        lines.append(f"Prediction speed on {at}, megapixels per second of `predict_proba` (features "
+                     f"included; the one speed this report quotes per segmenter): {', '.join(speeds)}.")
     return lines
 
 

@@ -55,7 +55,7 @@ class Grid:
 
     columns: list[str]
     rows: list[tuple[str, list[tuple[Path | None, str, Path | None]]]]
-    width: int = 300
+    width: int = 260  # four columns and the row labels fit the page's 1250 px
 
 
 @dataclass
@@ -231,7 +231,7 @@ figcaption{color:#444;font-size:.92em;margin-top:.3em}
 details{margin:.6em 0}summary{cursor:pointer;font-weight:600}
 nav ul{columns:2;font-size:.95em}
 table.grid td{padding:.2em;text-align:center}table.grid img{border:1px solid #ccc;display:block;max-width:none}
-table.grid .cap{font-size:.8em;color:#333;max-width:300px}th.rowlabel{max-width:11em;font-weight:500;font-size:.85em}
+table.grid .cap{font-size:.8em;color:#333;max-width:260px}th.rowlabel{max-width:11em;font-weight:500;font-size:.85em}
 .meta{color:#555;font-size:.92em}
 """
 

@@ -239,3 +239,29 @@ def test_broken_images_finds_missing_files_and_bad_data_uris(tmp_path):
     page.write_text('<img src="a.png"><img src="gone.jpg"><img src="data:image/png;base64,!!">'
                     '<img src="data:image/png;base64,eA=="><a href="#top">x</a><a href="missing.png">y</a>')
     assert broken_images(page) == ["gone.jpg", "data:image/png;base64,!!", "missing.png"]
+
+
+@pytest.mark.slow
+def test_report_renders_in_headless_chromium(tmp_path):
+    """Chromium loads every image of a built report and takes a screenshot (skipped without Chromium)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "check_report_render", Path(__file__).resolve().parents[1] / "scripts" / "check_report_render.py")
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+    browser = check.find_browser()
+    if browser is None:
+        pytest.skip("no Chromium on PATH (apt-get install chromium)")
+    root = _add_shift_rows(_fake_run(tmp_path / "r"))
+    page = build_report(root)
+    images, broken = check.browser_check(page, browser)
+    assert images >= 4 and broken == []
+    shot = check.screenshot(page, tmp_path / "shot.png", browser, height=800)
+    from PIL import Image
+
+    with Image.open(shot) as img:
+        assert img.size == (1300, 800)
+        # A rendered page is not blank: the headline box and text give many colours.
+        assert len(img.convert("RGB").getcolors(1 << 20) or []) > 50

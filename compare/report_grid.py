@@ -228,6 +228,9 @@ def build_grid(root: Path, per_image: pd.DataFrame, order: list[str], data_dir: 
     from compare.metrics import boundary_scores, dice
 
     out = root / "report_assets" / "grid"
+    # Pictures of an earlier build whose rows are gone must not linger in the folder.
+    for stale in out.glob("*.jpg"):
+        stale.unlink()
     rows: list[GridRow] = []
     missing: list[str] = []
     n_test = 0

@@ -91,6 +91,11 @@ _PROBE_PREFERENCE = 1.2
 _PROBE_CONFIDENT = 1.35
 
 
+#: Strength of :func:`stain.augment.random_stain` for the training copies of
+#: segmenters with ``stain_copies`` (the U-Net's ``"stain"`` recipe uses the same).
+STAIN_COPY_STRENGTH = 0.7
+
+
 class ModelFormatError(ValueError):
     """A model folder this version cannot read, with what to do about it."""
 
@@ -263,7 +268,7 @@ class WBCModel:
             ``self``, fitted.
         """
         from compare.scale import SIGTUPLE_RBC_DIAMETER
-        from compare.segmenters import make_segmenter
+        from compare.segmenters import get_spec, make_segmenter
 
         if masks is None:
             masks = [s.mask for s in images]
@@ -280,13 +285,24 @@ class WBCModel:
         else:
             self.background_ = np.full(3, 255.0)
         balanced = [self._balance(im) for im in images]
+        fit_images, fit_masks = balanced, masks
+        copies = get_spec(self.segmenter).stain_copies
+        if copies:
+            from stain.augment import random_stain
+
+            # Other labs' stains, drawn once per copy from the model's seed,
+            # for segmenters that learn colours without augmenting.
+            rng = np.random.default_rng(self.random_state)
+            fit_images = balanced + [random_stain(im, rng, strength=STAIN_COPY_STRENGTH)
+                                     for _ in range(copies) for im in balanced]
+            fit_masks = masks * (copies + 1)
         directions = [d for d in map(_stain_direction, balanced) if d is not None]
         mean = np.mean(directions, axis=0)
         self.stain_direction_ = mean / np.linalg.norm(mean)
         spread = max((_angle_deg(d, self.stain_direction_) for d in directions), default=0.0)
         self.colour_warning_deg_ = max(_MIN_COLOUR_WARNING_DEG, 2.0 * spread)
         start = time.perf_counter()
-        segmenter.fit(balanced, masks)
+        segmenter.fit(fit_images, fit_masks)
         self.fit_s_ = time.perf_counter() - start
         self.segmenter_ = segmenter
         self.params_ = tune_instance_params(masks)

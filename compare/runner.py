@@ -104,6 +104,25 @@ def env_facts() -> dict[str, Any]:
     }
 
 
+def _provenance() -> dict[str, Any]:
+    """When the run finished, and the git commit of the code (with whether it had local changes)."""
+    import datetime
+    import subprocess
+
+    facts: dict[str, Any] = {"finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return facts  # not a git checkout (an installed wheel): no commit to record
+    if commit.returncode == 0:
+        facts["git_commit"] = commit.stdout.strip()
+        facts["git_dirty"] = bool(dirty.stdout.strip())
+    return facts
+
+
 class _Run:
     """State of one run: folders, data, and collected errors."""
 
@@ -390,5 +409,6 @@ def run(config: RunConfig) -> pd.DataFrame:
     env = env_facts()
     env["run_seconds"] = round(time.perf_counter() - started, 1)
     env["resumed"] = config.resume
+    env.update(_provenance())
     write_tables(run_state.out, per_image, summary, units, run_state.errors, env)
     return summary

@@ -42,6 +42,10 @@ class SegmenterSpec:
         One line for ``compare list``.
     slow : bool
         Skipped by ``run --all`` unless ``--include-slow`` is given.
+    stain_copies : int
+        Stain-augmented copies of each training image that
+        :class:`compare.model.WBCModel` adds before fitting: for segmenters
+        that learn colours but do not augment while training.
     """
 
     name: str
@@ -49,6 +53,7 @@ class SegmenterSpec:
     cls: str
     description: str
     slow: bool = False
+    stain_copies: int = 0
 
 
 def _resolve(ref: str) -> Any:
@@ -66,18 +71,21 @@ REGISTRY: dict[str, SegmenterSpec] = {
         SegmenterSpec(
             "rf", "baselines.factories:rf_segmenter", "baselines.pixel:PixelClassifierSegmenter",
             "random forest pixel classifier on a multi-scale colour/texture feature bank",
+            stain_copies=3,
         ),
         SegmenterSpec(
             "svm", "baselines.factories:svm_segmenter", "baselines.pixel:PixelClassifierSegmenter",
             "RBF-kernel SVM (kernel approximation + linear SVM, calibrated) on the same features",
+            stain_copies=3,
         ),
         SegmenterSpec(
             "mlp", "baselines.factories:mlp_segmenter", "baselines.pixel:PixelClassifierSegmenter",
             "feed-forward neural network (scikit-learn MLP, 32-16 units) on the same features",
+            stain_copies=3,
         ),
         SegmenterSpec(
             "unet", "unet.segmenter:default_segmenter", "unet.segmenter:UNetSegmenter",
-            "U-Net with dropout, strong augmentation, CPU-budget profile (Keras 3)",
+            "U-Net with dropout and stain augmentation, CPU-budget profile (Keras 3)",
         ),
         SegmenterSpec(
             "unet-paper", "unet.segmenter:paper_segmenter", "unet.segmenter:UNetSegmenter",

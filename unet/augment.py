@@ -34,7 +34,7 @@ __all__ = ["RECIPES", "make_augmenter", "augment_pair", "augment_batch"]
 RECIPES = ("none", "d4", "full", "stain")
 
 #: Magnitude of :func:`stain.augment.random_stain` in the ``"stain"`` recipe.
-STAIN_STRENGTH = 1.0
+STAIN_STRENGTH = 0.7
 
 
 def make_augmenter(recipe: str = "full", seed: int = 0):

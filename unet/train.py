@@ -131,7 +131,7 @@ class TrainConfig:
 
 
 def configure_threads() -> None:
-    """Use as many CPU threads as the machine has cores (TensorFlow backend only).
+    """Use the runtime's thread count (:func:`tiling.runtime.resolve_n_jobs`; TensorFlow backend only).
 
     TensorFlow fixes its thread pools when it first runs an op, so this is a
     no-op (with a debug log line) if that has already happened.
@@ -145,9 +145,13 @@ def configure_threads() -> None:
     # Retracing warnings come from predicting images of several sizes, which
     # is expected here; they would only clutter the progress output.
     tf.get_logger().setLevel(logging.ERROR)
-    n = os.cpu_count() or 1
+    from tiling.runtime import resolve_n_jobs
+
+    n = resolve_n_jobs()
     try:
         tf.config.threading.set_intra_op_parallelism_threads(n)
+        # Independent ops of one U-Net step are few; more than two inter-op
+        # threads only compete with the intra-op ones for the same cores.
         tf.config.threading.set_inter_op_parallelism_threads(min(n, 2))
     except RuntimeError:
         log.debug("TensorFlow threads already configured; leaving them.")
@@ -376,7 +380,7 @@ def train_unet(
         "best_val_dice": float(best["val_dice"]),
         "params": int(model.count_params()),
         "fit_seconds": round(time.perf_counter() - t0, 2),
-        # Process CPU seconds: on a shared machine wall time says more about
+        # Process CPU seconds: where other work runs, wall time says more about
         # the neighbours than about the model.
         "fit_cpu_seconds": round(time.process_time() - c0, 2),
         "n_train": int(len(train_idx)),

@@ -1,0 +1,86 @@
+"""One fold-0 fit of a segmenter (by default a U-Net variant), judged in-domain and under the synthetic domain shifts.
+
+Fits ``WBCModel(SEGMENTER)`` (with the given U-Net overrides for ``unet``) on fold 0's training
+patches (grouped 5-fold, seed 0), then scores it through the full pipeline
+(white balance, scale estimate, nucleus check) on fold 0's held-out patches,
+on the 5 large images, and on every shift of :mod:`compare.shifts` applied to
+6 held-out patches and the 5 large images.  Appends one JSON line to
+``results/benchmarks/unet_shift_trials.jsonl`` and prints it.
+
+Run, e.g.::
+
+    python benchmarks/unet_shift_trial.py stain '{"augment": "stain"}' --strength 0.6
+    python benchmarks/unet_shift_trial.py d4 '{"augment": "d4"}'
+    python benchmarks/unet_shift_trial.py rf '{}' --segmenter rf
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+OUT = Path(__file__).resolve().parent.parent / "results" / "benchmarks" / "unet_shift_trials.jsonl"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("tag", help="name of the variant in the output line")
+    parser.add_argument("overrides", help="JSON object of UNetSegmenter overrides, e.g. '{\"augment\": \"stain\"}'")
+    parser.add_argument("--strength", type=float, default=None, help="unet.augment.STAIN_STRENGTH for this fit")
+    parser.add_argument("--segmenter", default="unet", help="registry name (overrides apply to unet only)")
+    parser.add_argument("--save", type=Path, default=None, help="also save the fitted model here")
+    args = parser.parse_args()
+
+    import compare.segmenters as registry
+    import unet.augment
+    from compare.data import grouped_kfold, load_set
+    from compare.evaluate import evaluate, evaluate_shifts
+    from compare.model import WBCModel
+    from unet.segmenter import UNetSegmenter
+
+    overrides = json.loads(args.overrides)
+    if args.strength is not None:
+        unet.augment.STAIN_STRENGTH = args.strength
+    # The variant replaces the registry's "unet" factory for this process only.
+    if args.segmenter == "unet":
+        original = registry.make_segmenter
+        registry.make_segmenter = lambda name, random_state=0: (
+            UNetSegmenter("default", random_state, **overrides) if name == "unet" else original(name, random_state))
+
+    patches, large = load_set(None, "patches"), load_set(None, "large")
+    train, test = grouped_kfold(patches, 5, 0)[0]
+    held_out = [patches[i] for i in test]
+    start = time.perf_counter()
+    model = WBCModel(args.segmenter).fit([patches[i] for i in train])
+    fit_s = time.perf_counter() - start
+    if args.save:
+        model.save(args.save)
+    cv = pd.DataFrame(evaluate(model, held_out))
+    big = pd.DataFrame(evaluate(model, large))
+    shifted = pd.DataFrame(evaluate_shifts(model, held_out[:6], source="cv")
+                           + evaluate_shifts(model, large, source="large"))
+    exact = shifted.pred_count == shifted.true_count
+    line = {
+        "tag": args.tag, "segmenter": args.segmenter, "overrides": overrides, "stain_strength": unet.augment.STAIN_STRENGTH,
+        "fit_s": round(fit_s, 1), "cv_dice": round(float(cv.dice.mean()), 4),
+        "large_dice": round(float(big.dice.mean()), 4),
+        "large_exact": round(float((big.pred_count == big.true_count).mean()), 3),
+        "shift_dice": {k: round(float(v), 4) for k, v in shifted.groupby("shift").dice.mean().items()},
+        "shift_large_exact": round(float(exact[shifted.source == "large"].mean()), 3),
+        "worst_shift": str(shifted.groupby("shift").dice.mean().idxmin()),
+        "worst_shift_dice": round(float(shifted.groupby("shift").dice.mean().min()), 4),
+        "mean_shift_dice": round(float(np.mean(list(shifted.groupby("shift").dice.mean()))), 4),
+    }
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    with OUT.open("a") as handle:
+        handle.write(json.dumps(line) + "\n")
+    print(json.dumps(line, indent=1))
+
+
+if __name__ == "__main__":
+    main()

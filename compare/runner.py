@@ -312,6 +312,20 @@ def _run_final(run: _Run, name: str, patches: list[Sample], protocols: list[str]
         run.write_part(name, "shift", "large", _unit_part(rows, None, 0.0, 0, None))
 
 
+def _write_shift_sheet(run: _Run, patches: list[Sample]) -> None:
+    """``shift_sheet.png``: every shift of two large images and two patches, for a check by eye."""
+    from compare.shifts import SHIFTS, apply_shift, contact_sheet
+
+    samples = run.load("large")[:2] + patches[:2]
+    try:
+        sheet = {shift: [piece for s in samples for piece in apply_shift(shift, s.image, s.mask, seed=run.config.seed)]
+                 for shift in SHIFTS}
+        contact_sheet(sheet, run.out / "shift_sheet.png")
+    except Exception as exc:  # a picture problem must not stop the run
+        run.error("-", "shift", "-", "-", f"the shift contact sheet failed ({type(exc).__name__}: {exc}).",
+                  level="warning")
+
+
 def _large_names(run: _Run) -> list[str]:
     """Names of the large labelled images, read from the file names only."""
     folder = run.data_dir / "Train_Data"
@@ -398,6 +412,8 @@ def run(config: RunConfig) -> pd.DataFrame:
         "large_training_excludes": sorted({s.name for s in patches if s.group in set(_large_names(run_state))}),
     }, indent=2) + "\n")
 
+    if "shift" in config.protocols:
+        _write_shift_sheet(run_state, patches)
     for name in progress(config.segmenters, desc="segmenters", unit="seg"):
         if "cv" in config.protocols:
             _run_cv(run_state, name, patches, splits)

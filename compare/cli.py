@@ -36,9 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="any of cv,large,test,shift (default: all four)")
     run.add_argument("--folds", type=int, default=5, help="grouped folds for cv (default 5)")
     run.add_argument("--seed", type=int, default=0, help="seed of splits, sampling and training (default 0)")
-    run.add_argument("--data", type=Path, default=None,
-                     help="data folder in the SigTuple layout (default: $WBC_DATA, ../shared/data/sigtuple, "
-                          "or the user cache, downloaded on first use)")
+    run.add_argument("--data", type=Path, action="append", default=None, metavar="DIR",
+                     help="data folder in the SigTuple layout (default: $WBC_DATA, ../shared/data/sigtuple, the user "
+                          "cache); give it again for more labelled domains (images/ + masks/ or the SigTuple layout): "
+                          "two or more add the 'domains' protocol, leave-one-domain-out")
     run.add_argument("--out", type=Path, default=Path("results"), help="run folder (default: results)")
     run.add_argument("--resume", action="store_true", help="reuse finished (segmenter, protocol, fold) results in --out")
     run.add_argument("--no-report", action="store_true", help="skip report.md / report.html")
@@ -100,14 +101,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     # Resolve (and download, when nothing is found) before the heavy imports,
     # so an offline machine gets its one-sentence answer at once.
-    resolve_data_dir(args.data)
+    main_data = args.data[0] if args.data else None
+    resolve_data_dir(main_data)
     from compare.runner import RunConfig, run
     from compare.segmenters import default_names
     from compare.summary import READABLE, markdown_table
 
     names = default_names(args.include_slow) if args.all else args.segmenters
     config = RunConfig(segmenters=names, protocols=args.protocols, folds=args.folds, seed=args.seed,
-                       data=str(args.data) if args.data else None, out=str(args.out), resume=args.resume)
+                       data=str(main_data) if main_data else None, out=str(args.out), resume=args.resume,
+                       domains=[str(d) for d in args.data] if args.data and len(args.data) > 1 else [])
     summary = run(config)
     if not args.no_report:
         try:

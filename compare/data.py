@@ -49,6 +49,7 @@ __all__ = [
     "load_large",
     "load_test",
     "load_set",
+    "load_domain",
     "grouped_kfold",
     "without_groups",
 ]
@@ -427,6 +428,62 @@ def load_set(data_dir: str | Path | None, which: str, *, on_error: str = "raise"
             continue
         samples.append(Sample(path.stem, image, mask, _group_of(path.stem), path))
     return samples
+
+
+def load_domain(folder: str | Path, *, on_error: str = "raise",
+                errors: list[DataError] | None = None) -> list[Sample]:
+    """Every labelled image of one data folder (one lab, one microscope: a domain).
+
+    Two layouts are read: the generic one, ``images/NAME.ext`` with
+    ``masks/NAME.ext`` (any image suffix, WBC pixels white), and the
+    SigTuple one (``Train_Data/``, patches and large images together).
+
+    Parameters
+    ----------
+    folder : str or Path
+    on_error : {"raise", "skip"}
+        As in :func:`load_set`.
+    errors : list, optional
+        Receives the skipped files' errors.
+
+    Returns
+    -------
+    list of Sample
+        Groups are prefixed with the folder's name, so two domains never
+        share a group.
+
+    Raises
+    ------
+    DataError
+        If the folder has neither layout or no labelled image.
+    """
+    root = Path(folder)
+    if (root / "Train_Data").is_dir():
+        samples = load_set(root, "patches", on_error=on_error, errors=errors)
+        samples += load_set(root, "large", on_error=on_error, errors=errors)
+    elif (root / "images").is_dir() and (root / "masks").is_dir():
+        samples = []
+        masks = {p.stem: p for p in list_images(root / "masks")}
+        for path in list_images(root / "images"):
+            try:
+                if path.stem not in masks:
+                    raise DataError(f"{path}: no mask named {path.stem}.* in {root / 'masks'}; add it or remove "
+                                    "the image.")
+                image = read_image(path)
+                mask = read_mask(masks[path.stem], image.shape[:2])
+            except DataError as exc:
+                if on_error == "raise":
+                    raise
+                if errors is not None:
+                    errors.append(exc)
+                continue
+            samples.append(Sample(path.stem, image, mask, path.stem, path))
+    else:
+        raise DataError(f"{root}: neither images/ + masks/ nor the SigTuple layout (Train_Data/); "
+                        "pass a labelled data folder with --data.")
+    if not samples:
+        raise DataError(f"{root}: holds no labelled image; check --data.")
+    return [Sample(s.name, s.image, s.mask, f"{root.name}/{s.group}", s.path) for s in samples]
 
 
 def load_patches(data_dir: str | Path | None = None, **kwargs) -> list[Sample]:

@@ -17,6 +17,10 @@ Protocols (DESIGN.md):
     fold's model, and of the large images, scored with the final model: no
     extra fits.  It measures what other labs' images would get.
 
+``domains``
+    with two or more labelled data folders (``--data`` given once per lab):
+    fit on all but one, score on the one left out (fold = its folder name).
+
 Every prediction goes through :class:`compare.model.WBCModel` with default
 settings (colour normalisation and scale estimation on), as a user's would.
 
@@ -57,7 +61,7 @@ from compare.summary import PER_IMAGE_COLUMNS, summarise, write_tables
 
 __all__ = ["RunConfig", "run", "PROTOCOLS"]
 
-PROTOCOLS = ("cv", "large", "test", "shift")
+PROTOCOLS = ("cv", "large", "test", "shift", "domains")
 
 
 @dataclass
@@ -74,11 +78,14 @@ class RunConfig:
     save_cv_predictions: bool = True
     #: Held-out patches per fold that the shift battery is applied to (0: all).
     shift_patches_per_fold: int = 12
+    #: Labelled data folders, one per lab / microscope; two or more add the
+    #: ``domains`` protocol (leave one domain out).
+    domains: list[str] = field(default_factory=list)
 
     def comparable(self) -> dict[str, Any]:
         """The settings that must match for ``--resume`` to reuse results."""
         return {"folds": self.folds, "seed": self.seed, "data": self.data,
-                "shift_patches_per_fold": self.shift_patches_per_fold}
+                "shift_patches_per_fold": self.shift_patches_per_fold, "domains": self.domains}
 
 
 def env_facts() -> dict[str, Any]:
@@ -312,6 +319,33 @@ def _run_final(run: _Run, name: str, patches: list[Sample], protocols: list[str]
         run.write_part(name, "shift", "large", _unit_part(rows, None, 0.0, 0, None))
 
 
+def _run_domains(run: _Run, name: str) -> None:
+    """Leave one domain out: fit on every other labelled folder, score on the one left out."""
+    from compare.data import load_domain
+
+    domains: dict[str, list[Sample]] = {}
+    for folder in run.config.domains:
+        errors: list[DataError] = []
+        key = Path(folder).name
+        try:
+            domains[key] = load_domain(folder, on_error="skip", errors=errors)
+        except DataError as exc:
+            run.error(name, "domains", key, "-", str(exc))
+        for exc in errors:
+            run.error(name, "domains", key, "-", str(exc))
+    for held_out, samples in domains.items():
+        if run.read_part(name, "domains", held_out) is not None:
+            continue
+        train = [s for other, group in domains.items() if other != held_out for s in group]
+        try:
+            model = _fit(name, run.config.seed, train)
+        except Exception as exc:
+            run.error(name, "domains", held_out, "-", f"fit failed ({type(exc).__name__}: {exc}).")
+            continue
+        rows, predict_s, pixels = _evaluate(run, name, "domains", held_out, model, samples, None, overlays=False)
+        run.write_part(name, "domains", held_out, _unit_part(rows, model.fit_s_, predict_s, pixels, model))
+
+
 def _write_shift_sheet(run: _Run, patches: list[Sample]) -> None:
     """``shift_sheet.png``: every shift of two large images and two patches, for a check by eye."""
     from compare.shifts import SHIFTS, apply_shift, contact_sheet
@@ -397,6 +431,8 @@ def run(config: RunConfig) -> pd.DataFrame:
     unknown = set(config.protocols) - set(PROTOCOLS)
     if unknown:
         raise ValueError(f"Unknown protocol(s) {sorted(unknown)}; choose from {', '.join(PROTOCOLS)}.")
+    if "domains" in config.protocols and len(config.domains) < 2:
+        raise ValueError("The 'domains' protocol needs two or more labelled data folders; give --data once per domain.")
     started = time.perf_counter()
     run_state = _Run(config)
     run_state.out.mkdir(parents=True, exist_ok=True)
@@ -419,6 +455,8 @@ def run(config: RunConfig) -> pd.DataFrame:
             _run_cv(run_state, name, patches, splits)
         if {"large", "test", "shift"} & set(config.protocols):
             _run_final(run_state, name, patches, config.protocols)
+        if len(config.domains) >= 2:
+            _run_domains(run_state, name)
 
     per_image, units = collect_parts(run_state.out)
     summary = summarise(per_image, units, seed=config.seed)

@@ -1,0 +1,69 @@
+"""More than one lab: the generic ``images/`` + ``masks/`` layout and the leave-one-domain-out protocol."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from compare.data import DataError, load_domain
+from compare.runner import RunConfig, run
+from tests.synthetic import smear
+
+
+def _generic_domain(root: Path, n: int = 4) -> Path:
+    """``n`` labelled smears in the generic layout, PNG masks."""
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(n):
+        image, mask = smear((96, 96), [(48, 48)], radius=16, seed=40 + i)
+        Image.fromarray(image).save(root / "images" / f"cell {i}.jpg", quality=95)
+        Image.fromarray((mask * 255).astype(np.uint8)).save(root / "masks" / f"cell {i}.png")
+    return root
+
+
+def test_generic_layout_reads_images_with_their_masks(tmp_path):
+    folder = _generic_domain(tmp_path / "lab_b", n=3)
+    samples = load_domain(folder)
+    assert [s.name for s in samples] == ["cell 0", "cell 1", "cell 2"]
+    assert all(s.mask.shape == s.image.shape[:2] and s.mask.any() for s in samples)
+    assert {s.group.split("/")[0] for s in samples} == {"lab_b"}
+
+
+def test_a_missing_mask_is_named_and_the_rest_load(tmp_path):
+    folder = _generic_domain(tmp_path / "lab", n=3)
+    (folder / "masks" / "cell 1.png").unlink()
+    with pytest.raises(DataError, match="cell 1"):
+        load_domain(folder)
+    errors: list[DataError] = []
+    assert [s.name for s in load_domain(folder, on_error="skip", errors=errors)] == ["cell 0", "cell 2"]
+    assert len(errors) == 1
+
+
+def test_a_folder_of_neither_layout_is_refused(tmp_path):
+    with pytest.raises(DataError, match="neither"):
+        load_domain(tmp_path)
+
+
+def test_leave_one_domain_out_scores_each_domain_with_a_model_that_never_saw_it(sigtuple_dir, tmp_path):
+    lab_b = _generic_domain(tmp_path / "lab_b")
+    config = RunConfig(segmenters=["threshold"], protocols=["domains"], data=str(sigtuple_dir),
+                       domains=[str(sigtuple_dir), str(lab_b)], out=str(tmp_path / "run"))
+    run(config)
+    rows = pd.read_csv(tmp_path / "run" / "per_image.csv")
+    rows = rows[rows.protocol == "domains"]
+    assert set(rows.fold) == {sigtuple_dir.name, "lab_b"}
+    assert len(rows[rows.fold == "lab_b"]) == 4
+    assert len(rows[rows.fold == sigtuple_dir.name]) == 13  # 12 patches and the large image
+    assert rows.dice.notna().all()
+    # The patches' model finds lab B's single, larger WBCs.
+    assert rows[rows.fold == "lab_b"].dice.mean() > 0.8
+
+
+def test_domains_protocol_needs_two_folders(sigtuple_dir, tmp_path):
+    with pytest.raises(ValueError, match="two or more"):
+        run(RunConfig(segmenters=["threshold"], protocols=["domains"], data=str(sigtuple_dir),
+                      domains=[str(sigtuple_dir)], out=str(tmp_path / "run")))

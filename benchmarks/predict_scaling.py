@@ -1,8 +1,10 @@
 """How ``compare predict`` scales with image size: seconds and peak memory at 1, 4, 16 and 64 Mpx.
 
 Each size runs in a fresh Python process, so its peak resident memory
-(``ru_maxrss``) is its own: reading the image, predicting block by block,
-separating instances and writing the mask and overlay.  The images are a
+(``ru_maxrss``) is its own: reading the image, the whole
+:class:`compare.model.WBCModel` pipeline (white balance, scale estimate,
+prediction block by block, instances, nucleus check, per-cell table) and
+writing the mask and overlay, as :func:`compare.predict.predict` does.  The images are a
 SigTuple large image tiled (mirrored, so no seams look like cell edges) to the
 target size and written as PNG beforehand.
 
@@ -10,9 +12,9 @@ Usage::
 
     python benchmarks/predict_scaling.py [--model DIR] [--sizes 1,4,16,64] [--out results/benchmarks]
 
-Without ``--model`` a ``threshold`` model (learns nothing, so it needs no
-training run) is saved to a temporary folder with the instance settings of
-the SigTuple training masks.  Prints a table and writes
+Without ``--model`` a ``WBCModel("threshold")`` (white balance, scale
+estimate, threshold segmenter, instance settings and nucleus check, fitted on
+the SigTuple patches in seconds) is saved to a temporary folder.  Prints a table and writes
 ``predict_scaling.md`` and ``predict_scaling.csv`` under ``--out``.
 """
 
@@ -34,7 +36,7 @@ import json, resource, sys, time
 from pathlib import Path
 from compare.predict import predict
 start = time.perf_counter()
-counts, _, errors = predict([sys.argv[1]], model_dir=sys.argv[2], out=sys.argv[3], show_progress=False)
+counts, errors = predict([sys.argv[1]], model_dir=sys.argv[2], out=sys.argv[3], show_progress=False)
 seconds = time.perf_counter() - start
 peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 print(json.dumps({"seconds": seconds, "peak_mb": peak_mb, "count": counts[0]["wbc_count"] if counts else None,
@@ -43,7 +45,8 @@ print(json.dumps({"seconds": seconds, "peak_mb": peak_mb, "count": counts[0]["wb
 
 BASELINE = r"""
 import resource
-import compare.predict, compare.overlay, baselines.threshold, skimage.segmentation, skimage.feature, skimage.color
+import compare.predict, compare.model, compare.morphology, compare.overlay, baselines.threshold, stain.normalise
+import skimage.segmentation, skimage.feature, skimage.color
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
 
@@ -65,17 +68,11 @@ def make_image(target_mpx: float, path: Path) -> tuple[int, int]:
 
 
 def threshold_model(folder: Path) -> Path:
-    """A threshold model folder as ``compare run`` saves it, with SigTuple instance settings."""
-    from baselines.threshold import ThresholdSegmenter
+    """A ``WBCModel("threshold")`` fitted on the SigTuple patches and saved to ``folder``, as ``compare run`` saves it."""
     from compare.data import load_patches
-    from compare.instances import tune_instance_params
+    from compare.model import WBCModel
 
-    patches = load_patches()
-    ThresholdSegmenter().fit([s.image for s in patches], [s.mask for s in patches]).save(folder)
-    tune_instance_params([s.mask for s in patches]).to_json(folder / "instances.json")
-    (folder / "segmenter.json").write_text(json.dumps({"segmenter": "threshold", "fit_s": 0.0}))
-    (folder / ".complete").write_text("")
-    return folder
+    return WBCModel("threshold").fit(load_patches()).save(folder)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         model = args.model or threshold_model(tmp / "model")
-        model_name = json.loads((model / "segmenter.json").read_text())["segmenter"]
+        model_name = json.loads((model / "model.json").read_text())["segmenter"]
         base_mb = float(subprocess.run([sys.executable, "-c", BASELINE], capture_output=True, text=True,
                                        check=True).stdout)
         for mpx in sizes:

@@ -355,6 +355,8 @@ MIN_NUCLEUS_FRACTION = 0.08
 _RED_CELL_PERCENTILE = 99.0
 #: Pixels with no channel above this are the black edge of the field of view.
 _LIT = 60
+#: Width in pixels of the ring around each object left out of the reference.
+_RING = 4
 
 
 def drop_without_nucleus(labels: np.ndarray, image: np.ndarray,
@@ -390,7 +392,10 @@ def drop_without_nucleus(labels: np.ndarray, image: np.ndarray,
         return labels
     rgb = np.asarray(image)[..., :3]
     density = -np.log((rgb.astype(np.float32) + 1.0) / 256.0).sum(axis=2)
-    outside = (labels == 0) & (rgb.max(axis=2) > _LIT)
+    # A ring around each object is left out: an outline drawn a little
+    # inside the cell would otherwise put WBC pixels into the reference.
+    near = ndi.binary_dilation(labels > 0, iterations=_RING)
+    outside = ~near & (rgb.max(axis=2) > _LIT)
     if outside.sum() < 100:
         return labels  # nothing to compare with: keep every object
     reference = float(np.percentile(density[outside], _RED_CELL_PERCENTILE))

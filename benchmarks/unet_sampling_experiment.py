@@ -1,20 +1,26 @@
 """One U-Net experiment: fold-0 Dice and large-image counts from a single fit.
 
-Trains the ``default`` profile, with JSON overrides, on grouped fold 0's
-training patches minus the groups cropped from the 5 large images, then
-scores (a) mean per-image Dice on fold 0's held-out patches after the suite's
-instance stage and (b) counts / matches / Dice on the 5 large images.  One
-fit answers both "is it accurate?" and "does it count whole fields?", at half
-the cost of ``benchmarks/unet_profiles.py --large``.
+Fits ``WBCModel("unet")`` (the ``default`` profile with JSON overrides) with
+:func:`compare.evaluate.fit_model` on grouped fold 0's training patches minus
+the groups cropped from the 5 large images, then scores with
+:func:`compare.evaluate.evaluate` (the whole pipeline: white balance, scale
+estimate, segmenter, instance stage, nucleus check) (a) mean per-image Dice
+on fold 0's held-out patches and (b) counts / matches / Dice on the 5 large
+images, with the pipeline's megapixels per second on each.  One fit answers
+both "is it accurate?" and "does it count whole fields?", at half the cost
+of ``benchmarks/unet_profiles.py --large``.
 
 Usage::
 
     python benchmarks/unet_sampling_experiment.py '{"mosaic": 0.5, "field_edge": 0.25}' TAG
 
-prints one JSON line.  The lines behind the default profile's choices are in
+prints one JSON line (``FOLD=k`` in the environment picks another fold).  The
+lines behind the default profile's choices are in
 ``results/benchmarks/unet_sampling_experiments.jsonl`` (2 CPU cores shared
-with another job, so wall times are inflated; compare ``fit_cpu_s``).
+with another job, so wall times are inflated; compare ``fit_cpu_s``); lines
+written before the pipeline existed scored ``predict_proba`` + instances only.
 """
+import argparse
 import json
 import os
 import sys
@@ -25,41 +31,44 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from compare.data import grouped_kfold, load_large, load_patches, without_groups  # noqa: E402
-from compare.instances import label_truth, match_instances, separate_instances, tune_instance_params  # noqa: E402
-from compare.metrics import pixel_scores  # noqa: E402
-from unet.segmenter import UNetSegmenter  # noqa: E402
+
+def _mpx_s(rows: list[dict]) -> float:
+    return round(sum(r["height"] * r["width"] for r in rows) / 1e6 / sum(r["predict_s"] for r in rows), 2)
 
 
 def main() -> None:
-    over = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
-    tag = sys.argv[2] if len(sys.argv) > 2 else "x"
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("overrides", nargs="?", default="{}", help="JSON object of UNetSegmenter overrides")
+    parser.add_argument("tag", nargs="?", default="x", help="name of the experiment in the output line")
+    args = parser.parse_args()
+
+    import compare.segmenters as registry
+    from compare.data import grouped_kfold, load_set, without_groups
+    from compare.evaluate import evaluate, fit_model
+    from unet.segmenter import UNetSegmenter
+
+    over, tag = json.loads(args.overrides), args.tag
     fold = int(os.environ.get("FOLD", 0))
-    patches, large = load_patches(), load_large()
+    # The variant replaces the registry's "unet" factory for this process only.
+    original = registry.make_segmenter
+    registry.make_segmenter = lambda name, random_state=0: (
+        UNetSegmenter("default", random_state, verbose=0, **over) if name == "unet" else original(name, random_state))
+
+    patches, large = load_set(None, "patches"), load_set(None, "large")
     tr, te = grouped_kfold(patches, 5, 0)[fold]
-    excluded = {s.name for s in large}
-    train = without_groups([patches[i] for i in tr], excluded)
-    seg = UNetSegmenter("default", random_state=0, verbose=0, **over)
+    train = without_groups([patches[i] for i in tr], {s.name for s in large})
     t0 = time.perf_counter()
-    seg.fit([s.image for s in train], [s.mask for s in train])
+    model = fit_model("unet", train, seed=0)
     fit = time.perf_counter() - t0
-    params = tune_instance_params([s.mask for s in train])
-    d = []; t0 = time.perf_counter(); px = 0
-    for i in te:
-        s = patches[i]; p = seg.predict_proba(s.image); px += p.size
-        lab = separate_instances(p, params); d.append(pixel_scores(s.mask, lab > 0)["dice"])
-    tp = time.perf_counter() - t0
-    res = []
-    tl0 = time.perf_counter(); lpx = 0
-    for s in large:
-        p = seg.predict_proba(s.image); lpx += p.size
-        lab = separate_instances(p, params); m = match_instances(label_truth(s.mask), lab)
-        res.append((s.name, m.true_count, int(lab.max()), m.tp, round(pixel_scores(s.mask, lab > 0)["dice"], 3)))
-    tl = time.perf_counter() - tl0
+    info = model.segmenter_.fit_info_
+    cv = evaluate(model, [patches[i] for i in te])
+    big = evaluate(model, large)
+    res = [(r["image"], r["true_count"], r["pred_count"], r["tp"], round(r["dice"], 3)) for r in big]
     exact = sum(r[1] == r[2] == r[3] for r in res)
-    print(json.dumps({"tag": tag, "over": over, "fold": fold, "n_train": len(train), "dice": round(float(np.nanmean(d)), 4),
-                      "fit_s": round(fit, 1), "fit_cpu_s": seg.fit_info_.get("fit_cpu_seconds"), "epochs": seg.fit_info_.get("epochs_run"), "best_epoch": seg.fit_info_.get("best_epoch"),
-                      "patch_mpx_s": round(px / tp / 1e6, 2), "large_mpx_s": round(lpx / tl / 1e6, 2),
+    print(json.dumps({"tag": tag, "over": over, "fold": fold, "n_train": len(train),
+                      "dice": round(float(np.nanmean([r["dice"] for r in cv])), 4),
+                      "fit_s": round(fit, 1), "fit_cpu_s": info.get("fit_cpu_seconds"), "epochs": info.get("epochs_run"),
+                      "best_epoch": info.get("best_epoch"), "patch_mpx_s": _mpx_s(cv), "large_mpx_s": _mpx_s(big),
                       "large_exact": exact, "large": res}), flush=True)
 
 

@@ -328,17 +328,25 @@ class WBCModel:
                                  "with compare.load_model(folder).")
 
     # -- prediction -------------------------------------------------------------
-    def _probe(self, image: np.ndarray, factor: float) -> np.ndarray:
-        """Equivalent diameters, in pixels of ``image`` resized by ``factor``, of the WBCs found there."""
+    def _probe(self, image: np.ndarray, factor: float, memo: dict | None = None) -> np.ndarray:
+        """Equivalent diameters, in pixels of ``image`` resized by ``factor``, of the WBCs found there.
+
+        ``memo`` keeps the probability map at factor 1, which :meth:`predict`
+        reuses when it keeps the image's own scale.
+        """
         height, width = image.shape[:2]
         work = image if factor == 1.0 else resize_rgb(image, (max(1, round(height * factor)),
                                                                max(1, round(width * factor))))
-        labels, _ = separate_and_measure(predict_proba_blocked(self.segmenter_, work), self.params_)
+        prob = predict_proba_blocked(self.segmenter_, work)
+        if memo is not None and factor == 1.0:
+            memo[1.0] = prob
+        labels, _ = separate_and_measure(prob, self.params_)
         areas = np.bincount(labels.ravel())[1:]
         return 2.0 * np.sqrt(areas[areas > 0] / np.pi)
 
     def estimate_scale(self, image: np.ndarray, *, wbc_diameter: float | None = None,
-                       pixel_size_um: float | None = None, name: str = "the image") -> ScaleEstimate:
+                       pixel_size_um: float | None = None, name: str = "the image",
+                       memo: dict | None = None) -> ScaleEstimate:
         """The factor that brings ``image`` to the training scale, and how it was found.
 
         A given WBC diameter or pixel size wins.  Otherwise the red cells are
@@ -356,6 +364,8 @@ class WBCModel:
             The image's pixel size in micrometres.
         name : str, keyword-only
             How messages refer to the image.
+        memo : dict, optional, keyword-only
+            Receives the probability map the probe computed at factor 1.
         """
         self._check_fitted()
         given = wbc_diameter is not None or pixel_size_um is not None
@@ -367,9 +377,10 @@ class WBCModel:
         if given or (estimate.method == "red-cells" and estimate.confident
                      and min(image.shape[:2]) >= _MIN_RULER_SIDE):
             return estimate
-        return self._probe_scale(image, estimate, name)
+        return self._probe_scale(image, estimate, name, memo)
 
-    def _probe_scale(self, image: np.ndarray, fallback: ScaleEstimate, name: str) -> ScaleEstimate:
+    def _probe_scale(self, image: np.ndarray, fallback: ScaleEstimate, name: str,
+                     memo: dict | None = None) -> ScaleEstimate:
         """Scale of a crop from the size of the WBCs the segmenter finds at a few trial factors.
 
         The largest object found at each factor is taken as the WBC (a crop
@@ -381,7 +392,7 @@ class WBCModel:
         target = self.training_scale_.wbc_diameter
         misses: dict[float, tuple[float, float]] = {}
         for factor in _PROBE_FACTORS:
-            found = self._probe(image, factor)
+            found = self._probe(image, factor, memo)
             if len(found):
                 diameter = float(np.max(found))
                 misses[factor] = (abs(float(np.log(diameter / target))), diameter)
@@ -438,11 +449,13 @@ class WBCModel:
         height, width = image.shape[:2]
         balanced = self._balance(image)
         warnings: list[str] = []
+        memo: dict = {}
         if scale is not None:
             estimate = ScaleEstimate(factor=float(scale), method="given", observed_rbc_diameter=None, confident=True,
                                      detail="factor given by the caller")
         else:
-            estimate = self.estimate_scale(balanced, wbc_diameter=wbc_diameter, pixel_size_um=pixel_size_um, name=name)
+            estimate = self.estimate_scale(balanced, wbc_diameter=wbc_diameter, pixel_size_um=pixel_size_um, name=name,
+                                           memo=memo)
         if not estimate.confident:
             warnings.append(f"no reliable scale ({estimate.detail}); pass --wbc-diameter or --pixel-size")
         direction = _stain_direction(balanced)
@@ -456,7 +469,11 @@ class WBCModel:
         work = balanced
         if applied != 1.0:
             work = resize_rgb(balanced, (max(1, round(height * applied)), max(1, round(width * applied))))
-        prob = predict_proba_blocked(self.segmenter_, work, map_blocks=map_blocks)
+        if applied == 1.0 and 1.0 in memo and map_blocks is None:
+            prob = memo.pop(1.0)  # the probe already predicted the image as it is
+        else:
+            prob = predict_proba_blocked(self.segmenter_, work, map_blocks=map_blocks)
+        memo.clear()
         labels, means = separate_and_measure(prob, self.params_)
         if self.require_nucleus and means:
             from compare.morphology import drop_without_nucleus

@@ -347,14 +347,14 @@ def _run_domains(run: _Run, name: str) -> None:
 
 
 def _write_shift_sheet(run: _Run, patches: list[Sample]) -> None:
-    """``shift_sheet.png``: every shift of two large images and two patches, for a check by eye."""
+    """``shift_sheet.jpg``: every shift of two large images and two patches, for a check by eye."""
     from compare.shifts import SHIFTS, apply_shift, contact_sheet
 
     samples = run.load("large")[:2] + patches[:2]
     try:
         sheet = {shift: [piece for s in samples for piece in apply_shift(shift, s.image, s.mask, seed=run.config.seed)]
                  for shift in SHIFTS}
-        contact_sheet(sheet, run.out / "shift_sheet.png")
+        contact_sheet(sheet, run.out / "shift_sheet.jpg")
     except Exception as exc:  # a picture problem must not stop the run
         run.error("-", "shift", "-", "-", f"the shift contact sheet failed ({type(exc).__name__}: {exc}).",
                   level="warning")

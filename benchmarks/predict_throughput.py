@@ -128,7 +128,7 @@ def measure(model, images, repeats: int) -> dict:
     stages: dict[str, list[float]] = {stage: [] for stage in STAGES}
     methods: list[str] = []
     for _ in range(repeats):
-        # Interleaved, so that a slow spell of a shared machine hits all of them.
+        # Interleaved, so that a slow spell of a busy machine hits all of them.
         for name, run in runs.items():
             start = time.perf_counter()
             run()

@@ -216,7 +216,7 @@ def write_report(args, argv, rows) -> None:
         args.out.with_suffix(".json").write_text(json.dumps({"env": env, "rows": rows}, indent=2))
         lines = [f"# U-Net profiles, grouped {args.k}-fold (split seed {args.split_seed})", "",
                  f"Command: `{env['command']}`  ", f"Keras {env['keras']} ({env['backend']}), {env['cpu_count']} CPU cores, "
-                 "shared machine.", "",
+                 "busy machine.", "",
                  "| profile | fold | overrides | params | epochs run (best) | fit s (wall) | fit CPU s | Dice raw | Dice clean | predict Mpx/s (wall) | Mpx per CPU s |",
                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in rows:

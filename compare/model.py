@@ -45,6 +45,7 @@ from compare.blocks import (BLOCK, BLOCK_MARGIN, WHOLE, compact_labels, predict_
                             resize_prob, resize_rgb)
 from compare.instances import InstanceParams, separate_and_measure, tune_instance_params
 from compare.io import write_text_atomic
+from stain.normalise import angle_deg, stain_direction
 from compare.scale import ScaleEstimate, TrainingScale, estimate_scale
 
 __all__ = [
@@ -133,30 +134,6 @@ class Prediction:
 
 
 # -- colour facts ----------------------------------------------------------------
-
-def _stain_direction(image: np.ndarray) -> np.ndarray | None:
-    """Unit optical-density vector of the darkest tenth of an image's pixels.
-
-    The darkest pixels are nuclei and dense cytoplasm; the direction of their
-    optical density (not its length) is the stain's hue, whatever the light.
-
-    Returns
-    -------
-    ndarray, shape (3,), float64, or None when the image is flat.
-    """
-    pixels = np.asarray(image, np.float64).reshape(-1, 3)
-    if len(pixels) > 200_000:  # a fixed stride keeps this cheap and deterministic
-        pixels = pixels[:: len(pixels) // 200_000]
-    brightness = pixels.sum(axis=1)
-    dark = pixels[brightness <= np.quantile(brightness, 0.1)]
-    od = -np.log((dark + 1.0) / 256.0).mean(axis=0)
-    norm = float(np.linalg.norm(od))
-    return od / norm if norm > 1e-6 else None
-
-
-def _angle_deg(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.degrees(np.arccos(np.clip(float(np.dot(a, b)), -1.0, 1.0))))
-
 
 def _data_hash(images: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> str:
     digest = hashlib.sha256()
@@ -296,10 +273,10 @@ class WBCModel:
             fit_images = balanced + [random_stain(im, rng, strength=STAIN_COPY_STRENGTH)
                                      for _ in range(copies) for im in balanced]
             fit_masks = masks * (copies + 1)
-        directions = [d for d in map(_stain_direction, balanced) if d is not None]
+        directions = [d for d in map(stain_direction, balanced) if d is not None]
         mean = np.mean(directions, axis=0)
         self.stain_direction_ = mean / np.linalg.norm(mean)
-        spread = max((_angle_deg(d, self.stain_direction_) for d in directions), default=0.0)
+        spread = max((angle_deg(d, self.stain_direction_) for d in directions), default=0.0)
         self.colour_warning_deg_ = max(_MIN_COLOUR_WARNING_DEG, 2.0 * spread)
         start = time.perf_counter()
         segmenter.fit(fit_images, fit_masks)
@@ -458,9 +435,9 @@ class WBCModel:
                                            memo=memo)
         if not estimate.confident:
             warnings.append(f"no reliable scale ({estimate.detail}); pass --wbc-diameter or --pixel-size")
-        direction = _stain_direction(balanced)
+        direction = stain_direction(balanced)
         if direction is not None:
-            angle = _angle_deg(direction, self.stain_direction_)
+            angle = angle_deg(direction, self.stain_direction_)
             if angle > self.colour_warning_deg_:
                 warnings.append(f"stain colours unlike the training images ({angle:.0f} degrees from them, "
                                 f"{self.colour_warning_deg_:.0f} allowed)")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["SIGTUPLE_BACKGROUND", "background_colour", "white_balance"]
+__all__ = ["SIGTUPLE_BACKGROUND", "background_colour", "white_balance", "stain_direction", "angle_deg"]
 
 #: Plasma background of the SigTuple training images, RGB float64.
 #: Measured as the per-channel median of :func:`background_colour` over the
@@ -131,6 +131,31 @@ def _measure(data_dir: str) -> np.ndarray:
     q1, med, q3 = np.percentile(values, [25, 50, 75], axis=0)
     print(f"{len(paths)} images; median {np.round(med, 1).tolist()}; IQR {np.round(q3 - q1, 1).tolist()}")
     return med
+
+
+def stain_direction(image: np.ndarray) -> np.ndarray | None:
+    """Unit optical-density vector of the darkest tenth of an image's pixels.
+
+    The darkest pixels are nuclei and dense cytoplasm; the direction of their
+    optical density (not its length) is the stain's hue, whatever the light.
+
+    Returns
+    -------
+    ndarray, shape (3,), float64, or None when the image is flat.
+    """
+    pixels = np.asarray(image, np.float64).reshape(-1, 3)
+    if len(pixels) > 200_000:  # a fixed stride keeps this cheap and deterministic
+        pixels = pixels[:: len(pixels) // 200_000]
+    brightness = pixels.sum(axis=1)
+    dark = pixels[brightness <= np.quantile(brightness, 0.1)]
+    od = -np.log((dark + 1.0) / 256.0).mean(axis=0)
+    norm = float(np.linalg.norm(od))
+    return od / norm if norm > 1e-6 else None
+
+
+def angle_deg(a: np.ndarray, b: np.ndarray) -> float:
+    """Angle in degrees between two unit vectors."""
+    return float(np.degrees(np.arccos(np.clip(float(np.dot(a, b)), -1.0, 1.0))))
 
 
 if __name__ == "__main__":

@@ -79,7 +79,8 @@ def profile_after(model, image: np.ndarray) -> tuple[dict[str, float], str, np.n
     """
     from compare.blocks import compact_labels, predict_proba_blocked, resize_labels, resize_prob, resize_rgb
     from compare.instances import separate_and_measure
-    from compare.model import SCALE_TOLERANCE, _stain_direction
+    from compare.model import SCALE_TOLERANCE
+    from stain.normalise import stain_direction
     from compare.morphology import cell_table, drop_without_nucleus
     from compare.scale import estimate_scale
     from stain.normalise import white_balance
@@ -98,7 +99,7 @@ def profile_after(model, image: np.ndarray) -> tuple[dict[str, float], str, np.n
     if not (estimate.method == "red-cells" and estimate.confident and min(height, width) >= 300):
         # WBCModel.estimate_scale then probes the segmenter at trial factors.
         estimate = timed("scale estimate", model.estimate_scale, balanced)
-    timed("colour check", _stain_direction, balanced)
+    timed("colour check", stain_direction, balanced)
     factor = estimate.factor
     applied = factor if max(factor, 1 / factor) > SCALE_TOLERANCE else 1.0
     work = balanced

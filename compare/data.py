@@ -379,6 +379,25 @@ def _group_of(name: str) -> str:
     return KNOWN_OVERLAPS.get(name, name)
 
 
+def _read_sample(path: Path, find_mask, group: str, on_error: str,
+                 errors: list[DataError] | None) -> Sample | None:
+    """Read one image and, when ``find_mask`` is given, the mask it names.
+
+    With ``on_error="skip"`` an unreadable file gives None and its
+    :class:`DataError` is appended to ``errors``; otherwise the error is raised.
+    """
+    try:
+        image = read_image(path)
+        mask = None if find_mask is None else read_mask(find_mask(path), image.shape[:2])
+    except DataError as exc:
+        if on_error == "raise":
+            raise
+        if errors is not None:
+            errors.append(exc)
+        return None
+    return Sample(path.stem, image, mask, group, path)
+
+
 def load_set(data_dir: str | Path | None, which: str, *, on_error: str = "raise",
              errors: list[DataError] | None = None) -> list[Sample]:
     """Load one of the three sets of a SigTuple-layout folder.
@@ -415,19 +434,9 @@ def load_set(data_dir: str | Path | None, which: str, *, on_error: str = "raise"
         if not paths:
             kind = "patches named train-N" if want_patch else "large images (names other than train-N)"
             raise DataError(f"{folder}: holds no {kind}; check --data.")
-    samples = []
-    for path in paths:
-        try:
-            image = read_image(path)
-            mask = None if which == "test" else read_mask(_find_mask(path), image.shape[:2])
-        except DataError as exc:
-            if on_error == "raise":
-                raise
-            if errors is not None:
-                errors.append(exc)
-            continue
-        samples.append(Sample(path.stem, image, mask, _group_of(path.stem), path))
-    return samples
+    find_mask = None if which == "test" else _find_mask
+    samples = [_read_sample(path, find_mask, _group_of(path.stem), on_error, errors) for path in paths]
+    return [s for s in samples if s is not None]
 
 
 def load_domain(folder: str | Path, *, on_error: str = "raise",
@@ -462,22 +471,15 @@ def load_domain(folder: str | Path, *, on_error: str = "raise",
         samples = load_set(root, "patches", on_error=on_error, errors=errors)
         samples += load_set(root, "large", on_error=on_error, errors=errors)
     elif (root / "images").is_dir() and (root / "masks").is_dir():
-        samples = []
         masks = {p.stem: p for p in list_images(root / "masks")}
-        for path in list_images(root / "images"):
-            try:
-                if path.stem not in masks:
-                    raise DataError(f"{path}: no mask named {path.stem}.* in {root / 'masks'}; add it or remove "
-                                    "the image.")
-                image = read_image(path)
-                mask = read_mask(masks[path.stem], image.shape[:2])
-            except DataError as exc:
-                if on_error == "raise":
-                    raise
-                if errors is not None:
-                    errors.append(exc)
-                continue
-            samples.append(Sample(path.stem, image, mask, path.stem, path))
+
+        def mask_of(path: Path) -> Path:
+            if path.stem not in masks:
+                raise DataError(f"{path}: no mask named {path.stem}.* in {root / 'masks'}; add it or remove the image.")
+            return masks[path.stem]
+
+        samples = [s for s in (_read_sample(path, mask_of, path.stem, on_error, errors)
+                               for path in list_images(root / "images")) if s is not None]
     else:
         raise DataError(f"{root}: neither images/ + masks/ nor the SigTuple layout (Train_Data/); "
                         "pass a labelled data folder with --data.")

@@ -43,7 +43,7 @@ import pandas as pd
 
 from compare.blocks import (BLOCK, BLOCK_MARGIN, WHOLE, compact_labels, predict_proba_blocked, resize_labels,
                             resize_prob, resize_rgb)
-from compare.instances import InstanceParams, separate_and_measure, tune_instance_params
+from compare.instances import InstanceParams, separate_instances, tune_instance_params
 from compare.io import write_text_atomic
 from stain.normalise import angle_deg, stain_direction
 from compare.scale import ScaleEstimate, TrainingScale, estimate_scale
@@ -317,7 +317,7 @@ class WBCModel:
         prob = predict_proba_blocked(self.segmenter_, work)
         if memo is not None and factor == 1.0:
             memo[1.0] = prob
-        labels, _ = separate_and_measure(prob, self.params_)
+        labels = separate_instances(prob, self.params_)
         areas = np.bincount(labels.ravel())[1:]
         return 2.0 * np.sqrt(areas[areas > 0] / np.pi)
 
@@ -451,22 +451,17 @@ class WBCModel:
         else:
             prob = predict_proba_blocked(self.segmenter_, work, map_blocks=map_blocks)
         memo.clear()
-        labels, means = separate_and_measure(prob, self.params_)
-        if self.require_nucleus and means:
+        labels = separate_instances(prob, self.params_)
+        if self.require_nucleus and labels.max():
             from compare.morphology import drop_without_nucleus
 
             labels = drop_without_nucleus(labels, work)
-            means = {i: 0.0 for i in range(1, int(labels.max()) + 1)}
         del work
         if applied != 1.0:
-            n = len(means)
-            labels = resize_labels(labels, (height, width))
+            # A cell too small to survive the mapping back is dropped; the
+            # rest keep their order, renumbered 1..m.
+            labels = compact_labels(resize_labels(labels, (height, width)))
             prob = resize_prob(prob, (height, width))
-            present = np.flatnonzero(np.bincount(labels.ravel(), minlength=n + 1)[1:]) + 1
-            if len(present) != n:
-                # A cell too small to survive the mapping back is dropped; the
-                # rest keep their order, renumbered 1..m.
-                labels = compact_labels(labels)
         if applied != factor:
             estimate = ScaleEstimate(factor=1.0, method=estimate.method,
                                      observed_rbc_diameter=estimate.observed_rbc_diameter,

@@ -189,10 +189,6 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"Cannot write {type(value).__name__} to JSON.")
 
 
-def _fit(name: str, seed: int, train: Sequence[Sample]) -> WBCModel:
-    return fit_model(name, train, seed=seed)
-
-
 def _evaluate(run: _Run, name: str, protocol: str, fold: str, model: WBCModel, samples: Sequence[Sample],
               prediction_dir: Path | None, overlays: bool) -> tuple[list[dict], float, int]:
     """Predict and score each sample; returns rows, predict seconds and pixels."""
@@ -261,7 +257,7 @@ def _run_cv(run: _Run, name: str, patches: list[Sample], splits: list[tuple[list
         if done_cv and done_shift:
             continue
         try:
-            model = _fit(name, cfg.seed + fold, [patches[i] for i in train_idx])
+            model = fit_model(name, [patches[i] for i in train_idx], seed=cfg.seed + fold)
         except Exception as exc:
             run.error(name, "cv", str(fold), "-", f"fit failed ({type(exc).__name__}: {exc}).")
             progress.write(traceback.format_exc())
@@ -285,7 +281,7 @@ def _final_model(run: _Run, name: str, train: list[Sample]) -> tuple[WBCModel, b
     model_dir = run.out / "models" / safe_stem(name)
     if run.config.resume and (model_dir / ".complete").is_file():
         return WBCModel.load(model_dir), False
-    model = _fit(name, run.config.seed, train)
+    model = fit_model(name, train, seed=run.config.seed)
     model.save(model_dir)
     return model, True
 
@@ -338,7 +334,7 @@ def _run_domains(run: _Run, name: str) -> None:
             continue
         train = [s for other, group in domains.items() if other != held_out for s in group]
         try:
-            model = _fit(name, run.config.seed, train)
+            model = fit_model(name, train, seed=run.config.seed)
         except Exception as exc:
             run.error(name, "domains", held_out, "-", f"fit failed ({type(exc).__name__}: {exc}).")
             continue

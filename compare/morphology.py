@@ -357,6 +357,12 @@ _RED_CELL_PERCENTILE = 99.0
 _LIT = 60
 #: Width in pixels of the ring around each object left out of the reference.
 _RING = 4
+#: Pixels with no channel above this are black, darker than any stained
+#: nucleus: the mask outside a round field of view.
+_BLACK = 25
+#: An object with at least this share of black pixels is the field-of-view
+#: edge, not a cell (its darkness would otherwise pass as a nucleus).
+MAX_BLACK_FRACTION = 0.5
 
 
 def drop_without_nucleus(labels: np.ndarray, image: np.ndarray,
@@ -368,7 +374,9 @@ def drop_without_nucleus(labels: np.ndarray, image: np.ndarray,
     mistake for WBCs on unfamiliar slides have no such pixels.  Each
     object's pixels are compared with the darkest red-cell pixels of the
     image (a high percentile of the optical density outside all objects,
-    in the lit field of view), so the rule adapts to each image.
+    in the lit field of view), so the rule adapts to each image.  Objects
+    that are mostly black (:data:`MAX_BLACK_FRACTION`) lie on the dark
+    mask around a round field of view and are removed too.
 
     Parameters
     ----------
@@ -401,7 +409,8 @@ def drop_without_nucleus(labels: np.ndarray, image: np.ndarray,
     reference = float(np.percentile(density[outside], _RED_CELL_PERCENTILE))
     area = np.bincount(labels.ravel(), minlength=n + 1)
     dark = np.bincount(labels[density > reference], minlength=n + 1)
-    keep = dark >= min_fraction * area
+    black = np.bincount(labels[rgb.max(axis=2) <= _BLACK], minlength=n + 1)
+    keep = (dark >= min_fraction * area) & (black < MAX_BLACK_FRACTION * area)
     keep[0] = True
     if keep.all():
         return labels

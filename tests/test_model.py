@@ -209,3 +209,25 @@ def test_objects_without_a_nucleus_are_dropped():
     kept = drop_without_nucleus(labels, image)
     assert kept.max() == 1
     assert np.array_equal(kept > 0, labels == 2)
+
+
+def test_objects_on_the_black_field_edge_are_dropped():
+    """An object mostly on the black mask around a round field of view is not a WBC, though it is dark."""
+    from compare.morphology import drop_without_nucleus
+
+    yy, xx = np.mgrid[:100, :200]
+    image = np.empty((100, 200, 3), np.uint8)
+    image[:] = (235, 225, 225)
+    image[:, 170:] = (5, 5, 8)  # outside the field of view
+    labels = np.zeros((100, 200), np.uint16)
+    for cy, cx in ((10, 10), (90, 10), (10, 110), (90, 110)):
+        image[(yy - cy) ** 2 + (xx - cx) ** 2 < 9 ** 2] = (200, 120, 140)  # red cells
+    cell = (yy - 50) ** 2 + (xx - 60) ** 2 < 25 ** 2
+    image[cell] = (190, 160, 215)
+    image[(yy - 50) ** 2 + (xx - 60) ** 2 < 12 ** 2] = (70, 20, 110)  # a real WBC with its nucleus
+    labels[cell] = 1
+    edge = (np.abs(yy - 50) < 20) & (xx >= 160) & (xx < 195)  # mostly black, a rim of lit plasma
+    labels[edge] = 2
+    kept = drop_without_nucleus(labels, image)
+    assert kept.max() == 1
+    assert np.array_equal(kept > 0, labels == 1)

@@ -46,7 +46,7 @@ from compare.blocks import (BLOCK, BLOCK_MARGIN, WHOLE, compact_labels, predict_
 from compare.instances import InstanceParams, separate_instances, tune_instance_params
 from compare.io import write_text_atomic
 from stain.normalise import angle_deg, stain_direction
-from compare.scale import ScaleEstimate, TrainingScale, estimate_scale
+from compare.scale import MIN_RULER_SIDE, SCALE_TOLERANCE, ScaleEstimate, TrainingScale, estimate_scale
 
 __all__ = [
     "FORMAT_VERSION",
@@ -67,29 +67,11 @@ __all__ = [
 FORMAT_VERSION = 1
 #: The manifest file of a model folder.
 MANIFEST = "model.json"
-#: Scale factors within this ratio of 1 are not applied (training augments
-#: scale by about this much).
-SCALE_TOLERANCE = 1.15
 
 #: Largest angle, in degrees, between an image's stain colour and the
 #: training images' mean before a colour warning, if the training images
 #: themselves spread less (see :meth:`WBCModel.fit`).
 _MIN_COLOUR_WARNING_DEG = 20.0
-
-
-#: Training images smaller than this on either side are not used to measure
-#: the training red-cell size: they show too few whole red cells.
-_MIN_RULER_SIDE = 300
-
-
-#: Trial factors at which a crop's WBCs are measured (other labs' crops are
-#: at 1x to 3x SigTuple's magnification, camera fields at about 2x).
-_PROBE_FACTORS = (1.0, 0.5, 1.0 / 3.0, 2.0)
-#: Another trial factor replaces 1 only when its WBC is this much nearer
-#: (as a ratio) the training diameter: SigTuple's own WBCs vary by +-15 %.
-_PROBE_PREFERENCE = 1.2
-#: A probe whose best WBC is within this ratio of the training diameter is trusted.
-_PROBE_CONFIDENT = 1.35
 
 
 #: Strength of :func:`stain.augment.random_stain` for the training copies of
@@ -290,7 +272,7 @@ class WBCModel:
         # stands in.
         provisional = TrainingScale(wbc_diameter=wbc_diameter, rbc_diameter=SIGTUPLE_RBC_DIAMETER)
         rbc = [e.observed_rbc_diameter for e in (estimate_scale(im, provisional) for im in balanced
-                                                  if min(im.shape[:2]) >= _MIN_RULER_SIDE)
+                                                  if min(im.shape[:2]) >= MIN_RULER_SIDE)
                if e.method == "red-cells" and e.confident]
         self.training_scale_ = TrainingScale(wbc_diameter=wbc_diameter,
                                              rbc_diameter=float(np.median(rbc)) if rbc else SIGTUPLE_RBC_DIAMETER)
@@ -329,7 +311,7 @@ class WBCModel:
         A given WBC diameter or pixel size wins.  Otherwise the red cells are
         the ruler (:func:`compare.scale.estimate_scale`) when the image is
         large enough to show many of them; a crop or patch is measured by
-        its WBCs instead (:meth:`_probe_scale`).
+        its WBCs instead, the segmenter run at a few trial scales (:meth:`_probe`).
 
         Parameters
         ----------
@@ -345,49 +327,11 @@ class WBCModel:
             Receives the probability map the probe computed at factor 1.
         """
         self._check_fitted()
-        given = wbc_diameter is not None or pixel_size_um is not None
-        if not self.auto_scale and not given:
+        if not self.auto_scale and wbc_diameter is None and pixel_size_um is None:
             return ScaleEstimate(factor=1.0, method="none", observed_rbc_diameter=None, confident=True,
                                  detail="scale estimation is off for this model")
-        estimate = estimate_scale(image, self.training_scale_, wbc_diameter=wbc_diameter,
-                                  pixel_size_um=pixel_size_um, name=name)
-        if given or (estimate.method == "red-cells" and estimate.confident
-                     and min(image.shape[:2]) >= _MIN_RULER_SIDE):
-            return estimate
-        return self._probe_scale(image, estimate, name, memo)
-
-    def _probe_scale(self, image: np.ndarray, fallback: ScaleEstimate, name: str,
-                     memo: dict | None = None) -> ScaleEstimate:
-        """Scale of a crop from the size of the WBCs the segmenter finds at a few trial factors.
-
-        The largest object found at each factor is taken as the WBC (a crop
-        is centred on one).  Factor 1 is kept unless another trial factor
-        brings that WBC clearly nearer the training diameter; the chosen
-        trial factor is refined by the measured size only when they differ
-        by more than the training's own scale augmentation.
-        """
-        target = self.training_scale_.wbc_diameter
-        misses: dict[float, tuple[float, float]] = {}
-        for factor in _PROBE_FACTORS:
-            found = self._probe(image, factor, memo)
-            if len(found):
-                diameter = float(np.max(found))
-                misses[factor] = (abs(float(np.log(diameter / target))), diameter)
-        if not misses:
-            return ScaleEstimate(factor=1.0, method="none", observed_rbc_diameter=fallback.observed_rbc_diameter,
-                                 confident=False, detail=f"{fallback.detail} The segmenter found no WBC at any "
-                                                         "trial scale, so the image is used as it is.")
-        best = min(misses, key=lambda f: misses[f][0])
-        if 1.0 in misses and misses[1.0][0] <= misses[best][0] + np.log(_PROBE_PREFERENCE):
-            best = 1.0
-        miss, diameter = misses[best]
-        refined = best * target / diameter
-        factor = best if abs(np.log(refined / best)) <= np.log(SCALE_TOLERANCE) else refined
-        return ScaleEstimate(factor=float(factor), method="wbc-probe",
-                             observed_rbc_diameter=fallback.observed_rbc_diameter,
-                             confident=bool(miss <= np.log(_PROBE_CONFIDENT)),
-                             detail=f"largest WBC {diameter:.0f} px at trial factor {best:.2f} "
-                                    f"(training {target:.0f} px)")
+        return estimate_scale(image, self.training_scale_, wbc_diameter=wbc_diameter, pixel_size_um=pixel_size_um,
+                              probe=lambda factor: self._probe(image, factor, memo), name=name)
 
     def predict(self, image: np.ndarray, *, wbc_diameter: float | None = None, pixel_size_um: float | None = None,
                 scale: float | None = None, name: str = "the image", map_blocks: Callable | None = None,

@@ -12,8 +12,9 @@ that applies):
    between people (about 7-8 um) than pixel sizes vary between microscopes,
    and a smear shows hundreds of them;
 4. a fitted model (``probe``, ``"wbc-probe"``) run at a few trial scales, for
-   crops that show too few whole red cells (one WBC and the cells around it):
-   the trial whose WBCs come out nearest the training WBC size wins.
+   crops (one WBC and the cells around it: under :data:`MIN_RULER_SIDE` px a
+   side, or too few whole red cells): the trial whose largest WBC comes out
+   nearest the training WBC size wins, the image's own scale preferred.
 
 The red-cell measurement is a granulometry of the cell layer by maximal
 inscribed disks, which is robust to touching and overlapping cells:
@@ -64,6 +65,8 @@ __all__ = [
     "MIN_FACTOR",
     "MAX_FACTOR",
     "PROBE_FACTORS",
+    "SCALE_TOLERANCE",
+    "MIN_RULER_SIDE",
     "TrainingScale",
     "ScaleEstimate",
     "ScaleError",
@@ -94,9 +97,22 @@ SIGTUPLE_PIXEL_SIZE_UM = RBC_DIAMETER_UM / SIGTUPLE_RBC_DIAMETER
 MIN_FACTOR = 0.25
 MAX_FACTOR = 4.0
 
-#: Trial resize factors for the ``probe`` fallback: the training scale, and
-#: images 2x and 3x finer (high-magnification crops) or 2x coarser.
+#: Scale factors within this ratio of 1 are not worth resampling for: the
+#: learned segmenters are trained with scale augmentation of about this much.
+SCALE_TOLERANCE = 1.15
+
+#: Trial resize factors for the ``probe`` fallback, 1 first: the training
+#: scale, and images 2x and 3x finer (high-magnification crops) or 2x coarser.
 PROBE_FACTORS = (1.0, 0.5, 1.0 / 3.0, 2.0)
+#: Another trial factor replaces 1 only when its WBC is this much nearer
+#: (as a ratio) the training diameter: SigTuple's own WBCs vary by +-15 %.
+PROBE_PREFERENCE = 1.2
+#: A probe whose WBC is within this ratio of the training diameter is trusted.
+PROBE_CONFIDENT = 1.35
+#: When a probe is given, images smaller than this (px) on either side are
+#: measured by it rather than by their red cells: a crop shows too few whole
+#: red cells, and those it shows are often cut or crowded around the WBC.
+MIN_RULER_SIDE = 300
 
 #: Ratio of a red cell's equivalent (area) diameter to the diameter of the
 #: largest disk inscribed in it, which is what the granulometry measures: red
@@ -123,9 +139,6 @@ _PEAK_HALF_WIDTH = 0.25
 _MIN_COVER = 0.25
 #: Holes at least this round (inscribed-disk area / hole area) are filled as pale centres.
 _MIN_HOLE_ROUNDNESS = 0.4
-#: A probe trial is trusted when its WBCs are within this ratio of the
-#: training WBC diameter: a model run far from its scale misses or splits cells.
-_PROBE_TOLERANCE = 1.3
 
 
 class ScaleError(ValueError):
@@ -394,32 +407,37 @@ def _clamped(factor: float, method: str, rbc: float | None, detail: str, confide
 
 
 def _probe_estimate(probe: Callable[[float], Sequence[float]], training: TrainingScale,
-                    extra_factor: float | None, rbc: float | None, why: str) -> ScaleEstimate:
-    """Run the model at trial factors and keep the one whose WBCs match the training size."""
-    factors = list(PROBE_FACTORS)
-    if extra_factor is not None and MIN_FACTOR <= extra_factor <= MAX_FACTOR:
-        factors.insert(0, extra_factor)
-    best: tuple[float, float, float] | None = None  # (|log ratio|, factor, found diameter)
-    for factor in factors:
+                    rbc: float | None, why: str) -> ScaleEstimate:
+    """Run the model at the :data:`PROBE_FACTORS` and keep the one whose WBC matches the training size.
+
+    The largest object found at each factor is taken as the WBC (a crop is
+    centred on one; WBCs cut by its border come out smaller).  Factor 1 is
+    kept unless another factor brings that WBC clearly nearer the training
+    diameter (:data:`PROBE_PREFERENCE`); the chosen factor is refined by the
+    measured size only when they differ by more than :data:`SCALE_TOLERANCE`.
+    """
+    misses: dict[float, tuple[float, float]] = {}  # factor -> (|log ratio|, diameter)
+    for factor in PROBE_FACTORS:
         found = np.asarray(probe(float(factor)), float).ravel()
         found = found[np.isfinite(found) & (found > 0)]
-        if len(found) == 0:
-            continue
-        # WBCs cut by the image border come out small: a crop's own WBC is
-        # the largest, and a field's whole WBCs are within 30 % of it.
-        diameter = float(np.median(found[found >= 0.7 * found.max()]))
-        miss = abs(np.log(diameter / training.wbc_diameter))
-        if best is None or miss < best[0]:
-            best = (miss, factor, diameter)
-    if best is None:
+        if len(found):
+            diameter = float(found.max())
+            misses[factor] = (abs(float(np.log(diameter / training.wbc_diameter))), diameter)
+        if factor == 1.0 and 1.0 in misses and misses[1.0][0] <= np.log(PROBE_PREFERENCE):
+            break  # no other factor can displace 1 (the rule below): skip their predictions
+    if not misses:
         return ScaleEstimate(1.0, "none", rbc, False,
                              f"{why}, and the model found no WBC at any trial scale, so the image is used as it is.")
-    miss, factor, diameter = best
-    # The WBCs measure diameter / factor in the image's own pixels.
-    refined = factor * training.wbc_diameter / diameter
-    detail = (f"{why}; the model's WBCs measured {diameter:.0f} px at trial factor {factor:.2f} "
+    best = min(misses, key=lambda f: misses[f][0])
+    if 1.0 in misses and misses[1.0][0] <= misses[best][0] + np.log(PROBE_PREFERENCE):
+        best = 1.0
+    miss, diameter = misses[best]
+    # The WBC measures diameter / best in the image's own pixels.
+    refined = best * training.wbc_diameter / diameter
+    factor = best if abs(np.log(refined / best)) <= np.log(SCALE_TOLERANCE) else refined
+    detail = (f"{why}; the model's largest WBC measured {diameter:.0f} px at trial factor {best:.2f} "
               f"(training {training.wbc_diameter:.0f} px)")
-    return _clamped(refined, "wbc-probe", rbc, detail + ".", confident=miss <= np.log(_PROBE_TOLERANCE))
+    return _clamped(factor, "wbc-probe", rbc, detail + ".", confident=bool(miss <= np.log(PROBE_CONFIDENT)))
 
 
 def estimate_scale(image: np.ndarray, training: TrainingScale, *, wbc_diameter: float | None = None,
@@ -442,8 +460,8 @@ def estimate_scale(image: np.ndarray, training: TrainingScale, *, wbc_diameter: 
     probe : callable, optional, keyword-only
         ``probe(factor) -> diameters``: the equivalent diameters, in pixels of
         the image resized by ``factor``, of the WBCs a fitted model finds
-        there.  Called (up to 5 times) only when the red cells cannot give the
-        scale.
+        there.  Called (up to 4 times) only when the red cells cannot give the
+        scale, or the image is smaller than :data:`MIN_RULER_SIDE`.
     name : str, keyword-only
         How messages refer to the image (its file name).
 
@@ -475,17 +493,20 @@ def estimate_scale(image: np.ndarray, training: TrainingScale, *, wbc_diameter: 
     image = _check_image(image, name)
     rbc, cells = _measure_red_cells(image)
     rbc_factor = training.rbc_diameter / rbc if rbc else None
+    small = min(image.shape[:2]) < MIN_RULER_SIDE
     if rbc is not None and cells >= _MIN_CELLS:
         estimate = _clamped(rbc_factor, "red-cells", rbc,
                             f"{name}: red cells {rbc:.1f} px across (training {training.rbc_diameter:.1f} px), "
                             f"from about {cells} whole cells.")
-        if estimate.confident or probe is None:
+        if probe is None or (estimate.confident and not small):
             return estimate
         why = estimate.detail.rstrip(".")
+        if estimate.confident:
+            why += f", but the image is under {MIN_RULER_SIDE} px a side"
     else:
         why = f"{name}: only about {cells} whole red cells, too few to measure the scale"
     if probe is not None:
-        return _probe_estimate(probe, training, rbc_factor, rbc, why)
+        return _probe_estimate(probe, training, rbc, why)
     return ScaleEstimate(1.0, "none", rbc, False, f"{why}; the image is used as it is.")
 
 

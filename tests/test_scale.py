@@ -211,3 +211,21 @@ def test_scale_factor_options():
         scale_factor(image, training, wbc_diameter=-3)
     with pytest.raises(ScaleError):
         scale_factor(np.full((100, 100, 3), 240, np.uint8), training, auto=True)
+
+
+def test_probe_stops_at_the_image_scale_when_the_wbc_fits():
+    """A WBC found at the training size at factor 1 cannot be displaced: no other trial is run."""
+    calls = []
+    estimate = estimate_scale(_crop_with_one_wbc(TRAINING.wbc_diameter, 120), TRAINING,
+                              probe=_fake_probe(TRAINING.wbc_diameter, calls))
+    assert calls == [1.0] and (estimate.method, estimate.factor) == ("wbc-probe", 1.0)
+
+
+def test_small_image_is_probed_even_with_measurable_red_cells():
+    """Under MIN_RULER_SIDE px a side the probe decides, even where the red cells look countable."""
+    image = _packed(31, shape=(200, 200))
+    assert estimate_scale(image, TRAINING).method == "red-cells"
+    calls = []
+    estimate = estimate_scale(image, TRAINING, probe=_fake_probe(TRAINING.wbc_diameter / 2, calls))
+    assert estimate.method == "wbc-probe" and estimate.factor == pytest.approx(2.0, rel=0.06)
+    assert calls == [1.0, 0.5, 1 / 3, 2.0]

@@ -12,6 +12,7 @@ Run, e.g.::
     python benchmarks/unet_shift_trial.py stain '{"augment": "stain"}' --strength 0.6
     python benchmarks/unet_shift_trial.py d4 '{"augment": "d4"}'
     python benchmarks/unet_shift_trial.py rf '{}' --segmenter rf
+    python benchmarks/unet_shift_trial.py rf-copies5 '{}' --segmenter rf --copies 5 --copy-strength 1.0
 """
 
 from __future__ import annotations
@@ -34,8 +35,13 @@ def main() -> None:
     parser.add_argument("--strength", type=float, default=None, help="unet.augment.STAIN_STRENGTH for this fit")
     parser.add_argument("--segmenter", default="unet", help="registry name (overrides apply to unet only)")
     parser.add_argument("--save", type=Path, default=None, help="also save the fitted model here")
+    parser.add_argument("--copies", type=int, default=None,
+                        help="stain-augmented training copies per image (SegmenterSpec.stain_copies) for this fit")
+    parser.add_argument("--copy-strength", type=float, default=None,
+                        help="compare.model.STAIN_COPY_STRENGTH for this fit")
     args = parser.parse_args()
 
+    import compare.model
     import compare.segmenters as registry
     import unet.augment
     from compare.data import grouped_kfold, load_set
@@ -44,6 +50,13 @@ def main() -> None:
     from unet.segmenter import UNetSegmenter
 
     overrides = json.loads(args.overrides)
+    if args.copies is not None:
+        import dataclasses
+
+        registry.REGISTRY[args.segmenter] = dataclasses.replace(registry.REGISTRY[args.segmenter],
+                                                                stain_copies=args.copies)
+    if args.copy_strength is not None:
+        compare.model.STAIN_COPY_STRENGTH = args.copy_strength
     if args.strength is not None:
         unet.augment.STAIN_STRENGTH = args.strength
     # The variant replaces the registry's "unet" factory for this process only.
@@ -67,6 +80,8 @@ def main() -> None:
     exact = shifted.pred_count == shifted.true_count
     line = {
         "tag": args.tag, "segmenter": args.segmenter, "overrides": overrides, "stain_strength": unet.augment.STAIN_STRENGTH,
+        "stain_copies": registry.get_spec(args.segmenter).stain_copies,
+        "copy_strength": compare.model.STAIN_COPY_STRENGTH,
         "fit_s": round(fit_s, 1), "cv_dice": round(float(cv.dice.mean()), 4),
         "large_dice": round(float(big.dice.mean()), 4),
         "large_exact": round(float((big.pred_count == big.true_count).mean()), 3),

@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "two or more add the 'domains' protocol, leave-one-domain-out")
     run.add_argument("--out", type=Path, default=Path("results"), help="run folder (default: results)")
     run.add_argument("--resume", action="store_true", help="reuse finished (segmenter, protocol, fold) results in --out")
+    run.add_argument("--shift-patches", type=int, default=None, metavar="N",
+                     help="held-out patches per fold the shift battery is applied to; 0: all (default 6)")
     run.add_argument("--no-report", action="store_true", help="skip report.md / report.html")
 
     sub.add_parser("list", help="show the registered segmenters")
@@ -110,7 +112,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     names = default_names(args.include_slow) if args.all else args.segmenters
     config = RunConfig(segmenters=names, protocols=args.protocols, folds=args.folds, seed=args.seed,
                        data=str(main_data) if main_data else None, out=str(args.out), resume=args.resume,
-                       domains=[str(d) for d in args.data] if args.data and len(args.data) > 1 else [])
+                       domains=[str(d) for d in args.data] if args.data and len(args.data) > 1 else [],
+                       **({} if args.shift_patches is None else {"shift_patches_per_fold": args.shift_patches}))
     summary = run(config)
     if not args.no_report:
         try:

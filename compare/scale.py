@@ -101,8 +101,8 @@ MAX_FACTOR = 4.0
 #: learned segmenters are trained with scale augmentation of about this much.
 SCALE_TOLERANCE = 1.15
 
-#: Trial resize factors for the ``probe`` fallback, 1 first: the training
-#: scale, and images 2x and 3x finer (high-magnification crops) or 2x coarser.
+#: Trial resize factors for the ``probe`` fallback, 1 first, then by cost: the
+#: training scale, images 2x and 3x finer (high-magnification crops), 2x coarser.
 PROBE_FACTORS = (1.0, 0.5, 1.0 / 3.0, 2.0)
 #: Another trial factor replaces 1 only when its WBC is this much nearer
 #: (as a ratio) the training diameter: SigTuple's own WBCs vary by +-15 %.
@@ -423,8 +423,12 @@ def _probe_estimate(probe: Callable[[float], Sequence[float]], training: Trainin
         if len(found):
             diameter = float(found.max())
             misses[factor] = (abs(float(np.log(diameter / training.wbc_diameter))), diameter)
-        if factor == 1.0 and 1.0 in misses and misses[1.0][0] <= np.log(PROBE_PREFERENCE):
-            break  # no other factor can displace 1 (the rule below): skip their predictions
+        if factor in misses and misses[factor][0] <= np.log(PROBE_PREFERENCE):
+            # A WBC within the training sizes' own spread: at factor 1 no other
+            # factor could displace it (the rule below); at another factor one
+            # still untried would rarely do better, and the factors are tried
+            # in order of cost, 2 (four times the pixels) last.
+            break
     if not misses:
         return ScaleEstimate(1.0, "none", rbc, False,
                              f"{why}, and the model found no WBC at any trial scale, so the image is used as it is.")

@@ -217,3 +217,14 @@ def test_a_temporary_part_left_by_a_kill_is_not_read(tmp_path):
     (unit / ".cv-0.json.k3j2.tmp.json").write_text(json.dumps(part))  # the name compare.io gives it
     per_image, units = collect_parts(tmp_path)
     assert list(per_image.image) == ["a"] and list(units) == ["threshold/cv-0"]
+
+
+def test_shift_patches_flag_and_its_documented_default():
+    from compare.cli import build_parser
+    from compare.runner import RunConfig
+
+    parser = build_parser()
+    assert parser.parse_args(["run", "--all", "--shift-patches", "3"]).shift_patches == 3
+    assert parser.parse_args(["run", "--all"]).shift_patches is None  # RunConfig's default applies
+    run_parser = parser._subparsers._group_actions[0].choices["run"]
+    assert f"default {RunConfig.shift_patches_per_fold})" in run_parser.format_help()

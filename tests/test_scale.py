@@ -229,3 +229,11 @@ def test_small_image_is_probed_even_with_measurable_red_cells():
     estimate = estimate_scale(image, TRAINING, probe=_fake_probe(TRAINING.wbc_diameter / 2, calls))
     assert estimate.method == "wbc-probe" and estimate.factor == pytest.approx(2.0, rel=0.06)
     assert calls == [1.0, 0.5, 1 / 3, 2.0]
+
+
+def test_probe_stops_at_the_first_factor_that_fits():
+    """A 3x crop matches at 1/3; the costlier factor 2 is not tried."""
+    calls = []
+    estimate = estimate_scale(_crop_with_one_wbc(3 * TRAINING.wbc_diameter, 300), TRAINING,
+                              probe=_fake_probe(3 * TRAINING.wbc_diameter, calls))
+    assert calls == [1.0, 0.5, 1 / 3] and estimate.factor == pytest.approx(1 / 3, rel=0.06)

@@ -155,6 +155,23 @@ def _grid_section(run: RunData, order: list[str], commands: list[str]) -> Sectio
     return Section("grid", "The same cells side by side", blocks, commands)
 
 
+def _warned_shares(per_image: pd.DataFrame, names: list[str]) -> pd.DataFrame | None:
+    """Share of images with a warning, rows = shift (and "unshifted"), columns = segmenters; None without the column."""
+    if "warning" not in per_image or "protocol" not in per_image:
+        return None
+    rows = per_image[per_image["protocol"].isin(["shift", "cv", "large", "test"])].copy()
+    rows["warned"] = rows["warning"].fillna("").astype(str).str.len() > 0
+    rows["case"] = np.where(rows["protocol"] == "shift", rows.get("shift", pd.Series("", index=rows.index)),
+                            "unshifted (cv, large, test)")
+    shares = rows.pivot_table(index="case", columns="segmenter", values="warned", aggfunc="mean")
+    order = ["unshifted (cv, large, test)"] + sorted(c for c in shares.index if c != "unshifted (cv, large, test)")
+    frame = pd.DataFrame({"images": [c for c in order if c in shares.index]})
+    for name in names:
+        if name in shares:
+            frame[f"{name} warned"] = [_num(shares.at[c, name], 2) for c in frame["images"]]
+    return frame if len(frame.columns) > 1 else None
+
+
 def _shift_section(run: RunData, order: list[str]) -> Section | None:
     from compare import plots
 
@@ -183,6 +200,14 @@ def _shift_section(run: RunData, order: list[str]) -> Section | None:
                     Table(frame, numeric=tuple(frame.columns[1:]))]
     if worst:
         blocks.append(Text("Worst shift per segmenter: " + "; ".join(worst) + "."))
+    warned = _warned_shares(run.per_image, names)
+    if warned is not None:
+        blocks += [Text("Share of images whose counts carry a warning in `counts.csv` (no reliable scale, or "
+                        "nuclear stain colours unlike the training images), per shift, against the unshifted "
+                        "images of the cv, large and test protocols. A warning is the pipeline saying that it "
+                        "is outside what it was trained on; it should be rare unshifted and common where "
+                        "Dice drops."),
+                   Table(warned, numeric=tuple(warned.columns[1:]))]
     path = plots.shift_dice(run.summary, order, run.root / "plots" / "shift_dice.png")
     if path is not None:
         blocks.append(Figure(path, "Mean Dice per shift and segmenter; the dashed lines mark each segmenter's "

@@ -231,3 +231,29 @@ def test_objects_on_the_black_field_edge_are_dropped():
     kept = drop_without_nucleus(labels, image)
     assert kept.max() == 1
     assert np.array_equal(kept > 0, labels == 1)
+
+
+def test_colour_warning_for_another_stain_not_for_the_training_one(pair):
+    """Nuclei restained brownish (more blue absorbed) are flagged; the training colours are not."""
+    from stain.looks import restain
+
+    image, mask = pair
+    others = [smear((120, 160), [(60, 80)], radius=20, seed=s, n_red=8) for s in (4, 5, 6)]
+    model = WBCModel("threshold", require_nucleus=False).fit([image] + [o[0] for o in others],
+                                                            [mask] + [o[1] for o in others])
+    assert not any("stain colours" in w for w in model.predict(image).warnings)
+    warned = model.predict(restain(image, haematoxylin=(0.45, 0.6, 0.66))).warnings
+    assert any("stain colours unlike the training images" in w for w in warned)
+
+
+def test_model_saved_with_an_older_colour_definition_has_no_colour_check(tmp_path, pair):
+    from stain.looks import restain
+
+    image, mask = pair
+    folder = WBCModel("threshold", require_nucleus=False).fit([image], [mask]).save(tmp_path / "m")
+    manifest = json.loads((folder / "model.json").read_text())
+    del manifest["stain_direction_version"]
+    (folder / "model.json").write_text(json.dumps(manifest))
+    loaded = load_model(folder)
+    assert loaded.colour_warning_deg_ == np.inf
+    assert not any("stain colours" in w for w in loaded.predict(restain(image, haematoxylin=(0.45, 0.6, 0.66))).warnings)

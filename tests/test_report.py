@@ -265,3 +265,20 @@ def test_report_renders_in_headless_chromium(tmp_path):
         assert img.size == (1300, 800)
         # A rendered page is not blank: the headline box and text give many colours.
         assert len(img.convert("RGB").getcolors(1 << 20) or []) > 50
+
+
+def test_warned_shares_per_shift_against_unshifted():
+    import pandas as pd
+
+    from compare.report_sections import _warned_shares
+
+    per_image = pd.DataFrame({
+        "segmenter": ["rf"] * 6,
+        "protocol": ["cv", "large", "shift", "shift", "shift", "shift"],
+        "shift": [None, None, "look_rapid", "look_rapid", "blur", "blur"],
+        "warning": ["", "no reliable scale", "stain colours unlike", "", "", None],
+    })
+    frame = _warned_shares(per_image, ["rf", "unet"])
+    assert list(frame["images"]) == ["unshifted (cv, large, test)", "blur", "look_rapid"]
+    assert list(frame["rf warned"]) == ["0.50", "0.00", "0.50"]
+    assert "unet warned" not in frame

@@ -198,6 +198,10 @@ class WBCModel:
         Training background colour that images are balanced to.
     stain_direction_ : ndarray, shape (3,), float64
         Mean stain direction of the (balanced) training images.
+    stain_copies_ : dict
+        ``{"copies": n, "strength": s}``: the stain-augmented training copies
+        per image (:data:`STAIN_COPY_STRENGTH`); None for a model saved
+        before this was recorded.
     colour_warning_deg_ : float
         Stain-direction angle beyond which a prediction carries a warning
         (infinite, no check, for a model saved with an older definition).
@@ -258,6 +262,7 @@ class WBCModel:
         balanced = [self._balance(im) for im in images]
         fit_images, fit_masks = balanced, masks
         copies = get_spec(self.segmenter).stain_copies
+        self.stain_copies_ = {"copies": copies, "strength": STAIN_COPY_STRENGTH if copies else 0.0}
         if copies:
             from stain.augment import random_stain
 
@@ -451,6 +456,7 @@ class WBCModel:
             "background": [round(float(v), 3) for v in self.background_],
             "stain_direction": [round(float(v), 6) for v in self.stain_direction_],
             "colour_warning_deg": round(float(self.colour_warning_deg_), 3),
+            "stain_copies": self.stain_copies_,
             "stain_direction_version": _STAIN_DIRECTION_VERSION,
             "fit_s": round(float(self.fit_s_), 3),
         }
@@ -520,6 +526,7 @@ class WBCModel:
         model.colour_warning_deg_ = (float(data["colour_warning_deg"])
                                      if data.get("stain_direction_version") == _STAIN_DIRECTION_VERSION else np.inf)
         model.fit_s_ = float(data["fit_s"])
+        model.stain_copies_ = data.get("stain_copies")  # None: saved before it was recorded
         model.data_hash_ = str(data["training_data_sha256"])
         return model
 

@@ -448,18 +448,29 @@ def run(config: RunConfig) -> pd.DataFrame:
 
     if "shift" in config.protocols:
         _write_shift_sheet(run_state, patches)
+    # Wall seconds of each segmenter's stages (fits included), for env.json:
+    # where a run's time goes.
+    stage_seconds: dict[str, dict[str, float]] = {}
     for name in progress(config.segmenters, desc="segmenters", unit="seg"):
+        stages = stage_seconds.setdefault(name, {})
+        clock = time.perf_counter()
         if "cv" in config.protocols:
             _run_cv(run_state, name, patches, splits)
+            stages["cv and its shifts"] = round(time.perf_counter() - clock, 1)
+            clock = time.perf_counter()
         if {"large", "test", "shift"} & set(config.protocols):
             _run_final(run_state, name, patches, config.protocols)
+            stages["final fit, large, test and their shifts"] = round(time.perf_counter() - clock, 1)
+            clock = time.perf_counter()
         if len(config.domains) >= 2:
             _run_domains(run_state, name)
+            stages["domains"] = round(time.perf_counter() - clock, 1)
 
     per_image, units = collect_parts(run_state.out)
     summary = summarise(per_image, units, seed=config.seed)
     env = env_facts()
     env["run_seconds"] = round(time.perf_counter() - started, 1)
+    env["stage_seconds"] = stage_seconds
     env["resumed"] = config.resume
     env.update(_provenance())
     write_tables(run_state.out, per_image, summary, units, run_state.errors, env)

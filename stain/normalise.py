@@ -157,14 +157,14 @@ def stain_direction(image: np.ndarray, fraction: float = _NUCLEUS_FRACTION) -> n
     -------
     ndarray, shape (3,), float64, or None when the image has no lit pixels.
     """
-    pixels = np.asarray(image, np.float64).reshape(-1, 3)
+    pixels = np.asarray(image).reshape(-1, 3)
     if len(pixels) > 400_000:  # a fixed stride keeps this cheap and deterministic
         pixels = pixels[:: len(pixels) // 400_000]
-    brightness = pixels.sum(axis=1)
+    brightness = pixels.sum(axis=1, dtype=np.int32 if pixels.dtype == np.uint8 else np.float64)
     lit = brightness >= 3 * _DARK
     if not lit.any():
         return None
-    pixels, brightness = pixels[lit], brightness[lit]
+    pixels, brightness = pixels[lit].astype(np.float64), brightness[lit]
     dark = pixels[brightness <= np.quantile(brightness, fraction)]
     od = -np.log((dark + 1.0) / 256.0).mean(axis=0)
     norm = float(np.linalg.norm(od))

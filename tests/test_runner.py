@@ -48,6 +48,10 @@ def test_run_writes_the_contract_files(sigtuple_dir, tmp_path):
     assert (out / "models" / "threshold" / ".complete").is_file()
     assert (out / "models" / "threshold" / "model.json").is_file()
     assert len(list((out / "predictions" / "threshold" / "test" / "masks").glob("*.png"))) == 2
+    env = json.loads((out / "env.json").read_text())
+    stages = env["stage_seconds"]["threshold"]
+    assert set(stages) == {"cv and its shifts", "final fit, large, test and their shifts"}
+    assert 0 < sum(stages.values()) <= env["run_seconds"] + 0.1 * len(stages)  # each rounded to 0.1 s
     assert (out / "predictions" / "threshold" / "test" / "overlays" / "slide 0.png").is_file()
 
 

@@ -38,10 +38,9 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=None,
                         help="stain-augmented training copies per image (SegmenterSpec.stain_copies) for this fit")
     parser.add_argument("--copy-strength", type=float, default=None,
-                        help="compare.model.STAIN_COPY_STRENGTH for this fit")
+                        help="SegmenterSpec.stain_copy_strength for this fit")
     args = parser.parse_args()
 
-    import compare.model
     import compare.segmenters as registry
     import unet.augment
     from compare.data import grouped_kfold, load_set
@@ -50,13 +49,12 @@ def main() -> None:
     from unet.segmenter import UNetSegmenter
 
     overrides = json.loads(args.overrides)
-    if args.copies is not None:
+    changes = {k: v for k, v in (("stain_copies", args.copies), ("stain_copy_strength", args.copy_strength))
+               if v is not None}
+    if changes:
         import dataclasses
 
-        registry.REGISTRY[args.segmenter] = dataclasses.replace(registry.REGISTRY[args.segmenter],
-                                                                stain_copies=args.copies)
-    if args.copy_strength is not None:
-        compare.model.STAIN_COPY_STRENGTH = args.copy_strength
+        registry.REGISTRY[args.segmenter] = dataclasses.replace(registry.REGISTRY[args.segmenter], **changes)
     if args.strength is not None:
         unet.augment.STAIN_STRENGTH = args.strength
     # The variant replaces the registry's "unet" factory for this process only.
@@ -81,7 +79,7 @@ def main() -> None:
     line = {
         "tag": args.tag, "segmenter": args.segmenter, "overrides": overrides, "stain_strength": unet.augment.STAIN_STRENGTH,
         "stain_copies": registry.get_spec(args.segmenter).stain_copies,
-        "copy_strength": compare.model.STAIN_COPY_STRENGTH,
+        "copy_strength": registry.get_spec(args.segmenter).stain_copy_strength,
         "fit_s": round(fit_s, 1), "cv_dice": round(float(cv.dice.mean()), 4),
         "large_dice": round(float(big.dice.mean()), 4),
         "large_exact": round(float((big.pred_count == big.true_count).mean()), 3),

@@ -82,12 +82,6 @@ _COLOUR_WARNING_MARGIN = 1.25
 _STAIN_DIRECTION_VERSION = 2
 
 
-#: Strength of :func:`stain.augment.random_stain` for the training copies of
-#: segmenters with ``stain_copies``.  Stronger than the U-Net's 0.7: a pixel
-#: classifier sees each copy once, the U-Net a new draw every epoch; on fold 0
-#: ``rf`` went from look_rapid Dice 0.670 (0.7) to 0.795 (1.15) at the same cv
-#: and large-image Dice, while 1.3 lost a large-image count (docs/experiments.md).
-STAIN_COPY_STRENGTH = 1.15
 
 
 class ModelFormatError(ValueError):
@@ -200,7 +194,7 @@ class WBCModel:
         Mean stain direction of the (balanced) training images.
     stain_copies_ : dict
         ``{"copies": n, "strength": s}``: the stain-augmented training copies
-        per image (:data:`STAIN_COPY_STRENGTH`); None for a model saved
+        per image (from the registry's ``SegmenterSpec``); None for a model saved
         before this was recorded.
     colour_warning_deg_ : float
         Stain-direction angle beyond which a prediction carries a warning
@@ -261,15 +255,16 @@ class WBCModel:
             self.background_ = np.full(3, 255.0)
         balanced = [self._balance(im) for im in images]
         fit_images, fit_masks = balanced, masks
-        copies = get_spec(self.segmenter).stain_copies
-        self.stain_copies_ = {"copies": copies, "strength": STAIN_COPY_STRENGTH if copies else 0.0}
+        spec = get_spec(self.segmenter)
+        copies, strength = spec.stain_copies, spec.stain_copy_strength
+        self.stain_copies_ = {"copies": copies, "strength": strength if copies else 0.0}
         if copies:
             from stain.augment import random_stain
 
             # Other labs' stains, drawn once per copy from the model's seed,
             # for segmenters that learn colours without augmenting.
             rng = np.random.default_rng(self.random_state)
-            fit_images = balanced + [random_stain(im, rng, strength=STAIN_COPY_STRENGTH)
+            fit_images = balanced + [random_stain(im, rng, strength=strength)
                                      for _ in range(copies) for im in balanced]
             fit_masks = masks * (copies + 1)
         directions = [d for d in map(stain_direction, balanced) if d is not None]

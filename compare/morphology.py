@@ -416,7 +416,10 @@ def drop_without_nucleus(labels: np.ndarray, image: np.ndarray,
         return labels  # nothing to compare with: keep every object
     reference = float(np.percentile(density[outside], _RED_CELL_PERCENTILE))
     area = np.bincount(labels.ravel(), minlength=n + 1)
-    dark = np.bincount(labels[density > reference], minlength=n + 1)
+    # Dark pixels next to the unlit field-of-view mask are its blurred edge,
+    # not a nucleus: a red cell cut by the edge would otherwise pass.
+    edge = ndi.binary_dilation(brightest <= _LIT, iterations=_RING)
+    dark = np.bincount(labels[(density > reference) & ~edge], minlength=n + 1)
     black = np.bincount(labels[brightest <= _BLACK], minlength=n + 1)
     keep = (dark >= min_fraction * area) & (black < MAX_BLACK_FRACTION * area)
     keep[0] = True

@@ -257,3 +257,27 @@ def test_model_saved_with_an_older_colour_definition_has_no_colour_check(tmp_pat
     loaded = load_model(folder)
     assert loaded.colour_warning_deg_ == np.inf
     assert not any("stain colours" in w for w in loaded.predict(restain(image, haematoxylin=(0.45, 0.6, 0.66))).warnings)
+
+
+def test_dark_rim_of_the_field_edge_is_not_a_nucleus():
+    """A red cell cut by the field-of-view edge, whose only dark pixels are the edge's blurred rim, is dropped."""
+    from compare.morphology import drop_without_nucleus
+
+    yy, xx = np.mgrid[:200, :400]
+    image = np.empty((200, 400, 3), np.uint8)
+    image[:] = (235, 225, 225)
+    for cy in range(15, 200, 45):
+        for cx in range(15, 340, 45):
+            image[(yy - cy) ** 2 + (xx - cx) ** 2 < 9 ** 2] = (200, 120, 140)  # red cells
+    cell = (yy - 100) ** 2 + (xx - 120) ** 2 < 25 ** 2
+    image[cell] = (190, 160, 215)
+    image[(yy - 100) ** 2 + (xx - 120) ** 2 < 12 ** 2] = (70, 20, 110)  # a real WBC with its nucleus
+    image[:, 372:374] = (80, 60, 90)  # the blurred rim: as dark as a nucleus, but lit (0.5 % of the image)
+    image[:, 374:] = (5, 5, 8)  # outside the field of view
+    cut = (yy - 100) ** 2 + (xx - 368) ** 2 < 12 ** 2
+    image[cut & (xx < 372)] = (200, 120, 140)  # a red cell cut by the edge
+    labels = np.zeros((200, 400), np.uint16)
+    labels[cell] = 1
+    labels[cut & (xx < 374)] = 2  # the object found there: the cut cell and the rim, no black pixels
+    kept = drop_without_nucleus(labels, image)
+    assert np.array_equal(kept > 0, labels == 1)

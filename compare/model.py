@@ -45,8 +45,8 @@ from compare.blocks import (BLOCK, BLOCK_MARGIN, WHOLE, compact_labels, predict_
                             resize_prob, resize_rgb)
 from compare.instances import InstanceParams, separate_instances, tune_instance_params
 from compare.io import write_text_atomic
-from stain.normalise import angle_deg, stain_direction
 from compare.scale import MIN_RULER_SIDE, SCALE_TOLERANCE, ScaleEstimate, TrainingScale, estimate_scale
+from stain.normalise import angle_deg, stain_direction
 
 __all__ = [
     "FORMAT_VERSION",
@@ -80,8 +80,6 @@ _COLOUR_WARNING_MARGIN = 1.25
 #: Version of :func:`stain.normalise.stain_direction`'s definition stored in
 #: ``model.json``; a model saved with another has no colour check.
 _STAIN_DIRECTION_VERSION = 2
-
-
 
 
 class ModelFormatError(ValueError):

@@ -34,6 +34,8 @@ from skimage.filters import threshold_otsu
 from skimage.measure import regionprops_table
 from skimage.morphology import disk
 
+from stain.normalise import summed_density
+
 __all__ = [
     "NucleusParams",
     "nucleus_labels",
@@ -399,15 +401,8 @@ def drop_without_nucleus(labels: np.ndarray, image: np.ndarray,
     if n == 0:
         return labels
     rgb = np.asarray(image)[..., :3]
-    red, green, blue = (rgb[..., c] for c in range(3))
-    if rgb.dtype == np.uint8:
-        # Per-channel lookups: far cheaper than a log and a reduction over
-        # the channel axis of every pixel.
-        table = -np.log((np.arange(256, dtype=np.float32) + 1.0) / 256.0)
-        density = table[red] + table[green] + table[blue]
-    else:
-        density = -np.log((rgb.astype(np.float32) + 1.0) / 256.0).sum(axis=2)
-    brightest = np.maximum(np.maximum(red, green), blue)
+    density = summed_density(rgb)
+    brightest = np.maximum(np.maximum(rgb[..., 0], rgb[..., 1]), rgb[..., 2])
     # A ring around each object is left out: an outline drawn a little
     # inside the cell would otherwise put WBC pixels into the reference.
     near = ndi.binary_dilation(labels > 0, iterations=_RING)

@@ -58,6 +58,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
+from stain.normalise import summed_density
+
 __all__ = [
     "SIGTUPLE_RBC_DIAMETER",
     "SIGTUPLE_PIXEL_SIZE_UM",
@@ -276,11 +278,8 @@ def cell_layer(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     empty = np.zeros(rgb.shape[:2], bool)
     if len(lit_sample) < 50:
         return empty, lit
-    levels = np.arange(256, dtype=float)
-    # Per-channel optical density by lookup: log of a uint8 is 256 values.
-    tables = [np.clip(-np.log((levels + 1.0) / (bg + 1.0)), 0.0, None).astype(np.float32) for bg in background]
-    od = tables[0][rgb[..., 0]] + tables[1][rgb[..., 1]] + tables[2][rgb[..., 2]]
-    sample_od = (tables[0][lit_sample[:, 0]] + tables[1][lit_sample[:, 1]] + tables[2][lit_sample[:, 2]])
+    od = summed_density(rgb, background)
+    sample_od = summed_density(lit_sample, background)
     # Nuclei are far denser than red cells; clipping them keeps Otsu's split
     # between plasma and red cells rather than between nuclei and the rest.
     sample_od = np.minimum(sample_od, np.percentile(sample_od, 95))

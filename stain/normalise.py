@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["SIGTUPLE_BACKGROUND", "background_colour", "white_balance", "stain_direction", "angle_deg"]
+__all__ = ["SIGTUPLE_BACKGROUND", "background_colour", "white_balance", "summed_density", "stain_direction",
+           "angle_deg"]
 
 #: Plasma background of the SigTuple training images, RGB float64.
 #: Measured as the per-channel median of :func:`background_colour` over the
@@ -135,6 +136,34 @@ def _measure(data_dir: str) -> np.ndarray:
     q1, med, q3 = np.percentile(values, [25, 50, 75], axis=0)
     print(f"{len(paths)} images; median {np.round(med, 1).tolist()}; IQR {np.round(q3 - q1, 1).tolist()}")
     return med
+
+
+def summed_density(pixels: np.ndarray, background=(255.0, 255.0, 255.0)) -> np.ndarray:
+    """Optical density summed over the three channels, against a background colour.
+
+    ``sum_c max(0, -log((I_c + 1) / (bg_c + 1)))``, by one 256-entry lookup
+    table per channel: far cheaper than a log and a reduction over the
+    channel axis of every pixel.
+
+    Parameters
+    ----------
+    pixels : ndarray, shape (..., 3), integers in 0-255
+        An RGB image or a list of RGB pixels; other dtypes are rounded and
+        clipped to 8 bits first.
+    background : array-like, shape (3,)
+        Colour of unstained glass, RGB 0-255 (white by default).
+
+    Returns
+    -------
+    ndarray, shape (...), float32
+    """
+    pixels = np.asarray(pixels)
+    if not np.issubdtype(pixels.dtype, np.integer):
+        pixels = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+    levels = np.arange(256, dtype=float)
+    tables = [np.clip(-np.log((levels + 1.0) / (float(bg) + 1.0)), 0.0, None).astype(np.float32)
+              for bg in np.asarray(background, float).reshape(3)]
+    return tables[0][pixels[..., 0]] + tables[1][pixels[..., 1]] + tables[2][pixels[..., 2]]
 
 
 def stain_direction(image: np.ndarray, fraction: float = _NUCLEUS_FRACTION) -> np.ndarray | None:

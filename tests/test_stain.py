@@ -166,3 +166,14 @@ def test_augment_grid_writes_png(tmp_path):
     grid = augment_grid(img, tmp_path / "g.png", n=7, columns=4)
     assert grid.shape == (64, 128, 3) and (tmp_path / "g.png").exists()
     assert np.array_equal(grid[:32, :32], img)
+
+
+def test_summed_density_is_the_summed_optical_density_against_the_background():
+    from stain.normalise import summed_density
+
+    pixels = np.array([[255, 255, 255], [0, 0, 0], [127, 255, 63]], np.uint8)
+    expected = [0.0, 3 * np.log(256.0), np.log(256 / 128) + np.log(256 / 64)]
+    np.testing.assert_allclose(summed_density(pixels), expected, rtol=1e-6)
+    tinted = summed_density(np.array([[200, 220, 240]]), background=(200, 220, 240))
+    np.testing.assert_allclose(tinted, [0.0], atol=1e-7)  # the background itself absorbs nothing
+    assert summed_density(np.zeros((4, 5, 3), np.uint8)).shape == (4, 5)

@@ -12,7 +12,8 @@ Three ways of predicting every large image (:func:`compare.data.load_set`
 Each is repeated ``--repeats`` times over all five images (after one
 untimed warm-up pass); the table gives the median megapixels per second and
 the ratio to ``before``.  A profile then re-runs the ``after`` chain from
-its pieces (:func:`stain.normalise.white_balance`,
+its pieces (:func:`stain.normalise.white_balance`, the stain anchor
+(``WBCModel._anchor``),
 :func:`compare.scale.estimate_scale`, the colour check,
 :func:`compare.model.predict_proba_blocked`,
 :func:`compare.instances.separate_and_measure`,
@@ -41,7 +42,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-STAGES = ("white balance", "scale estimate", "colour check", "resize", "segmenter", "instances", "nucleus check",
+STAGES = ("white balance", "stain anchor", "scale estimate", "colour check", "resize", "segmenter", "instances", "nucleus check",
           "resize back", "cell table")
 
 
@@ -95,20 +96,22 @@ def profile_after(model, image: np.ndarray) -> tuple[dict[str, float], str, np.n
 
     height, width = image.shape[:2]
     balanced = timed("white balance", white_balance, image, model.background_)
+    stain_map = timed("stain anchor", model._stain_map, balanced)
     estimate = timed("scale estimate", estimate_scale, balanced, model.training_scale_)
     if not (estimate.method == "red-cells" and estimate.confident and min(height, width) >= 300):
         # WBCModel.estimate_scale then probes the segmenter at trial factors.
-        estimate = timed("scale estimate", model.estimate_scale, balanced)
+        estimate = timed("scale estimate", model.estimate_scale, balanced, stain_map=stain_map)
     timed("colour check", stain_direction, balanced)
     factor = estimate.factor
     applied = factor if max(factor, 1 / factor) > SCALE_TOLERANCE else 1.0
     work = balanced
     if applied != 1.0:
         work = timed("resize", resize_rgb, balanced, (max(1, round(height * applied)), max(1, round(width * applied))))
+    checked, work = work, timed("stain anchor", model._anchor, work, stain_map)
     prob = timed("segmenter", predict_proba_blocked, model.segmenter_, work)
     labels, _ = timed("instances", separate_and_measure, prob, model.params_)
     if labels.max():
-        labels = timed("nucleus check", drop_without_nucleus, labels, work)
+        labels = timed("nucleus check", drop_without_nucleus, labels, checked)
     if applied != 1.0:
         start = time.perf_counter()
         labels, prob = resize_labels(labels, (height, width)), resize_prob(prob, (height, width))

@@ -39,6 +39,8 @@ def main() -> None:
                         help="stain-augmented training copies per image (SegmenterSpec.stain_copies) for this fit")
     parser.add_argument("--copy-strength", type=float, default=None,
                         help="SegmenterSpec.stain_copy_strength for this fit")
+    parser.add_argument("--stain-anchor", default="gain",
+                        help="WBCModel(stain_anchor=...): gain (the default), rotate, rotate+gain or none")
     args = parser.parse_args()
 
     import compare.segmenters as registry
@@ -67,7 +69,7 @@ def main() -> None:
     train, test = grouped_kfold(patches, 5, 0)[0]
     held_out = [patches[i] for i in test]
     start = time.perf_counter()
-    model = WBCModel(args.segmenter).fit([patches[i] for i in train])
+    model = WBCModel(args.segmenter, stain_anchor=args.stain_anchor).fit([patches[i] for i in train])
     fit_s = time.perf_counter() - start
     if args.save:
         model.save(args.save)
@@ -80,7 +82,7 @@ def main() -> None:
         "tag": args.tag, "segmenter": args.segmenter, "overrides": overrides, "stain_strength": unet.augment.STAIN_STRENGTH,
         "stain_copies": registry.get_spec(args.segmenter).stain_copies,
         "copy_strength": registry.get_spec(args.segmenter).stain_copy_strength,
-        "fit_s": round(fit_s, 1), "cv_dice": round(float(cv.dice.mean()), 4),
+        "stain_anchor": args.stain_anchor, "fit_s": round(fit_s, 1), "cv_dice": round(float(cv.dice.mean()), 4),
         "large_dice": round(float(big.dice.mean()), 4),
         "large_exact": round(float((big.pred_count == big.true_count).mean()), 3),
         "shift_dice": {k: round(float(v), 4) for k, v in shifted.groupby("shift").dice.mean().items()},

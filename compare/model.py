@@ -4,14 +4,16 @@ A segmenter only turns an RGB image into a WBC probability map at the scale
 and in the colours it was trained on.  What finds the WBCs of another lab's
 image is the whole chain, and :class:`WBCModel` holds all of it::
 
-    image --white balance--> training colours --resize--> training scale
+    image --white balance, nuclear stain anchor--> training colours --resize--> training scale
           --segmenter--> probability --instances--> labels at the image's size
           --> per-cell table, warnings
 
 * **Colour**: every image (training and new) is white-balanced so that its
   plasma background has the training images' background colour
-  (:func:`stain.normalise.white_balance`); the learned segmenters are also
-  trained with stain augmentation, so what the balance leaves is covered.
+  (:func:`stain.normalise.white_balance`), then its optical density is
+  turned and scaled so that its nuclei's stain matches the training images'
+  (:mod:`stain.anchor`); the learned segmenters are also trained with stain
+  augmentation, so what these two steps leave is covered.
 * **Scale**: each image's scale is estimated (:func:`compare.scale.estimate_scale`,
   from its red cells, or by probing the segmenter at a few scales on
   single-WBC crops) and the image resized to the training scale; a factor
@@ -46,6 +48,7 @@ from compare.blocks import (BLOCK, BLOCK_MARGIN, WHOLE, compact_labels, predict_
 from compare.instances import InstanceParams, separate_instances, tune_instance_params
 from compare.io import write_text_atomic
 from compare.scale import MIN_RULER_SIDE, SCALE_TOLERANCE, ScaleEstimate, TrainingScale, estimate_scale
+from stain.anchor import anchor_matrix, apply_density_map, nucleus_density
 from stain.normalise import angle_deg, stain_direction
 
 __all__ = [
@@ -77,6 +80,9 @@ _MIN_COLOUR_WARNING_DEG = 10.0
 #: 10.6 degrees, its unlabelled test images within 9.0; the rapid-stain look
 #: at 13.6-18.0 (5th-95th percentile), the camera look at 6.3-19.8.
 _COLOUR_WARNING_MARGIN = 1.25
+#: Values of ``WBCModel(stain_anchor=...)``: which parts of
+#: :func:`stain.anchor.anchor_matrix` (turn, gain) are applied.
+STAIN_ANCHORS = ("none", "rotate", "gain", "rotate+gain")
 #: Version of :func:`stain.normalise.stain_direction`'s definition stored in
 #: ``model.json``; a model saved with another has no colour check.
 _STAIN_DIRECTION_VERSION = 2
@@ -177,6 +183,13 @@ class WBCModel:
         Drop found objects without a stained nucleus (:func:`compare.morphology.drop_without_nucleus`):
         every WBC has one, while the pale clumps of red cells and plasma a
         learned model mistakes for WBCs on unfamiliar slides do not.
+    stain_anchor : {"gain", "rotate", "rotate+gain", "none"}, default "gain"
+        After the white balance, map each image's optical density so its
+        nuclei's stain vector matches the training images' mean
+        (:func:`stain.anchor.anchor_matrix`): scaled to its strength, turned
+        onto its direction, both, or neither.  Needs ``normalise_colour``.
+        The turn is not the default: it lost counts on shifted large
+        images (``docs/experiments.md``).
 
     Attributes
     ----------
@@ -190,6 +203,10 @@ class WBCModel:
         Training background colour that images are balanced to.
     stain_direction_ : ndarray, shape (3,), float64
         Mean stain direction of the (balanced) training images.
+    nucleus_reference_ : ndarray, shape (3,), float64, or None
+        Mean nuclear optical-density vector of the balanced training images
+        (:func:`stain.anchor.nucleus_density`) that images are anchored to;
+        None when no anchor is applied.
     stain_copies_ : dict
         ``{"copies": n, "strength": s}``: the stain-augmented training copies
         per image (from the registry's ``SegmenterSpec``); None for a model saved
@@ -204,12 +221,13 @@ class WBCModel:
     """
 
     def __init__(self, segmenter: str = "unet", *, random_state: int = 0, normalise_colour: bool = True,
-                 auto_scale: bool = True, require_nucleus: bool = True):
+                 auto_scale: bool = True, require_nucleus: bool = True, stain_anchor: str = "gain"):
         self.segmenter = segmenter
         self.random_state = random_state
         self.normalise_colour = normalise_colour
         self.auto_scale = auto_scale
         self.require_nucleus = require_nucleus
+        self.stain_anchor = stain_anchor
 
     # -- fitting ----------------------------------------------------------------
     def _balance(self, image: np.ndarray) -> np.ndarray:
@@ -218,6 +236,24 @@ class WBCModel:
         from stain.normalise import white_balance
 
         return white_balance(image, self.background_)
+
+    def _stain_map(self, balanced: np.ndarray) -> np.ndarray | None:
+        """The (3, 3) optical-density map that anchors this white-balanced image's nuclear stain; None when off."""
+        if self.nucleus_reference_ is None:
+            return None
+        return anchor_matrix(nucleus_density(balanced, self.background_), self.nucleus_reference_,
+                             rotate="rotate" in self.stain_anchor, gain="gain" in self.stain_anchor)
+
+    def _anchor(self, balanced: np.ndarray, stain_map: np.ndarray | None = None) -> np.ndarray:
+        """The white-balanced image with its nuclear stain mapped onto the training images' (:mod:`stain.anchor`).
+
+        ``stain_map`` is :meth:`_stain_map` of the image (or of the same
+        image at another scale, which has the same stain); computed when omitted.
+        """
+        if self.nucleus_reference_ is None:
+            return balanced
+        matrix = self._stain_map(balanced) if stain_map is None else stain_map
+        return apply_density_map(balanced, self.background_, matrix)
 
     def fit(self, images: Sequence[np.ndarray] | Sequence[Any], masks: Sequence[np.ndarray] | None = None) -> "WBCModel":
         """Fit the segmenter and learn the colour, scale and instance settings.
@@ -251,8 +287,15 @@ class WBCModel:
             self.background_ = np.median(np.stack([background_colour(im) for im in images]), axis=0)
         else:
             self.background_ = np.full(3, 255.0)
+        if self.stain_anchor not in STAIN_ANCHORS:
+            raise ValueError(f"stain_anchor={self.stain_anchor!r}; use one of {', '.join(STAIN_ANCHORS)}.")
         balanced = [self._balance(im) for im in images]
-        fit_images, fit_masks = balanced, masks
+        self.nucleus_reference_ = None
+        if self.normalise_colour and self.stain_anchor != "none":
+            vectors = [v for v in (nucleus_density(im, self.background_) for im in balanced) if v is not None]
+            self.nucleus_reference_ = np.mean(vectors, axis=0) if vectors else None
+        anchored = [self._anchor(im) for im in balanced]
+        fit_images, fit_masks = anchored, masks
         spec = get_spec(self.segmenter)
         copies, strength = spec.stain_copies, spec.stain_copy_strength
         self.stain_copies_ = {"copies": copies, "strength": strength if copies else 0.0}
@@ -262,8 +305,8 @@ class WBCModel:
             # Other labs' stains, drawn once per copy from the model's seed,
             # for segmenters that learn colours without augmenting.
             rng = np.random.default_rng(self.random_state)
-            fit_images = balanced + [random_stain(im, rng, strength=strength)
-                                     for _ in range(copies) for im in balanced]
+            fit_images = anchored + [random_stain(im, rng, strength=strength)
+                                     for _ in range(copies) for im in anchored]
             fit_masks = masks * (copies + 1)
         directions = [d for d in map(stain_direction, balanced) if d is not None]
         mean = np.mean(directions, axis=0)
@@ -316,7 +359,7 @@ class WBCModel:
 
     def estimate_scale(self, image: np.ndarray, *, wbc_diameter: float | None = None,
                        pixel_size_um: float | None = None, name: str = "the image",
-                       memo: dict | None = None) -> ScaleEstimate:
+                       memo: dict | None = None, stain_map: np.ndarray | None = None) -> ScaleEstimate:
         """The factor that brings ``image`` to the training scale, and how it was found.
 
         A given WBC diameter or pixel size wins.  Otherwise the red cells are
@@ -336,13 +379,23 @@ class WBCModel:
             How messages refer to the image.
         memo : dict, optional, keyword-only
             Receives the probability map the probe computed at factor 1.
+        stain_map : ndarray, shape (3, 3), optional, keyword-only
+            The image's :meth:`_stain_map`, applied before the probe segments
+            it; computed when omitted.
         """
         self._check_fitted()
         if not self.auto_scale and wbc_diameter is None and pixel_size_um is None:
             return ScaleEstimate(factor=1.0, method="none", observed_rbc_diameter=None, confident=True,
                                  detail="scale estimation is off for this model")
+        anchored: list[np.ndarray] = []  # made on the probe's first call: large images are never probed
+
+        def probe(factor: float) -> np.ndarray:
+            if not anchored:
+                anchored.append(self._anchor(image, stain_map))
+            return self._probe(anchored[0], factor, memo)
+
         return estimate_scale(image, self.training_scale_, wbc_diameter=wbc_diameter, pixel_size_um=pixel_size_um,
-                              probe=lambda factor: self._probe(image, factor, memo), name=name)
+                              probe=probe, name=name)
 
     def predict(self, image: np.ndarray, *, wbc_diameter: float | None = None, pixel_size_um: float | None = None,
                 scale: float | None = None, name: str = "the image", map_blocks: Callable | None = None,
@@ -380,6 +433,7 @@ class WBCModel:
             raise ValueError(f"{name}: expected an (H, W, 3) uint8 RGB image, got {image.dtype} of shape {image.shape}.")
         height, width = image.shape[:2]
         balanced = self._balance(image)
+        stain_map = self._stain_map(balanced)
         warnings: list[str] = []
         memo: dict = {}
         if scale is not None:
@@ -387,7 +441,7 @@ class WBCModel:
                                      detail="factor given by the caller")
         else:
             estimate = self.estimate_scale(balanced, wbc_diameter=wbc_diameter, pixel_size_um=pixel_size_um, name=name,
-                                           memo=memo)
+                                           memo=memo, stain_map=stain_map)
         if not estimate.confident:
             warnings.append(f"no reliable scale ({estimate.detail}); pass --wbc-diameter or --pixel-size")
         direction = stain_direction(balanced)
@@ -398,20 +452,24 @@ class WBCModel:
                                 f"{self.colour_warning_deg_:.0f} allowed)")
         factor = estimate.factor
         applied = factor if scale is not None or max(factor, 1 / factor) > SCALE_TOLERANCE else 1.0
-        work = balanced
-        if applied != 1.0:
-            work = resize_rgb(balanced, (max(1, round(height * applied)), max(1, round(width * applied))))
+        size = (max(1, round(height * applied)), max(1, round(width * applied)))
+
+        def at_work_scale(rgb: np.ndarray) -> np.ndarray:
+            return rgb if applied == 1.0 else resize_rgb(rgb, size)
+
         if applied == 1.0 and 1.0 in memo and map_blocks is None:
             prob = memo.pop(1.0)  # the probe already predicted the image as it is
         else:
-            prob = predict_proba_blocked(self.segmenter_, work, map_blocks=map_blocks)
+            # Anchored after resizing: the map is per pixel, and a 3x image is then anchored at 1x.
+            prob = predict_proba_blocked(self.segmenter_, self._anchor(at_work_scale(balanced), stain_map),
+                                         map_blocks=map_blocks)
         memo.clear()
         labels = separate_instances(prob, self.params_)
         if self.require_nucleus and labels.max():
             from compare.morphology import drop_without_nucleus
 
-            labels = drop_without_nucleus(labels, work)
-        del work
+            # The check was tuned on white-balanced colours; the anchor's gain would move its dark limits.
+            labels = drop_without_nucleus(labels, at_work_scale(balanced))
         if applied != 1.0:
             # A cell too small to survive the mapping back is dropped; the
             # rest keep their order, renumbered 1..m.
@@ -451,6 +509,9 @@ class WBCModel:
             "colour_warning_deg": round(float(self.colour_warning_deg_), 3),
             "stain_copies": self.stain_copies_,
             "stain_direction_version": _STAIN_DIRECTION_VERSION,
+            "stain_anchor": self.stain_anchor,
+            "nucleus_reference": (None if self.nucleus_reference_ is None
+                                  else [float(v) for v in self.nucleus_reference_]),  # exact: it moves pixels
             "fit_s": round(float(self.fit_s_), 3),
         }
 
@@ -508,13 +569,16 @@ class WBCModel:
                                    "re-create the model with 'compare run' of this version.")
         model = cls(data["segmenter"], random_state=int(data.get("random_state", 0)),
                     normalise_colour=bool(data["normalise_colour"]), auto_scale=bool(data["auto_scale"]),
-                    require_nucleus=bool(data.get("require_nucleus", True)))
+                    require_nucleus=bool(data.get("require_nucleus", True)),
+                    stain_anchor=str(data.get("stain_anchor", "none")))
         model.name_ = data["segmenter"]
         model.segmenter_ = load_segmenter(model.name_, folder / "segmenter")
         model.params_ = InstanceParams(**data["instance_params"])
         model.training_scale_ = TrainingScale(**data["training_scale"])
         model.background_ = np.asarray(data["background"], np.float64)
         model.stain_direction_ = np.asarray(data["stain_direction"], np.float64)
+        reference = data.get("nucleus_reference")  # absent: saved before the anchor existed
+        model.nucleus_reference_ = None if reference is None else np.asarray(reference, np.float64)
         # A direction measured by another definition cannot be compared: no colour check then.
         model.colour_warning_deg_ = (float(data["colour_warning_deg"])
                                      if data.get("stain_direction_version") == _STAIN_DIRECTION_VERSION else np.inf)

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["SIGTUPLE_BACKGROUND", "background_colour", "white_balance", "summed_density", "stain_direction",
-           "angle_deg"]
+__all__ = ["SIGTUPLE_BACKGROUND", "background_colour", "white_balance", "summed_density", "darkest_lit_pixels",
+           "stain_direction", "angle_deg"]
 
 #: Plasma background of the SigTuple training images, RGB float64.
 #: Measured as the per-channel median of :func:`background_colour` over the
@@ -166,15 +166,40 @@ def summed_density(pixels: np.ndarray, background=(255.0, 255.0, 255.0)) -> np.n
     return tables[0][pixels[..., 0]] + tables[1][pixels[..., 1]] + tables[2][pixels[..., 2]]
 
 
+def darkest_lit_pixels(image: np.ndarray, fraction: float = _NUCLEUS_FRACTION) -> np.ndarray | None:
+    """The darkest ``fraction`` of an image's lit pixels: its nuclei.
+
+    The darkest lit pixels are nuclei (they cover at least about 0.5 % of a
+    field with one WBC, and far more of a crop).  A larger fraction would mix
+    in red cells, whose share changes with the framing.  The black
+    field-of-view edge (mean grey below ``_DARK``) is left out.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, 3), uint8
+    fraction : float
+        Share of the lit pixels, darkest first, that is returned.
+
+    Returns
+    -------
+    ndarray, shape (N, 3), same dtype as ``image``, or None when no pixel is lit
+    """
+    pixels = np.asarray(image).reshape(-1, 3)
+    if len(pixels) > 400_000:  # a fixed stride keeps this cheap and deterministic
+        pixels = pixels[:: len(pixels) // 400_000]
+    brightness = pixels.sum(axis=1, dtype=np.int32 if pixels.dtype == np.uint8 else np.float64)
+    lit = brightness >= 3 * _DARK
+    if not lit.any():
+        return None
+    pixels, brightness = pixels[lit], brightness[lit]
+    return pixels[brightness <= np.quantile(brightness, fraction)]
+
+
 def stain_direction(image: np.ndarray, fraction: float = _NUCLEUS_FRACTION) -> np.ndarray | None:
     """Unit optical-density vector of the darkest ``fraction`` of an image's lit pixels.
 
-    The darkest lit pixels are nuclei (they cover at least about 0.5 % of a
-    field with one WBC, and far more of a crop); the direction of their
-    optical density (not its length) is the nuclear stain's hue, whatever
-    the light.  A larger fraction would mix in red cells, whose share
-    changes with the framing.  The black field-of-view edge (mean grey below
-    ``_DARK``) is left out.
+    The direction of the nuclei's optical density (not its length) is the
+    nuclear stain's hue, whatever the light (:func:`darkest_lit_pixels`).
 
     Parameters
     ----------
@@ -186,16 +211,10 @@ def stain_direction(image: np.ndarray, fraction: float = _NUCLEUS_FRACTION) -> n
     -------
     ndarray, shape (3,), float64, or None when the image has no lit pixels.
     """
-    pixels = np.asarray(image).reshape(-1, 3)
-    if len(pixels) > 400_000:  # a fixed stride keeps this cheap and deterministic
-        pixels = pixels[:: len(pixels) // 400_000]
-    brightness = pixels.sum(axis=1, dtype=np.int32 if pixels.dtype == np.uint8 else np.float64)
-    lit = brightness >= 3 * _DARK
-    if not lit.any():
+    dark = darkest_lit_pixels(image, fraction)
+    if dark is None:
         return None
-    pixels, brightness = pixels[lit].astype(np.float64), brightness[lit]
-    dark = pixels[brightness <= np.quantile(brightness, fraction)]
-    od = -np.log((dark + 1.0) / 256.0).mean(axis=0)
+    od = -np.log((dark.astype(np.float64) + 1.0) / 256.0).mean(axis=0)
     norm = float(np.linalg.norm(od))
     return od / norm if norm > 1e-6 else None
 

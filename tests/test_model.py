@@ -281,3 +281,20 @@ def test_dark_rim_of_the_field_edge_is_not_a_nucleus():
     labels[cut & (xx < 374)] = 2  # the object found there: the cut cell and the rim, no black pixels
     kept = drop_without_nucleus(labels, image)
     assert np.array_equal(kept > 0, labels == 1)
+
+
+def test_stain_anchor_is_recorded_and_a_model_saved_without_it_is_not_anchored(tmp_path, pair):
+    image, mask = pair
+    with pytest.raises(ValueError, match="stain_anchor"):
+        WBCModel("threshold", stain_anchor="macenko").fit([image], [mask])
+    model = WBCModel("threshold", require_nucleus=False).fit([image], [mask])
+    assert model.nucleus_reference_.shape == (3,) and np.all(model.nucleus_reference_ > 0)
+    folder = model.save(tmp_path / "m")
+    manifest = json.loads((folder / "model.json").read_text())
+    assert manifest["stain_anchor"] == "gain" and len(manifest["nucleus_reference"]) == 3
+    del manifest["stain_anchor"], manifest["nucleus_reference"]
+    (folder / "model.json").write_text(json.dumps(manifest))
+    old = load_model(folder)
+    assert old.nucleus_reference_ is None and old.stain_anchor == "none"
+    assert old._anchor(image) is image
+    assert WBCModel("threshold", stain_anchor="none").fit([image], [mask]).nucleus_reference_ is None

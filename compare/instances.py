@@ -34,6 +34,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy import ndimage as ndi
 from scipy.optimize import linear_sum_assignment
+from skimage.segmentation import relabel_sequential
 
 from compare.metrics import safe_divide
 
@@ -392,12 +393,11 @@ def match_instances(true_labels: np.ndarray, pred_labels: np.ndarray, *, iou_thr
         raise ValueError(f"True labels have shape {true_labels.shape} but predicted {pred_labels.shape}; they must match.")
     if not 0 < iou_threshold <= 1:
         raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}.")
-    # Compact labels so gaps in numbering do not create empty instances.
-    _, true_compact = np.unique(true_labels, return_inverse=True)
-    _, pred_compact = np.unique(pred_labels, return_inverse=True)
-    true_compact = true_compact.reshape(true_labels.shape) if true_labels.min() == 0 else true_compact.reshape(true_labels.shape) + 1
-    pred_compact = pred_compact.reshape(pred_labels.shape) if pred_labels.min() == 0 else pred_compact.reshape(pred_labels.shape) + 1
-    iou = _iou_matrix(true_compact, pred_compact)
+    # Renumber 1..n so gaps in numbering do not create empty instances; a
+    # lookup table, where np.unique would sort every pixel (seconds on a
+    # 3x-enlarged field).
+    iou = _iou_matrix(relabel_sequential(true_labels.astype(np.int64, copy=False))[0],
+                      relabel_sequential(pred_labels.astype(np.int64, copy=False))[0])
     n_true, n_pred = iou.shape
     matched_ious = np.zeros(0)
     if n_true and n_pred:

@@ -2,7 +2,8 @@
 
 Everything said about a segmenter comes from what the run saved:
 ``config.json``, ``fit_info.json``, ``env.json`` and each final model's
-``models/NAME/{params.json, config.json, instances.json}``.  Where a file is
+``models/NAME/model.json`` (colour, scale and instance settings) and
+``models/NAME/segmenter/{params.json, config.json}``.  Where a file is
 missing the text says what is unknown instead of guessing.
 """
 
@@ -14,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 __all__ = ["methods_blocks", "data_blocks", "limitations_blocks", "run_meta", "ANNOTATION_DICE", "EDGE_SHARE"]
@@ -55,11 +57,42 @@ def _instance_text(params: dict | None) -> str:
                 "too-large components by a distance-transform watershed, drop implausibly elongated or "
                 "non-convex pieces (settings derived from the training masks; not saved for this model).")
     return (f"The same for every segmenter, with settings derived from the training masks (saved in each "
-            f"model's `instances.json`): probability ≥ {params.get('threshold', 0.5)}, fill holes, drop objects under "
+            f"model's `model.json`): probability ≥ {params.get('threshold', 0.5)}, fill holes, drop objects under "
             f"{params.get('min_area', '?')} px (platelets, specks), split components over "
             f"{params.get('split_area', '?')} px with a distance-transform watershed (seeds ≥ "
             f"{params.get('min_distance', '?')} px apart), drop pieces more elongated than "
             f"{params.get('max_elongation', '?')} or less solid than {params.get('min_solidity', '?')}.")
+
+
+def _colour_text(manifest: dict) -> str:
+    """The per-image colour and scale steps of :class:`compare.model.WBCModel`, from one saved ``model.json``."""
+    if not manifest:
+        return ""
+    parts = []
+    if manifest.get("normalise_colour"):
+        parts.append(f"Every image (training and new) is white-balanced so its plasma background becomes the "
+                     f"training background {_join([round(v) for v in manifest.get('background', [])])} (RGB).")
+        anchor = manifest.get("stain_anchor", "none")
+        if anchor != "none" and manifest.get("nucleus_reference"):
+            parts.append(f"Its optical density is then mapped ({anchor}) so that its nuclei (the darkest 0.3 % "
+                         "of lit pixels) match the training images' mean nuclear stain (`stain.anchor`).")
+        if np.isfinite(float(manifest.get("colour_warning_deg", np.inf))):
+            parts.append(f"An image whose nuclear stain direction is more than "
+                         f"{float(manifest['colour_warning_deg']):.0f} degrees from the training images' carries a "
+                         "warning.")
+    else:
+        parts.append("Colours are used as they are (no white balance).")
+    from compare.scale import SCALE_TOLERANCE
+
+    scale = manifest.get("training_scale") or {}
+    if manifest.get("auto_scale"):
+        parts.append(f"Each image's scale is estimated (red cells on fields, trial scales on crops) and the image "
+                     f"resized to the training scale (WBC {float(scale.get('wbc_diameter', np.nan)):.0f} px, red "
+                     f"cell {float(scale.get('rbc_diameter', np.nan)):.0f} px across) when it is more than "
+                     f"{SCALE_TOLERANCE:g}x off.")
+    if manifest.get("require_nucleus"):
+        parts.append("Objects without a nucleus darker than the image's red cells are dropped.")
+    return " ".join(parts)
 
 
 def _threshold_text(params: dict, fit: dict) -> str:
@@ -72,12 +105,29 @@ def _threshold_text(params: dict, fit: dict) -> str:
             f"(chosen: {radius} px). Nothing else is learnt; no augmentation.")
 
 
-def _pixel_text(name: str, params: dict, fit: dict) -> str:
+#: What each pixel classifier of the registry is, for :func:`_pixel_text`.
+_PIXEL_MODELS = {
+    "rf": "a random forest (scikit-learn; settings in `baselines/factories.py:rf_segmenter`)",
+    "svm": ("an RBF-kernel SVM approximated by a Nystroem kernel map feeding a linear SVM, with calibrated "
+            "probabilities (settings in `baselines/factories.py:svm_segmenter`)"),
+    "mlp": ("a feed-forward neural network (scikit-learn MLP; settings in "
+            "`baselines/factories.py:mlp_segmenter`)"),
+}
+
+
+def _copies_text(copies: dict | None) -> str:
+    if not copies:
+        return "No stain augmentation was recorded for this model."
+    if not copies.get("copies"):
+        return "No stain-augmented copies."
+    return (f"Augmentation: {copies['copies']} stain-augmented copies of each training image "
+            f"(`stain.augment.random_stain`, strength {copies.get('strength', '?')}).")
+
+
+def _pixel_text(name: str, params: dict, fit: dict, copies: dict | None = None) -> str:
     inner = params.get("params", params) if params else {}
     bank = inner.get("bank") or {}
-    model = ("a random forest (scikit-learn; settings in `baselines/pixel.py:rf_segmenter`)" if name == "rf"
-             else "an RBF-kernel SVM approximated by random Fourier features feeding a linear SVM, with "
-                  "calibrated probabilities (settings in `baselines/pixel.py:svm_segmenter`)")
+    model = _PIXEL_MODELS.get(name, "a pixel classifier")
     features = (f"{fit.get('n_features', '?')} per-pixel features: colour channels {_join(bank['colours'])}; "
                 f"{_join(bank['filters'])} filters of {_join(bank['filtered'])} at sigma {_join(bank['sigmas'])} px"
                 f" (computed at 1/{bank.get('downsample', 1)} resolution)" if bank else
@@ -88,7 +138,7 @@ def _pixel_text(name: str, params: dict, fit: dict) -> str:
     return (f"Input RGB; {features}. Model: {model}. Training: {fit.get('n_pixels_sampled', '?')} pixels "
             f"sampled from the training masks, {fit.get('n_foreground_sampled', '?')} of them foreground{weight}; "
             f"decision threshold on the probability {fit.get('threshold', inner.get('threshold', '?'))} "
-            "(chosen on the training set). No augmentation.")
+            f"(chosen on the training set). {_copies_text(copies)}")
 
 
 def _unet_text(config: dict, fit: dict) -> str:
@@ -96,7 +146,12 @@ def _unet_text(config: dict, fit: dict) -> str:
     if not model:
         return (f"U-Net (Keras 3), {fit.get('params', '?')} parameters, profile {fit.get('profile', '?')}; the "
                 "model's config.json is missing, so its architecture and training settings are not listed.")
-    aug = [f"dihedral flips/rotations ({train.get('augment')})" if train.get("augment") else "",
+    recipes = {"d4": "dihedral flips/rotations",
+               "full": "dihedral flips/rotations, small rotations, elastic deformation, colour jitter",
+               "stain": ("dihedral flips/rotations, +-15 % scale and stain jitter (`stain.augment.random_stain`, "
+                         "the `stain` recipe of `unet/augment.py`)")}
+    aug = [recipes.get(train.get("augment"), f"recipe {train.get('augment')}")
+           if train.get("augment") not in (None, "none") else "",
            f"mosaics of patches (p = {train['mosaic']})" if train.get("mosaic") else "",
            f"simulated field-of-view edge (p = {train['field_edge']})" if train.get("field_edge") else ""]
     return (f"Input RGB at 1/{model.get('input_scale', 1)} resolution; the network learns its own features. "
@@ -124,21 +179,26 @@ def methods_blocks(root: Path, config: dict, names: list[str]) -> list[tuple[str
     from compare.segmenters import REGISTRY
 
     out = []
+    manifests: dict[str, dict] = {}
     for name in names:
         folder = root / "models" / name
-        params, fit = _json(folder / "params.json") or {}, _final_fit(root, name)
-        unet_config = _json(folder / "config.json") or {}
+        manifests[name] = _json(folder / "model.json") or {}
+        # The segmenter's own files; a run folder of the older layout kept them beside the model.
+        params = _json(folder / "segmenter" / "params.json") or _json(folder / "params.json") or {}
+        unet_config = _json(folder / "segmenter" / "config.json") or _json(folder / "config.json") or {}
+        fit = _final_fit(root, name)
         if name == "threshold":
             body = _threshold_text(params, fit)
-        elif name in ("rf", "svm"):
-            body = _pixel_text(name, params, fit)
+        elif name in _PIXEL_MODELS:
+            body = _pixel_text(name, params, fit, manifests[name].get("stain_copies"))
         elif name.startswith("unet"):
             body = _unet_text(unet_config, fit or unet_config.get("fit_info", {}))
         else:
             spec = REGISTRY.get(name)
             body = (f"{spec.description}. " if spec else "") + _generic_text(params or unet_config or None, fit)
         out.append((name, body))
-    stages = {name: _json(root / "models" / name / "instances.json") for name in names}
+    stages = {name: manifests[name].get("instance_params") or _json(root / "models" / name / "instances.json")
+              for name in names}
     saved = {n: v for n, v in stages.items() if v}
     distinct = {json.dumps(v, sort_keys=True) for v in saved.values()}
     text = _instance_text(next(iter(saved.values()), None))
@@ -148,6 +208,9 @@ def methods_blocks(root: Path, config: dict, names: list[str]) -> list[tuple[str
     elif saved and len(saved) < len(names):
         text += f" (Saved for {', '.join(saved)}; the others' model folders are not in this run folder.)"
     out.append(("instance stage", text))
+    colour = _colour_text(next((m for m in manifests.values() if m), {}))
+    if colour:
+        out.append(("colour and scale", colour))
     extra = {k: v for k, v in config.items()
              if k not in ("segmenters", "protocols", "folds", "seed", "data", "out", "resume", "save_cv_predictions")}
     if extra:

@@ -282,3 +282,18 @@ def test_warned_shares_per_shift_against_unshifted():
     assert list(frame["images"]) == ["unshifted (cv, large, test)", "blur", "look_rapid"]
     assert list(frame["rf warned"]) == ["0.50", "0.00", "0.50"]
     assert "unet warned" not in frame
+
+
+def test_methods_read_the_saved_model_folder(threshold_run):
+    """Methods describe the colour, scale and instance steps from each model's model.json."""
+    from compare.report_methods import methods_blocks
+
+    manifest = json.loads((threshold_run / "models" / "threshold" / "model.json").read_text())
+    blocks = dict(methods_blocks(threshold_run, {}, ["threshold"]))
+    assert f"drop objects under {manifest['instance_params']['min_area']} px" in blocks["instance stage"]
+    assert "model.json" in blocks["instance stage"] and "not saved" not in blocks["instance stage"]
+    colour = blocks["colour and scale"]
+    assert "white-balanced" in colour and f"mapped ({manifest['stain_anchor']})" in colour
+    assert f"WBC {manifest['training_scale']['wbc_diameter']:.0f} px" in colour
+    # The threshold's own settings come from its segmenter folder.
+    assert "sigma ?" not in blocks["threshold"]

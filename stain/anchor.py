@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from stain.normalise import darkest_lit_pixels
+from tiling.validation import check_image
 
 __all__ = ["GAIN_RANGE", "nucleus_density", "anchor_matrix", "apply_density_map"]
 
@@ -124,10 +125,7 @@ def apply_density_map(image: np.ndarray, background, matrix: np.ndarray) -> np.n
     -------
     ndarray, shape (H, W, 3), uint8
     """
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"apply_density_map: expected an (H, W, 3) uint8 RGB image, got {image.dtype} "
-                         f"of shape {image.shape}.")
+    image = check_image(np.asarray(image), "apply_density_map's image")
     if np.allclose(matrix, np.eye(3)):
         return image.copy()
     tables = _density_tables(background)

@@ -25,6 +25,7 @@ from scipy import ndimage as ndi
 from skimage.color import hsv2rgb, rgb2hsv
 
 from stain.looks import _STAINS, from_density, to_density
+from tiling.validation import check_image
 
 __all__ = ["PROBABILITIES", "random_stain", "augment_grid"]
 
@@ -78,10 +79,7 @@ def random_stain(image: np.ndarray, rng: np.random.Generator, strength: float = 
     -------
     ndarray, shape (H, W, 3), uint8
     """
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"random_stain: expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}; "
-                         "convert the image to RGB uint8 first.")
+    image = check_image(np.asarray(image), "random_stain's image")
     s = float(strength)
     if s <= 0:
         return image.copy()

@@ -1,8 +1,8 @@
-"""One fold-0 fit of a segmenter (by default a U-Net variant), judged in-domain and under the synthetic domain shifts.
+"""One fit of a segmenter (by default a U-Net variant) on one cv fold, judged in-domain and under the synthetic domain shifts.
 
-Fits ``WBCModel(SEGMENTER)`` (with the given U-Net overrides for ``unet``) on fold 0's training
-patches (grouped 5-fold, seed 0), then scores it through the full pipeline
-(white balance, scale estimate, nucleus check) on fold 0's held-out patches,
+Fits ``WBCModel(SEGMENTER)`` (with the given U-Net overrides for ``unet``) on one fold's training
+patches (grouped 5-fold, seed 0; fold 0 unless ``--fold``), then scores it through the full pipeline
+(white balance, stain gain, scale estimate, nucleus check) on that fold's held-out patches,
 on the 5 large images, and on every shift of :mod:`compare.shifts` applied to
 6 held-out patches and the 5 large images.  Appends one JSON line to
 ``results/benchmarks/unet_shift_trials.jsonl`` and prints it.
@@ -39,8 +39,10 @@ def main() -> None:
                         help="stain-augmented training copies per image (SegmenterSpec.stain_copies) for this fit")
     parser.add_argument("--copy-strength", type=float, default=None,
                         help="SegmenterSpec.stain_copy_strength for this fit")
-    parser.add_argument("--stain-anchor", default="gain",
-                        help="WBCModel(stain_anchor=...): gain (the default), rotate, rotate+gain or none")
+    parser.add_argument("--stain-anchor", default=None,
+                        help="WBCModel(stain_anchor=...): gain, rotate, rotate+gain or none; the registry's "
+                             "choice for the segmenter when omitted")
+    parser.add_argument("--fold", type=int, default=0, help="which fold of the grouped 5-fold split (seed 0)")
     args = parser.parse_args()
 
     import compare.segmenters as registry
@@ -66,7 +68,7 @@ def main() -> None:
             UNetSegmenter("default", random_state, **overrides) if name == "unet" else original(name, random_state))
 
     patches, large = load_set(None, "patches"), load_set(None, "large")
-    train, test = grouped_kfold(patches, 5, 0)[0]
+    train, test = grouped_kfold(patches, 5, 0)[args.fold]
     held_out = [patches[i] for i in test]
     start = time.perf_counter()
     model = WBCModel(args.segmenter, stain_anchor=args.stain_anchor).fit([patches[i] for i in train])
@@ -82,7 +84,7 @@ def main() -> None:
         "tag": args.tag, "segmenter": args.segmenter, "overrides": overrides, "stain_strength": unet.augment.STAIN_STRENGTH,
         "stain_copies": registry.get_spec(args.segmenter).stain_copies,
         "copy_strength": registry.get_spec(args.segmenter).stain_copy_strength,
-        "stain_anchor": args.stain_anchor, "fit_s": round(fit_s, 1), "cv_dice": round(float(cv.dice.mean()), 4),
+        "fold": args.fold, "stain_anchor": model.stain_anchor_, "fit_s": round(fit_s, 1), "cv_dice": round(float(cv.dice.mean()), 4),
         "large_dice": round(float(big.dice.mean()), 4),
         "large_exact": round(float((big.pred_count == big.true_count).mean()), 3),
         "shift_dice": {k: round(float(v), 4) for k, v in shifted.groupby("shift").dice.mean().items()},

@@ -64,18 +64,24 @@ def _instance_text(params: dict | None) -> str:
             f"{params.get('max_elongation', '?')} or less solid than {params.get('min_solidity', '?')}.")
 
 
-def _colour_text(manifest: dict) -> str:
-    """The per-image colour and scale steps of :class:`compare.model.WBCModel`, from one saved ``model.json``."""
+def _colour_text(manifests: dict[str, dict]) -> str:
+    """The per-image colour and scale steps of :class:`compare.model.WBCModel`, from the saved ``model.json`` files."""
+    manifest = next((m for m in manifests.values() if m), {})
     if not manifest:
         return ""
     parts = []
     if manifest.get("normalise_colour"):
         parts.append(f"Every image (training and new) is white-balanced so its plasma background becomes the "
                      f"training background {_join([round(v) for v in manifest.get('background', [])])} (RGB).")
-        anchor = manifest.get("stain_anchor", "none")
-        if anchor != "none" and manifest.get("nucleus_reference"):
-            parts.append(f"Its optical density is then mapped ({anchor}) so that its nuclei (the darkest 0.3 % "
-                         "of lit pixels) match the training images' mean nuclear stain (`stain.anchor`).")
+        anchored = {name: m.get("stain_anchor") for name, m in manifests.items()
+                    if m.get("nucleus_reference") and m.get("stain_anchor", "none") != "none"}
+        if anchored:
+            how = "; ".join(f"{mode} for {', '.join(n for n in anchored if anchored[n] == mode)}"
+                            for mode in dict.fromkeys(anchored.values()))
+            others = [n for n, m in manifests.items() if m and n not in anchored]
+            parts.append(f"Its optical density is then mapped ({how}) so that its nuclei (the darkest 0.3 % of "
+                         "lit pixels) match the training images' mean nuclear stain (`stain.anchor`)"
+                         + (f"; not for {', '.join(others)}." if others else "."))
         if np.isfinite(float(manifest.get("colour_warning_deg", np.inf))):
             parts.append(f"An image whose nuclear stain direction is more than "
                          f"{float(manifest['colour_warning_deg']):.0f} degrees from the training images' carries a "
@@ -208,7 +214,7 @@ def methods_blocks(root: Path, config: dict, names: list[str]) -> list[tuple[str
     elif saved and len(saved) < len(names):
         text += f" (Saved for {', '.join(saved)}; the others' model folders are not in this run folder.)"
     out.append(("instance stage", text))
-    colour = _colour_text(next((m for m in manifests.values() if m), {}))
+    colour = _colour_text(manifests)
     if colour:
         out.append(("colour and scale", colour))
     extra = {k: v for k, v in config.items()

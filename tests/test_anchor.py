@@ -81,3 +81,19 @@ def test_anchoring_undoes_a_brown_restain():
 def test_apply_density_map_rejects_non_rgb():
     with pytest.raises(ValueError, match="RGB"):
         apply_density_map(np.zeros((4, 4), np.uint8), BACKGROUND, np.eye(3))
+
+
+def test_the_dark_rim_of_the_field_edge_is_not_taken_for_nuclei():
+    """Dark olive pixels fading into the black field-of-view edge are darker than the nucleus but are not it."""
+    from stain.normalise import darkest_lit_pixels, stain_direction
+
+    from scipy import ndimage as ndi
+
+    img, _ = synthetic_smear(200, black_edge=True)
+    black = img.astype(int).sum(-1) < 30
+    rim = ~black & (ndi.distance_transform_edt(~black) <= 4)  # 4 px wide
+    img[rim] = (84, 72, 38)
+    dark = darkest_lit_pixels(img)
+    assert len(dark) and not np.any(np.all(dark == (84, 72, 38), axis=1))
+    nucleus = -np.log((np.array([95.0, 40.0, 150.0]) + 1) / 256.0)
+    assert angle_deg(stain_direction(img), _unit(nucleus)) < 5

@@ -287,7 +287,9 @@ def test_stain_anchor_is_recorded_and_a_model_saved_without_it_is_not_anchored(t
     image, mask = pair
     with pytest.raises(ValueError, match="stain_anchor"):
         WBCModel("threshold", stain_anchor="macenko").fit([image], [mask])
-    model = WBCModel("threshold", require_nucleus=False).fit([image], [mask])
+    assert WBCModel("threshold").fit([image], [mask]).nucleus_reference_ is None  # the registry's choice
+    assert REGISTRY["rf"].stain_anchor == "gain"
+    model = WBCModel("threshold", require_nucleus=False, stain_anchor="gain").fit([image], [mask])
     assert model.nucleus_reference_.shape == (3,) and np.all(model.nucleus_reference_ > 0)
     folder = model.save(tmp_path / "m")
     manifest = json.loads((folder / "model.json").read_text())
@@ -295,6 +297,6 @@ def test_stain_anchor_is_recorded_and_a_model_saved_without_it_is_not_anchored(t
     del manifest["stain_anchor"], manifest["nucleus_reference"]
     (folder / "model.json").write_text(json.dumps(manifest))
     old = load_model(folder)
-    assert old.nucleus_reference_ is None and old.stain_anchor == "none"
+    assert old.nucleus_reference_ is None and old.stain_anchor_ == "none"
     assert old._anchor(image) is image
     assert WBCModel("threshold", stain_anchor="none").fit([image], [mask]).nucleus_reference_ is None

@@ -41,6 +41,7 @@ from compare.metrics import safe_divide
 __all__ = [
     "InstanceParams",
     "tune_instance_params",
+    "median_wbc_diameter",
     "clean_mask",
     "label_truth",
     "separate_instances",
@@ -116,6 +117,26 @@ def label_truth(mask: np.ndarray, min_area: int = 20) -> np.ndarray:
             labels[small[labels]] = 0
             labels, _ = ndi.label(labels > 0)
     return labels.astype(np.int32)
+
+
+def median_wbc_diameter(masks: Sequence[np.ndarray]) -> float:
+    """Median equivalent diameter, in pixels, of the WBCs (connected components) of ``masks``.
+
+    Each component is one WBC, so a mask with several WBCs counts each; those
+    cut by the image border are left out unless a mask has no other.
+    """
+    diameters: list[float] = []
+    for mask in masks:
+        labels = label_truth(mask)
+        areas = np.bincount(labels.ravel())[1:]
+        if not len(areas):
+            continue
+        border = set(np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])).tolist())
+        whole = [a for i, a in enumerate(areas, start=1) if i not in border and a > 0]
+        diameters.extend(2.0 * np.sqrt(np.asarray(whole or areas[areas > 0], float) / np.pi))
+    if not diameters:
+        raise ValueError("fit: every training mask is empty; at least one image must show a WBC.")
+    return float(np.median(diameters))
 
 
 def tune_instance_params(masks: Sequence[np.ndarray], *, threshold: float = 0.5) -> InstanceParams:

@@ -4,16 +4,17 @@ A segmenter only turns an RGB image into a WBC probability map at the scale
 and in the colours it was trained on.  What finds the WBCs of another lab's
 image is the whole chain, and :class:`WBCModel` holds all of it::
 
-    image --white balance, nuclear stain anchor--> training colours --resize--> training scale
+    image --white balance, nuclear stain gain--> training colours --resize--> training scale
           --segmenter--> probability --instances--> labels at the image's size
           --> per-cell table, warnings
 
 * **Colour**: every image (training and new) is white-balanced so that its
   plasma background has the training images' background colour
-  (:func:`stain.normalise.white_balance`), then its optical density is
-  turned and scaled so that its nuclei's stain matches the training images'
-  (:mod:`stain.anchor`); the learned segmenters are also trained with stain
-  augmentation, so what these two steps leave is covered.
+  (:func:`stain.normalise.white_balance`), then, for the learned
+  segmenters, its optical density is scaled so that its nuclei are as
+  densely stained as the training images' (:mod:`stain.anchor`); those are
+  also trained with stain augmentation, so what these two steps leave is
+  covered.
 * **Scale**: each image's scale is estimated (:func:`compare.scale.estimate_scale`,
   from its red cells, or by probing the segmenter at a few scales on
   single-WBC crops) and the image resized to the training scale; a factor
@@ -45,7 +46,7 @@ import pandas as pd
 
 from compare.blocks import (BLOCK, BLOCK_MARGIN, WHOLE, compact_labels, predict_proba_blocked, resize_labels,
                             resize_prob, resize_rgb)
-from compare.instances import InstanceParams, separate_instances, tune_instance_params
+from compare.instances import InstanceParams, median_wbc_diameter, separate_instances, tune_instance_params
 from compare.io import write_text_atomic
 from compare.scale import MIN_RULER_SIDE, SCALE_TOLERANCE, ScaleEstimate, TrainingScale, estimate_scale
 from stain.anchor import anchor_matrix, apply_density_map, nucleus_density
@@ -125,7 +126,7 @@ class Prediction:
         return int(len(self.cells))
 
 
-# -- colour facts ----------------------------------------------------------------
+# -- fitting facts ---------------------------------------------------------------
 
 def _data_hash(images: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> str:
     digest = hashlib.sha256()
@@ -133,28 +134,6 @@ def _data_hash(images: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> str
         digest.update(np.ascontiguousarray(image).tobytes())
         digest.update(np.packbits(np.asarray(mask, bool)).tobytes())
     return digest.hexdigest()
-
-
-def _median_wbc_diameter(masks: Sequence[np.ndarray]) -> float:
-    """Median equivalent diameter, in pixels, of the WBCs (connected components) of ``masks``.
-
-    Each component is one WBC, so a mask with several WBCs counts each; those
-    cut by the image border are left out unless a mask has no other.
-    """
-    from compare.instances import label_truth
-
-    diameters: list[float] = []
-    for mask in masks:
-        labels = label_truth(mask)
-        areas = np.bincount(labels.ravel())[1:]
-        if not len(areas):
-            continue
-        border = set(np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])).tolist())
-        whole = [a for i, a in enumerate(areas, start=1) if i not in border and a > 0]
-        diameters.extend(2.0 * np.sqrt(np.asarray(whole or areas[areas > 0], float) / np.pi))
-    if not diameters:
-        raise ValueError("fit: every training mask is empty; at least one image must show a WBC.")
-    return float(np.median(diameters))
 
 
 def _package_version() -> str:
@@ -325,7 +304,7 @@ class WBCModel:
         self.fit_s_ = time.perf_counter() - start
         self.segmenter_ = segmenter
         self.params_ = tune_instance_params(masks)
-        wbc_diameter = _median_wbc_diameter(masks)
+        wbc_diameter = median_wbc_diameter(masks)
         # The red-cell ruler of the training images, measured as new images
         # will be; 128-px patches show too few whole red cells to count, and
         # then the SigTuple value (measured the same way on its large images)
@@ -458,24 +437,22 @@ class WBCModel:
                                 f"{self.colour_warning_deg_:.0f} allowed)")
         factor = estimate.factor
         applied = factor if scale is not None or max(factor, 1 / factor) > SCALE_TOLERANCE else 1.0
-        size = (max(1, round(height * applied)), max(1, round(width * applied)))
-
-        def at_work_scale(rgb: np.ndarray) -> np.ndarray:
-            return rgb if applied == 1.0 else resize_rgb(rgb, size)
-
+        work = balanced
+        if applied != 1.0:
+            work = resize_rgb(balanced, (max(1, round(height * applied)), max(1, round(width * applied))))
         if applied == 1.0 and 1.0 in memo and map_blocks is None:
             prob = memo.pop(1.0)  # the probe already predicted the image as it is
         else:
             # Anchored after resizing: the map is per pixel, and a 3x image is then anchored at 1x.
-            prob = predict_proba_blocked(self.segmenter_, self._anchor(at_work_scale(balanced), stain_map),
-                                         map_blocks=map_blocks)
+            prob = predict_proba_blocked(self.segmenter_, self._anchor(work, stain_map), map_blocks=map_blocks)
         memo.clear()
         labels = separate_instances(prob, self.params_)
         if self.require_nucleus and labels.max():
             from compare.morphology import drop_without_nucleus
 
             # The check was tuned on white-balanced colours; the anchor's gain would move its dark limits.
-            labels = drop_without_nucleus(labels, at_work_scale(balanced))
+            labels = drop_without_nucleus(labels, work)
+        del work
         if applied != 1.0:
             # A cell too small to survive the mapping back is dropped; the
             # rest keep their order, renumbered 1..m.

@@ -50,7 +50,7 @@ from compare.instances import InstanceParams, median_wbc_diameter, separate_inst
 from compare.io import write_text_atomic
 from compare.scale import MIN_RULER_SIDE, SCALE_TOLERANCE, ScaleEstimate, TrainingScale, estimate_scale
 from stain.anchor import anchor_matrix, apply_density_map, nucleus_density
-from stain.normalise import angle_deg, stain_direction
+from stain.normalise import angle_deg, darkest_lit_pixels, stain_direction
 
 __all__ = [
     "FORMAT_VERSION",
@@ -221,11 +221,14 @@ class WBCModel:
 
         return white_balance(image, self.background_)
 
-    def _stain_map(self, balanced: np.ndarray) -> np.ndarray | None:
-        """The (3, 3) optical-density map that anchors this white-balanced image's nuclear stain; None when off."""
+    def _stain_map(self, balanced: np.ndarray, dark: np.ndarray | None = None) -> np.ndarray | None:
+        """The (3, 3) optical-density map that anchors this white-balanced image's nuclear stain; None when off.
+
+        ``dark`` is the image's :func:`stain.normalise.darkest_lit_pixels` when already computed.
+        """
         if self.nucleus_reference_ is None:
             return None
-        return anchor_matrix(nucleus_density(balanced, self.background_), self.nucleus_reference_,
+        return anchor_matrix(nucleus_density(balanced, self.background_, dark=dark), self.nucleus_reference_,
                              rotate="rotate" in self.stain_anchor_, gain="gain" in self.stain_anchor_)
 
     def _anchor(self, balanced: np.ndarray, stain_map: np.ndarray | None = None) -> np.ndarray:
@@ -276,11 +279,13 @@ class WBCModel:
         if self.stain_anchor_ not in STAIN_ANCHORS:
             raise ValueError(f"stain_anchor={self.stain_anchor_!r}; use one of {', '.join(STAIN_ANCHORS)}.")
         balanced = [self._balance(im) for im in images]
+        darkest = [darkest_lit_pixels(im) for im in balanced]
         self.nucleus_reference_ = None
         if self.normalise_colour and self.stain_anchor_ != "none":
-            vectors = [v for v in (nucleus_density(im, self.background_) for im in balanced) if v is not None]
+            vectors = [v for v in (nucleus_density(im, self.background_, dark=d) for im, d in zip(balanced, darkest))
+                       if v is not None]
             self.nucleus_reference_ = np.mean(vectors, axis=0) if vectors else None
-        anchored = [self._anchor(im) for im in balanced]
+        anchored = [self._anchor(im, self._stain_map(im, d)) for im, d in zip(balanced, darkest)]
         fit_images, fit_masks = anchored, masks
         copies, strength = spec.stain_copies, spec.stain_copy_strength
         self.stain_copies_ = {"copies": copies, "strength": strength if copies else 0.0}
@@ -293,7 +298,7 @@ class WBCModel:
             fit_images = anchored + [random_stain(im, rng, strength=strength)
                                      for _ in range(copies) for im in anchored]
             fit_masks = masks * (copies + 1)
-        directions = [d for d in map(stain_direction, balanced) if d is not None]
+        directions = [v for v in (stain_direction(im, dark=d) for im, d in zip(balanced, darkest)) if v is not None]
         mean = np.mean(directions, axis=0)
         self.stain_direction_ = mean / np.linalg.norm(mean)
         angles = [angle_deg(d, self.stain_direction_) for d in directions]
@@ -418,7 +423,8 @@ class WBCModel:
             raise ValueError(f"{name}: expected an (H, W, 3) uint8 RGB image, got {image.dtype} of shape {image.shape}.")
         height, width = image.shape[:2]
         balanced = self._balance(image)
-        stain_map = self._stain_map(balanced)
+        darkest = darkest_lit_pixels(balanced)  # its nuclei: for the stain gain and the colour check
+        stain_map = self._stain_map(balanced, darkest)
         warnings: list[str] = []
         memo: dict = {}
         if scale is not None:
@@ -429,7 +435,7 @@ class WBCModel:
                                            memo=memo, stain_map=stain_map)
         if not estimate.confident:
             warnings.append(f"no reliable scale ({estimate.detail}); pass --wbc-diameter or --pixel-size")
-        direction = stain_direction(balanced)
+        direction = stain_direction(balanced, dark=darkest)
         if direction is not None:
             angle = angle_deg(direction, self.stain_direction_)
             if angle > self.colour_warning_deg_:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from stain.normalise import darkest_lit_pixels
+from stain.normalise import channel_density, darkest_lit_pixels
 from tiling.validation import check_image
 
 __all__ = ["GAIN_RANGE", "nucleus_density", "anchor_matrix", "apply_density_map"]
@@ -36,14 +36,7 @@ GAIN_RANGE = (0.7, 1.6)
 _CHUNK = 1 << 20
 
 
-def _density_tables(background) -> np.ndarray:
-    """Per-channel lookup of ``max(0, -log((I + 1) / (I0 + 1)))``, shape (256, 3), float32."""
-    bg = np.asarray(background, np.float64).reshape(1, 3)
-    levels = np.arange(256, dtype=np.float64)[:, None]
-    return np.maximum(-np.log((levels + 1.0) / (bg + 1.0)), 0.0).astype(np.float32)
-
-
-def nucleus_density(image: np.ndarray, background) -> np.ndarray | None:
+def nucleus_density(image: np.ndarray, background, *, dark: np.ndarray | None = None) -> np.ndarray | None:
     """Mean OD vector of an image's darkest lit pixels (its nuclei) against ``background``.
 
     Parameters
@@ -52,6 +45,8 @@ def nucleus_density(image: np.ndarray, background) -> np.ndarray | None:
         White-balanced RGB image.
     background : array-like, shape (3,)
         Colour of unstained glass (RGB, 0-255) the densities are measured against.
+    dark : ndarray, shape (N, 3), optional, keyword-only
+        The image's :func:`stain.normalise.darkest_lit_pixels` when already computed.
 
     Returns
     -------
@@ -59,11 +54,11 @@ def nucleus_density(image: np.ndarray, background) -> np.ndarray | None:
         Natural-log optical densities in R, G, B; the length is the nuclei's
         stain strength, the direction their colour.
     """
-    dark = darkest_lit_pixels(image)
+    if dark is None:
+        dark = darkest_lit_pixels(image)
     if dark is None:
         return None
-    tables = _density_tables(background)
-    return np.stack([tables[dark[:, c], c] for c in range(3)], axis=-1).astype(np.float64).mean(axis=0)
+    return channel_density(dark, background).astype(np.float64).mean(axis=0)
 
 
 def _rotation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -128,15 +123,13 @@ def apply_density_map(image: np.ndarray, background, matrix: np.ndarray) -> np.n
     image = check_image(np.asarray(image), "apply_density_map's image")
     if np.allclose(matrix, np.eye(3)):
         return image.copy()
-    tables = _density_tables(background)
     m = np.asarray(matrix, np.float32).T
     bg1 = np.asarray(background, np.float32).reshape(1, 3) + np.float32(1.0)
     flat = image.reshape(-1, 3)
     out = np.empty_like(flat)
     for start in range(0, len(flat), _CHUNK):
         px = flat[start:start + _CHUNK]
-        od = np.stack([tables[px[:, c], c] for c in range(3)], axis=-1)
-        od = np.maximum(od @ m, 0.0)
+        od = np.maximum(channel_density(px, background) @ m, 0.0)
         np.exp(-od, out=od)
         od *= bg1
         od -= 1.0

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["SIGTUPLE_BACKGROUND", "background_colour", "white_balance", "summed_density", "darkest_lit_pixels",
+__all__ = ["SIGTUPLE_BACKGROUND", "background_colour", "white_balance", "channel_density", "summed_density", "darkest_lit_pixels",
            "stain_direction", "angle_deg"]
 
 #: Plasma background of the SigTuple training images, RGB float64.
@@ -143,12 +143,25 @@ def _measure(data_dir: str) -> np.ndarray:
     return med
 
 
-def summed_density(pixels: np.ndarray, background=(255.0, 255.0, 255.0)) -> np.ndarray:
-    """Optical density summed over the three channels, against a background colour.
+def _density_tables(background) -> np.ndarray:
+    """Per-channel lookup of ``max(0, -log((I + 1) / (bg + 1)))``, shape (256, 3), float32."""
+    bg = np.asarray(background, np.float64).reshape(1, 3)
+    levels = np.arange(256, dtype=np.float64)[:, None]
+    return np.maximum(-np.log((levels + 1.0) / (bg + 1.0)), 0.0).astype(np.float32)
 
-    ``sum_c max(0, -log((I_c + 1) / (bg_c + 1)))``, by one 256-entry lookup
-    table per channel: far cheaper than a log and a reduction over the
-    channel axis of every pixel.
+
+def _as_uint8(pixels: np.ndarray) -> np.ndarray:
+    pixels = np.asarray(pixels)
+    if not np.issubdtype(pixels.dtype, np.integer):
+        pixels = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+    return pixels
+
+
+def channel_density(pixels: np.ndarray, background=(255.0, 255.0, 255.0)) -> np.ndarray:
+    """Optical density of each channel against a background colour.
+
+    ``max(0, -log((I_c + 1) / (bg_c + 1)))`` per channel, by one 256-entry
+    lookup table per channel instead of a log of every pixel.
 
     Parameters
     ----------
@@ -160,15 +173,32 @@ def summed_density(pixels: np.ndarray, background=(255.0, 255.0, 255.0)) -> np.n
 
     Returns
     -------
+    ndarray, shape (..., 3), float32
+    """
+    pixels = _as_uint8(pixels)
+    tables = _density_tables(background)
+    return np.stack([tables[pixels[..., c], c] for c in range(3)], axis=-1)
+
+
+def summed_density(pixels: np.ndarray, background=(255.0, 255.0, 255.0)) -> np.ndarray:
+    """Optical density summed over the three channels, against a background colour.
+
+    ``sum_c max(0, -log((I_c + 1) / (bg_c + 1)))``, by the lookup tables of
+    :func:`channel_density`: far cheaper than a log and a reduction over the
+    channel axis of every pixel.
+
+    Parameters
+    ----------
+    pixels, background
+        As for :func:`channel_density`.
+
+    Returns
+    -------
     ndarray, shape (...), float32
     """
-    pixels = np.asarray(pixels)
-    if not np.issubdtype(pixels.dtype, np.integer):
-        pixels = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
-    levels = np.arange(256, dtype=float)
-    tables = [np.clip(-np.log((levels + 1.0) / (float(bg) + 1.0)), 0.0, None).astype(np.float32)
-              for bg in np.asarray(background, float).reshape(3)]
-    return tables[0][pixels[..., 0]] + tables[1][pixels[..., 1]] + tables[2][pixels[..., 2]]
+    pixels = _as_uint8(pixels)
+    tables = _density_tables(background)
+    return tables[pixels[..., 0], 0] + tables[pixels[..., 1], 1] + tables[pixels[..., 2], 2]
 
 
 def darkest_lit_pixels(image: np.ndarray, fraction: float = _NUCLEUS_FRACTION) -> np.ndarray | None:
@@ -206,7 +236,8 @@ def darkest_lit_pixels(image: np.ndarray, fraction: float = _NUCLEUS_FRACTION) -
     return pixels[brightness <= np.quantile(brightness, fraction)]
 
 
-def stain_direction(image: np.ndarray, fraction: float = _NUCLEUS_FRACTION) -> np.ndarray | None:
+def stain_direction(image: np.ndarray, fraction: float = _NUCLEUS_FRACTION, *,
+                    dark: np.ndarray | None = None) -> np.ndarray | None:
     """Unit optical-density vector of the darkest ``fraction`` of an image's lit pixels.
 
     The direction of the nuclei's optical density (not its length) is the
@@ -217,12 +248,15 @@ def stain_direction(image: np.ndarray, fraction: float = _NUCLEUS_FRACTION) -> n
     image : ndarray, shape (H, W, 3), uint8
     fraction : float
         Share of the lit pixels, darkest first, that is averaged.
+    dark : ndarray, shape (N, 3), optional, keyword-only
+        The image's :func:`darkest_lit_pixels` when already computed.
 
     Returns
     -------
     ndarray, shape (3,), float64, or None when the image has no lit pixels.
     """
-    dark = darkest_lit_pixels(image, fraction)
+    if dark is None:
+        dark = darkest_lit_pixels(image, fraction)
     if dark is None:
         return None
     od = -np.log((dark.astype(np.float64) + 1.0) / 256.0).mean(axis=0)

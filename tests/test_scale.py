@@ -237,3 +237,33 @@ def test_probe_stops_at_the_first_factor_that_fits():
     estimate = estimate_scale(_crop_with_one_wbc(3 * TRAINING.wbc_diameter, 300), TRAINING,
                               probe=_fake_probe(3 * TRAINING.wbc_diameter, calls))
     assert calls == [1.0, 0.5, 1 / 3] and estimate.factor == pytest.approx(1 / 3, rel=0.06)
+
+
+def test_block_mean_is_the_mean_of_each_block():
+    from skimage.measure import block_reduce
+
+    from compare.scale import _block_mean
+
+    image = np.random.default_rng(0).integers(0, 256, (37, 50, 3), dtype=np.uint8)
+    for step in (2, 3, 6):
+        h, w = (37 // step) * step, (50 // step) * step
+        expected = block_reduce(image[:h, :w].astype(float), (step, step, 1), np.mean)
+        shrunk = _block_mean(image, step)
+        assert shrunk.shape == (37 // step, 50 // step, 3) and shrunk.dtype == np.uint8
+        assert np.abs(shrunk - expected).max() <= 0.5
+
+
+def test_downsampled_ruler_agrees_with_full_resolution(monkeypatch):
+    import compare.scale as scale
+
+    # 40-px cells on an 800-px smear are measured downsampled (3x here).
+    image = _smear(40, shape=(800, 800), cover=0.6)
+    steps = []
+    measure = scale._measure_at_resolution
+    monkeypatch.setattr(scale, "_measure_at_resolution", lambda im: steps.append(800 // im.shape[0]) or measure(im))
+    downsampled = estimate_scale(image, TRAINING).observed_rbc_diameter
+    assert steps[0] >= scale._COARSE_STEP and min(steps) > 1
+    monkeypatch.setattr(scale, "_COARSE_MIN_SIDE", 10 ** 6)  # never coarse: full resolution
+    full = estimate_scale(image, TRAINING).observed_rbc_diameter
+    assert downsampled == pytest.approx(full, rel=0.06)
+    assert downsampled == pytest.approx(40, rel=0.12)

@@ -233,6 +233,34 @@ def test_objects_on_the_black_field_edge_are_dropped():
     assert np.array_equal(kept > 0, labels == 1)
 
 
+def test_pale_nucleus_among_overlapping_red_cells_is_kept(monkeypatch):
+    """Overlapping red cells as dense as a pale nucleus: the WBC, mostly denser than red cells, stays; a clump goes."""
+    from compare.morphology import drop_without_nucleus
+
+    yy, xx = np.mgrid[:200, :300]
+    image = np.empty((200, 300, 3), np.uint8)
+    image[:] = (235, 225, 225)
+    labels = np.zeros((200, 300), np.uint16)
+    centres = [(cy, cx) for cy in range(12, 200, 30) for cx in range(150, 300, 30)]
+    for i, (cy, cx) in enumerate(centres):
+        image[(yy - cy) ** 2 + (xx - cx) ** 2 < 9 ** 2] = (200, 120, 140)  # red cells
+        if i % 6:
+            image[(yy - cy) ** 2 + (xx - cx) ** 2 < 4 ** 2] = (170, 60, 90)  # overlaps, denser than the nucleus
+    wbc = (yy - 60) ** 2 + (xx - 60) ** 2 < 28 ** 2
+    image[wbc] = (215, 200, 225)  # pale cytoplasm
+    image[(yy - 60) ** 2 + (xx - 60) ** 2 < 22 ** 2] = (150, 110, 160)  # a pale nucleus
+    labels[wbc] = 1
+    for cy, cx in ((150, 40), (150, 60), (165, 50)):  # a clump of red cells with overlaps
+        image[(yy - cy) ** 2 + (xx - cx) ** 2 < 9 ** 2] = (200, 120, 140)
+        image[(yy - cy) ** 2 + (xx - cx) ** 2 < 4 ** 2] = (170, 60, 90)
+    labels[138:176, 29:71] = 2
+    kept = drop_without_nucleus(labels, image)
+    assert np.array_equal(kept > 0, labels == 1)
+    # The first test alone would drop the WBC too: its nucleus is not denser than the overlaps.
+    monkeypatch.setattr("compare.morphology.MIN_DENSE_FRACTION", 2.0)
+    assert drop_without_nucleus(labels, image).max() == 0
+
+
 def test_colour_warning_for_another_stain_not_for_the_training_one(pair):
     """Nuclei restained brownish (more blue absorbed) are flagged; the training colours are not."""
     from stain.looks import restain

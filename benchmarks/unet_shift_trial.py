@@ -4,7 +4,11 @@ Fits ``WBCModel(SEGMENTER)`` (with the given U-Net overrides for ``unet``) on on
 patches (grouped 5-fold, seed 0; fold 0 unless ``--fold``), then scores it through the full pipeline
 (white balance, stain gain, scale estimate, nucleus check) on that fold's held-out patches,
 on the 5 large images, and on every shift of :mod:`compare.shifts` applied to
-6 held-out patches and the 5 large images.  Appends one JSON line to
+the 6 held-out patches that ``compare run``'s shift protocol draws for the fold
+(seed 0; lines before ``shift_dice_cv`` was added used the first 6) and the
+5 large images.  ``shift_dice_cv`` is over the patches alone, comparable
+with the run's ``per_image.csv`` rows of that fold (where the large images
+are scored by the final model instead).  Appends one JSON line to
 ``results/benchmarks/unet_shift_trials.jsonl`` and prints it.
 
 Run, e.g.::
@@ -50,6 +54,7 @@ def main() -> None:
     from compare.data import grouped_kfold, load_set
     from compare.evaluate import evaluate, evaluate_shifts
     from compare.model import WBCModel
+    from compare.runner import _shift_subset
     from unet.segmenter import UNetSegmenter
 
     overrides = json.loads(args.overrides)
@@ -77,7 +82,8 @@ def main() -> None:
         model.save(args.save)
     cv = pd.DataFrame(evaluate(model, held_out))
     big = pd.DataFrame(evaluate(model, large))
-    shifted = pd.DataFrame(evaluate_shifts(model, held_out[:6], source="cv")
+    # The same seeded 6 held-out patches as the shift protocol of `compare run` (seed 0).
+    shifted = pd.DataFrame(evaluate_shifts(model, _shift_subset(held_out, 6, args.fold), source="cv")
                            + evaluate_shifts(model, large, source="large"))
     exact = shifted.pred_count == shifted.true_count
     line = {
@@ -88,6 +94,8 @@ def main() -> None:
         "large_dice": round(float(big.dice.mean()), 4),
         "large_exact": round(float((big.pred_count == big.true_count).mean()), 3),
         "shift_dice": {k: round(float(v), 4) for k, v in shifted.groupby("shift").dice.mean().items()},
+        "shift_dice_cv": {k: round(float(v), 4)
+                          for k, v in shifted[shifted.source == "cv"].groupby("shift").dice.mean().items()},
         "shift_large_exact": round(float(exact[shifted.source == "large"].mean()), 3),
         "worst_shift": str(shifted.groupby("shift").dice.mean().idxmin()),
         "worst_shift_dice": round(float(shifted.groupby("shift").dice.mean().min()), 4),

@@ -475,7 +475,9 @@ def _probe_estimate(probe: Callable[[float], Sequence[float]], training: Trainin
     centred on one; WBCs cut by its border come out smaller).  Factor 1 is
     kept unless another factor brings that WBC clearly nearer the training
     diameter (:data:`PROBE_PREFERENCE`); the chosen factor is refined by the
-    measured size only when they differ by more than :data:`SCALE_TOLERANCE`.
+    measured size only when that shrinks the image by more than
+    :data:`SCALE_TOLERANCE` (a WBC larger than the training ones), never to
+    enlarge it.
     """
     misses: dict[float, tuple[float, float]] = {}  # factor -> (|log ratio|, diameter)
     for factor in PROBE_FACTORS:
@@ -497,8 +499,14 @@ def _probe_estimate(probe: Callable[[float], Sequence[float]], training: Trainin
     if 1.0 in misses and misses[1.0][0] <= misses[best][0] + np.log(PROBE_PREFERENCE):
         best = 1.0
     miss, diameter = misses[best]
-    # The WBC measures diameter / best in the image's own pixels.
-    refined = best * training.wbc_diameter / diameter
+    # The WBC measures diameter / best in the image's own pixels.  The trial
+    # factor is refined by that size only towards a smaller image: a WBC that
+    # reads too small is far more often half-found than small.  On stains the
+    # model has not seen it finds the nucleus and misses the pale cytoplasm,
+    # and enlarging the image for that made the scale worse in all 213 such
+    # cases of a full run's shift battery, and the segmentation with it
+    # (docs/experiments.md, "Probe refinement").
+    refined = min(best, best * training.wbc_diameter / diameter)
     factor = best if abs(np.log(refined / best)) <= np.log(SCALE_TOLERANCE) else refined
     detail = (f"{why}; the model's largest WBC measured {diameter:.0f} px at trial factor {best:.2f} "
               f"(training {training.wbc_diameter:.0f} px)")

@@ -150,6 +150,18 @@ def test_crop_uses_the_probe(wbc, size):
     assert 1 <= len(calls) <= 5
 
 
+def test_probe_refines_towards_a_smaller_image_only():
+    image = _crop_with_one_wbc(60, 120)
+    # Half-found (the nucleus only): the WBC reads 0.7x the training size at
+    # every factor; the image keeps its own scale instead of being enlarged.
+    half_found = estimate_scale(image, TRAINING, probe=lambda factor: [0.7 * 60 * factor])
+    assert half_found.method == "wbc-probe" and half_found.factor == 1.0
+    # Larger than training at its own scale (and split when shrunk by 2 or 3):
+    # the factor is refined down to the measured size.
+    larger = estimate_scale(image, TRAINING, probe=lambda factor: [1.5 * 60] if factor == 1.0 else [10.0])
+    assert larger.factor == pytest.approx(1 / 1.5)
+
+
 def test_probe_finding_nothing_is_not_confident():
     estimate = estimate_scale(_crop_with_one_wbc(60, 120), TRAINING, probe=lambda factor: [])
     assert (estimate.method, estimate.factor, estimate.confident) == ("none", 1.0, False)

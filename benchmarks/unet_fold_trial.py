@@ -7,7 +7,9 @@ then reports the mean per-image Dice that :func:`compare.evaluate.evaluate`
 gives on the fold's held-out patches (white balance, scale estimate,
 segmenter, instance stage, nucleus check), for instance thresholds 0.4 / 0.5
 / 0.6, without (``tta0``) and with (``tta1``) flip averaging, and the
-milliseconds per patch of the whole prediction.  One line of JSON per call.
+milliseconds per patch of the whole prediction, and the device the Keras
+backend computed on (:func:`compare.device.current_device`).  One line of
+JSON per call.
 
 Usage::
 
@@ -50,7 +52,9 @@ def main() -> None:
     start = time.perf_counter()
     model = fit_model("unet", train, seed=0)
     seg = model.segmenter_
-    out = {"over": over, "fold": fold, "fit_s": round(time.perf_counter() - start, 1),
+    from compare.device import current_device
+
+    out = {"over": over, "fold": fold, "device": current_device(), "fit_s": round(time.perf_counter() - start, 1),
            "epochs": seg.fit_info_.get("epochs_run")}
     params = model.params_
     for tta in (False, True):

@@ -1,0 +1,138 @@
+"""Object by object: which found WBCs the nucleus check keeps, and whether they are real.
+
+For each saved model (``MODELS/NAME``), every object found before the nucleus
+check (:func:`compare.morphology.drop_without_nucleus`) on
+
+* the 5 large images, unshifted and under every shift of :mod:`compare.shifts`;
+* every second training patch, unshifted and under the rapid, lab-A, camera
+  and CellaVision looks,
+
+is classed true (at least half of it on the true mask) or false, and two
+statistics are printed per object kind: the share of the object denser than
+the 99th percentile of the optical density outside all objects (the check's
+first test, :data:`compare.morphology.MIN_NUCLEUS_FRACTION`) and the share
+denser than the 95th percentile (the second test,
+:data:`compare.morphology.MIN_DENSE_FRACTION`).  The table counts the
+objects each rule keeps.
+
+The patches were the models' training data, so the objects there are better
+than a held-out fold's; the question here is only what the check does to the
+objects a model finds.
+
+Usage::
+
+    python benchmarks/nucleus_check_objects.py [--models results/models] [--segmenters unet,rf,svm,mlp]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage as ndi
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+PATCH_SHIFTS = ("look_rapid", "lab_a_like", "look_camera", "look_cellavision")
+
+
+def _inputs():
+    """(name, shift, image, mask) of every image the objects are collected on."""
+    from compare.data import load_set
+    from compare.shifts import SHIFTS, apply_shift
+
+    large, patches = load_set(None, "large"), load_set(None, "patches")[::2]
+    for sample in large:
+        yield sample.name, "none", sample.image, sample.mask > 0
+        for shift in SHIFTS:
+            for k, (image, mask) in enumerate(apply_shift(shift, sample.image, sample.mask > 0, seed=0)):
+                yield f"{sample.name}#{k}", shift, image, mask
+    for sample in patches:
+        yield sample.name, "patch", sample.image, sample.mask > 0
+        for shift in PATCH_SHIFTS:
+            for k, (image, mask) in enumerate(apply_shift(shift, sample.image, sample.mask > 0, seed=0)):
+                yield f"{sample.name}#{k}", f"patch {shift}", image, mask
+
+
+def object_rows(model, name: str) -> list[dict]:
+    """One row per object the model finds before its nucleus check."""
+    import compare.morphology as morphology
+    from skimage.transform import resize
+
+    from stain.normalise import summed_density
+
+    seen: list[tuple[np.ndarray, np.ndarray]] = []
+    original = morphology.drop_without_nucleus
+
+    def record(labels, image, min_fraction=None):
+        seen.append((np.asarray(labels).copy(), np.asarray(image).copy()))
+        return labels
+
+    morphology.drop_without_nucleus = record  # WBCModel.predict imports it at call time
+    rows = []
+    try:
+        for image_name, shift, image, mask in _inputs():
+            seen.clear()
+            model.predict(image, cells=False)
+            if not seen:
+                continue
+            labels, work = seen[0]
+            if mask.shape != labels.shape:  # the model predicted a resized image
+                mask = resize(mask.astype(float), labels.shape, order=0) > 0.5
+            density = summed_density(work)
+            brightest = work.max(axis=2)
+            outside = ~ndi.binary_dilation(labels > 0, iterations=morphology._RING) & (brightest > morphology._LIT)
+            if outside.sum() < 100:
+                continue
+            p95, p99 = np.percentile(density[outside], [95, 99])
+            edge = ndi.binary_dilation(brightest <= morphology._LIT, iterations=morphology._RING)
+            for k in range(1, int(labels.max()) + 1):
+                obj = labels == k
+                area = int(obj.sum())
+                inner = density[obj & ~edge]
+                rows.append({"segmenter": name, "image": image_name, "shift": shift, "area": area,
+                             "true_wbc": bool(mask[obj].mean() >= 0.5),
+                             "black": float((brightest[obj] <= morphology._BLACK).mean()),
+                             "dense99": float((inner > p99).sum() / area), "dense95": float((inner > p95).sum() / area)})
+    finally:
+        morphology.drop_without_nucleus = original
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", type=Path, default=ROOT / "results" / "models")
+    parser.add_argument("--segmenters", default="unet,rf,svm,mlp")
+    args = parser.parse_args(argv)
+
+    import compare.morphology as morphology
+    from compare.model import load_model
+
+    rows = []
+    for name in args.segmenters.split(","):
+        rows += object_rows(load_model(args.models / name), name)
+        print(f"{name}: {sum(r['segmenter'] == name for r in rows)} objects", flush=True)
+    df = pd.DataFrame(rows)
+    not_black = df.black < morphology.MAX_BLACK_FRACTION
+    first = df.dense99 >= morphology.MIN_NUCLEUS_FRACTION
+    df["kept_first_test"] = first & not_black
+    df["kept_both_tests"] = (first | (df.dense95 >= morphology.MIN_DENSE_FRACTION)) & not_black
+    table = df.groupby(["segmenter", "true_wbc"])[["kept_first_test", "kept_both_tests"]].agg(["sum", "count"])
+    print(table.to_string())
+    false = df[~df.true_wbc & not_black]
+    print(f"\nfalse objects (not black): {len(false)}, largest dense95 {false.dense95.max():.3f}")
+    rescued = df[df.true_wbc & df.kept_both_tests & ~df.kept_first_test]
+    print(f"true WBCs kept only by the second test: {len(rescued)}, dense95 {rescued.dense95.min():.3f}-"
+          f"{rescued.dense95.max():.3f}")
+    dropped = df[df.true_wbc & ~df.kept_both_tests]
+    print("true WBCs dropped by both tests:")
+    print(dropped[["segmenter", "image", "shift", "area", "dense99", "dense95"]].to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

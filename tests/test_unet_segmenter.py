@@ -151,3 +151,28 @@ def test_training_loop_schedule_and_best_weights(data):
     _, history, _ = train_unet(images, masks, model_cfg, stopped, seed=3, verbose=0)
     best_epoch = max(history, key=lambda h: h["val_dice"])["epoch"]
     assert len(history) <= 6 and (len(history) == 6 or len(history) == best_epoch + 1)
+
+
+def test_padded_side_buckets_large_sides_only():
+    from unet.segmenter import _padded_side
+
+    assert _padded_side(100, 16, None) == 112
+    assert _padded_side(100, 16, 256) == 112  # small sides: the model's size multiple
+    assert _padded_side(1118, 16, None) == 1120
+    assert _padded_side(1118, 16, 256) == 1280  # large sides: a multiple of the bucket
+
+
+def test_per_shape_backends_see_few_shapes(fitted, monkeypatch):
+    """With bucketing on, images of many sizes reach the network in few padded shapes, and are cropped back."""
+    import unet.segmenter as segmenter
+
+    monkeypatch.setattr(segmenter, "_compiles_per_shape", lambda: True)
+    monkeypatch.setattr(segmenter, "SHAPE_BUCKET", 48)
+    shapes = set()
+    run = fitted._run
+    monkeypatch.setattr(fitted, "_run", lambda x: shapes.add(x.shape[1:3]) or run(x))
+    rng = np.random.default_rng(2)
+    for h, w in [(50, 60), (52, 61), (57, 90), (60, 95)]:
+        prob = fitted._predict_batch(rng.integers(0, 256, (1, h, w, 3)).astype(np.uint8))
+        assert prob.shape == (1, h, w)
+    assert shapes == {(96, 96)}

@@ -42,6 +42,29 @@ log = logging.getLogger(__name__)
 
 _FORMAT_VERSION = 1
 
+#: On backends that compile one program per input shape (JAX), tiles larger
+#: than this are padded up to a multiple of it, so a folder of differently
+#: sized images compiles a handful of programs instead of one per image (on
+#: an H200 each compile cost more than predicting the image).  TensorFlow's
+#: predict step relaxes to dynamic shapes by itself and pads to the model's
+#: size multiple only.
+SHAPE_BUCKET = 256
+
+
+def _padded_side(side: int, step: int, bucket: int | None) -> int:
+    """``side`` rounded up to a multiple of ``step``, or of ``bucket`` when that multiple exceeds it."""
+    padded = -(-side // step) * step
+    if bucket and padded > bucket:
+        padded = -(-side // bucket) * bucket
+    return padded
+
+
+def _compiles_per_shape() -> bool:
+    """True when the active Keras backend compiles a new program for every input shape."""
+    import keras
+
+    return keras.backend.backend() == "jax"
+
 
 @dataclasses.dataclass(frozen=True)
 class PredictConfig:
@@ -225,13 +248,15 @@ class UNetSegmenter(BaseEstimator):
     def _predict_batch(self, tiles: np.ndarray) -> np.ndarray:
         """Probabilities for a batch of equally shaped tiles ``(N, h, w, 3)`` -> ``(N, h, w)``.
 
-        Tiles are mirror-padded up to the model's size multiple.  Keras'
-        compiled predict step relaxes to dynamic shapes after a few sizes, so
-        many image sizes do not mean many graph traces.
+        Tiles are mirror-padded up to the model's size multiple, and on a
+        backend that compiles per shape (JAX) sides above :data:`SHAPE_BUCKET`
+        up to a multiple of it, so that many image sizes do not mean many
+        compilations.
         """
         n, h, w = tiles.shape[:3]
         step = self.model_config_.size_multiple
-        ph, pw = -h % step, -w % step
+        bucket = SHAPE_BUCKET if _compiles_per_shape() else None
+        ph, pw = _padded_side(h, step, bucket) - h, _padded_side(w, step, bucket) - w
         x = tiles.astype(np.float32)
         if ph or pw:
             x = np.pad(x, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)), mode="symmetric")

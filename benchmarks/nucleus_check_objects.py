@@ -32,7 +32,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import ndimage as ndi
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -63,8 +62,6 @@ def object_rows(model, name: str) -> list[dict]:
     import compare.morphology as morphology
     from skimage.transform import resize
 
-    from stain.normalise import summed_density
-
     seen: list[tuple[np.ndarray, np.ndarray]] = []
     original = morphology.drop_without_nucleus
 
@@ -83,21 +80,15 @@ def object_rows(model, name: str) -> list[dict]:
             labels, work = seen[0]
             if mask.shape != labels.shape:  # the model predicted a resized image
                 mask = resize(mask.astype(float), labels.shape, order=0) > 0.5
-            density = summed_density(work)
-            brightest = work.max(axis=2)
-            outside = ~ndi.binary_dilation(labels > 0, iterations=morphology._RING) & (brightest > morphology._LIT)
-            if outside.sum() < 100:
+            shares = morphology.nucleus_shares(labels, work)
+            if shares is None:
                 continue
-            p95, p99 = np.percentile(density[outside], [95, 99])
-            edge = ndi.binary_dilation(brightest <= morphology._LIT, iterations=morphology._RING)
+            dark, dense, black = shares
             for k in range(1, int(labels.max()) + 1):
                 obj = labels == k
-                area = int(obj.sum())
-                inner = density[obj & ~edge]
-                rows.append({"segmenter": name, "image": image_name, "shift": shift, "area": area,
-                             "true_wbc": bool(mask[obj].mean() >= 0.5),
-                             "black": float((brightest[obj] <= morphology._BLACK).mean()),
-                             "dense99": float((inner > p99).sum() / area), "dense95": float((inner > p95).sum() / area)})
+                rows.append({"segmenter": name, "image": image_name, "shift": shift, "area": int(obj.sum()),
+                             "true_wbc": bool(mask[obj].mean() >= 0.5), "black": float(black[k]),
+                             "dense99": float(dark[k]), "dense95": float(dense[k])})
     finally:
         morphology.drop_without_nucleus = original
     return rows

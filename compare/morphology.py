@@ -38,6 +38,7 @@ from stain.normalise import summed_density
 
 __all__ = [
     "NucleusParams",
+    "nucleus_shares",
     "nucleus_labels",
     "lobe_counts",
     "cell_table",
@@ -376,6 +377,47 @@ _BLACK = 25
 MAX_BLACK_FRACTION = 0.5
 
 
+def nucleus_shares(labels: np.ndarray, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """What share of each object is nucleus-dense, and what share black: the numbers :func:`drop_without_nucleus` tests.
+
+    Parameters
+    ----------
+    labels : ndarray, shape (H, W), int
+        Found WBCs, 1..n.
+    image : ndarray, shape (H, W, 3), uint8
+        The image they were found in.
+
+    Returns
+    -------
+    (dark, dense, black) : three ndarrays, shape (n + 1,), float64, or None
+        Per label (index 0 is the background): the share of its pixels
+        denser than the 99th and the 95th percentile of the optical density
+        outside all objects (pixels on the field-of-view edge's rim left
+        out), and the share that is black.  None when fewer than 100 lit
+        pixels lie outside the objects.
+    """
+    labels = np.asarray(labels)
+    n = int(labels.max()) if labels.size else 0
+    rgb = np.asarray(image)[..., :3]
+    density = summed_density(rgb)
+    brightest = np.maximum(np.maximum(rgb[..., 0], rgb[..., 1]), rgb[..., 2])
+    # A ring around each object is left out: an outline drawn a little
+    # inside the cell would otherwise put WBC pixels into the reference.
+    near = ndi.binary_dilation(labels > 0, iterations=_RING)
+    outside = ~near & (brightest > _LIT)
+    if outside.sum() < 100:
+        return None
+    reference, dense_reference = np.percentile(density[outside], [_RED_CELL_PERCENTILE, _DENSE_PERCENTILE])
+    area = np.maximum(np.bincount(labels.ravel(), minlength=n + 1), 1).astype(float)
+    # Dark pixels next to the unlit field-of-view mask are its blurred edge,
+    # not a nucleus: a red cell cut by the edge would otherwise pass.
+    edge = ndi.binary_dilation(brightest <= _LIT, iterations=_RING)
+    dark = np.bincount(labels[(density > reference) & ~edge], minlength=n + 1) / area
+    dense = np.bincount(labels[(density > dense_reference) & ~edge], minlength=n + 1) / area
+    black = np.bincount(labels[brightest <= _BLACK], minlength=n + 1) / area
+    return dark, dense, black
+
+
 def drop_without_nucleus(labels: np.ndarray, image: np.ndarray,
                          min_fraction: float | None = None) -> np.ndarray:
     """Remove the objects of a label image that hold no nucleus, renumbering the rest.
@@ -412,25 +454,11 @@ def drop_without_nucleus(labels: np.ndarray, image: np.ndarray,
     n = int(labels.max()) if labels.size else 0
     if n == 0:
         return labels
-    rgb = np.asarray(image)[..., :3]
-    density = summed_density(rgb)
-    brightest = np.maximum(np.maximum(rgb[..., 0], rgb[..., 1]), rgb[..., 2])
-    # A ring around each object is left out: an outline drawn a little
-    # inside the cell would otherwise put WBC pixels into the reference.
-    near = ndi.binary_dilation(labels > 0, iterations=_RING)
-    outside = ~near & (brightest > _LIT)
-    if outside.sum() < 100:
+    shares = nucleus_shares(labels, image)
+    if shares is None:
         return labels  # nothing to compare with: keep every object
-    reference, dense_reference = np.percentile(density[outside], [_RED_CELL_PERCENTILE, _DENSE_PERCENTILE])
-    area = np.bincount(labels.ravel(), minlength=n + 1)
-    # Dark pixels next to the unlit field-of-view mask are its blurred edge,
-    # not a nucleus: a red cell cut by the edge would otherwise pass.
-    edge = ndi.binary_dilation(brightest <= _LIT, iterations=_RING)
-    dark = np.bincount(labels[(density > reference) & ~edge], minlength=n + 1)
-    dense = np.bincount(labels[(density > dense_reference) & ~edge], minlength=n + 1)
-    black = np.bincount(labels[brightest <= _BLACK], minlength=n + 1)
-    nucleus = (dark >= min_fraction * area) | (dense >= MIN_DENSE_FRACTION * area)
-    keep = nucleus & (black < MAX_BLACK_FRACTION * area)
+    dark, dense, black = shares
+    keep = ((dark >= min_fraction) | (dense >= MIN_DENSE_FRACTION)) & (black < MAX_BLACK_FRACTION)
     keep[0] = True
     if keep.all():
         return labels

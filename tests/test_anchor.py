@@ -78,6 +78,24 @@ def test_anchoring_undoes_a_brown_restain():
                                                                             - img[nucleus]).mean() / 2
 
 
+@pytest.mark.parametrize("gain", [0.7, 1.0 + 1e-3, 1.3, 1.6])
+def test_apply_density_map_with_a_gain_alone_follows_the_formula(gain):
+    # A diagonal map takes the per-channel lookup path; every level of every
+    # channel must come out as the module formula gives it, to rounding.
+    rng = np.random.default_rng(3)
+    img = rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    img[0, :256 % 96] = 255
+    out = apply_density_map(img, BACKGROUND, np.eye(3) * gain)
+    od = np.maximum(-np.log((img + 1.0) / (BACKGROUND + 1.0)), 0.0)
+    expected = np.clip(np.rint((BACKGROUND + 1.0) * np.exp(-gain * od) - 1.0), 0, 255)
+    assert out.dtype == np.uint8
+    assert np.abs(out.astype(int) - expected).max() <= 1
+    # The same map with a negligible off-diagonal term takes the general path and agrees.
+    nearly = np.eye(3) * gain
+    nearly[0, 1] = 1e-9
+    assert np.abs(apply_density_map(img, BACKGROUND, nearly).astype(int) - out).max() <= 1
+
+
 def test_apply_density_map_rejects_non_rgb():
     with pytest.raises(ValueError, match="RGB"):
         apply_density_map(np.zeros((4, 4), np.uint8), BACKGROUND, np.eye(3))

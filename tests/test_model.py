@@ -233,6 +233,30 @@ def test_objects_on_the_black_field_edge_are_dropped():
     assert np.array_equal(kept > 0, labels == 1)
 
 
+def test_object_reaching_into_a_dim_unlit_edge_is_dropped_and_a_wbc_beside_it_kept():
+    """A purple blob cut by a dark-blue (not black) field edge has nucleus-dark pixels, yet lies partly outside the field."""
+    from compare.morphology import MAX_UNLIT_FRACTION, drop_without_nucleus
+
+    yy, xx = np.mgrid[:120, :240]
+    image = np.empty((120, 240, 3), np.uint8)
+    image[:] = (235, 225, 225)
+    image[:, 200:] = (30, 35, 58)  # outside the field: dark blue, brighter than black
+    for cy, cx in ((15, 15), (105, 15), (15, 170), (105, 170), (60, 110)):
+        image[(yy - cy) ** 2 + (xx - cx) ** 2 < 9 ** 2] = (200, 120, 140)  # red cells
+    labels = np.zeros((120, 240), np.uint16)
+    wbc = (yy - 60) ** 2 + (xx - 50) ** 2 < 25 ** 2
+    image[wbc] = (190, 160, 215)
+    image[(yy - 60) ** 2 + (xx - 50) ** 2 < 12 ** 2] = (70, 20, 110)
+    labels[wbc] = 1
+    blob = (yy - 60) ** 2 + (xx - 195) ** 2 < 14 ** 2  # a cell cut by the edge, and the edge it bleeds into
+    image[blob & (xx < 200)] = (70, 20, 110)
+    labels[blob] = 2
+    unlit_share = (blob & (xx >= 200)).sum() / blob.sum()
+    assert MAX_UNLIT_FRACTION < unlit_share < 0.5  # not "mostly black": the old rule kept it
+    kept = drop_without_nucleus(labels, image)
+    assert np.array_equal(kept > 0, labels == 1)
+
+
 def test_pale_nucleus_among_overlapping_red_cells_is_kept(monkeypatch):
     """Overlapping red cells as dense as a pale nucleus: the WBC, mostly denser than red cells, stays; a clump goes."""
     from compare.morphology import drop_without_nucleus

@@ -35,9 +35,12 @@ OUT = Path(__file__).resolve().parent.parent / "results" / "benchmarks" / "unet_
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("tag", help="name of the variant in the output line")
-    parser.add_argument("overrides", help="JSON object of UNetSegmenter overrides, e.g. '{\"augment\": \"stain\"}'")
+    parser.add_argument("overrides", help="JSON object of UNetSegmenter overrides, e.g. '{\"augment\": \"stain\"}', "
+                                          "or of set_params for another segmenter, e.g. '{\"auto_context\": true}'")
     parser.add_argument("--strength", type=float, default=None, help="unet.augment.STAIN_STRENGTH for this fit")
-    parser.add_argument("--segmenter", default="unet", help="registry name (overrides apply to unet only)")
+    parser.add_argument("--segmenter", default="unet", help="registry name")
+    parser.add_argument("--cv-only", action="store_true",
+                        help="score the fold's held-out patches and their shifts only, not the 5 large images")
     parser.add_argument("--save", type=Path, default=None, help="also save the fitted model here")
     parser.add_argument("--copies", type=int, default=None,
                         help="stain-augmented training copies per image (SegmenterSpec.stain_copies) for this fit")
@@ -67,10 +70,14 @@ def main() -> None:
     if args.strength is not None:
         unet.augment.STAIN_STRENGTH = args.strength
     # The variant replaces the registry's "unet" factory for this process only.
+    original = registry.make_segmenter
     if args.segmenter == "unet":
-        original = registry.make_segmenter
         registry.make_segmenter = lambda name, random_state=0: (
             UNetSegmenter("default", random_state, **overrides) if name == "unet" else original(name, random_state))
+    elif overrides:
+        registry.make_segmenter = lambda name, random_state=0: (
+            original(name, random_state).set_params(**overrides) if name == args.segmenter
+            else original(name, random_state))
 
     patches, large = load_set(None, "patches"), load_set(None, "large")
     train, test = grouped_kfold(patches, 5, 0)[args.fold]
@@ -81,10 +88,11 @@ def main() -> None:
     if args.save:
         model.save(args.save)
     cv = pd.DataFrame(evaluate(model, held_out))
-    big = pd.DataFrame(evaluate(model, large))
+    big = pd.DataFrame(evaluate(model, [] if args.cv_only else large),
+                       columns=["dice", "pred_count", "true_count"])
     # The same seeded 6 held-out patches as the shift protocol of `compare run` (seed 0).
     shifted = pd.DataFrame(evaluate_shifts(model, _shift_subset(held_out, 6, args.fold), source="cv")
-                           + evaluate_shifts(model, large, source="large"))
+                           + ([] if args.cv_only else evaluate_shifts(model, large, source="large")))
     exact = shifted.pred_count == shifted.true_count
     line = {
         "tag": args.tag, "segmenter": args.segmenter, "overrides": overrides, "stain_strength": unet.augment.STAIN_STRENGTH,

@@ -69,7 +69,7 @@ def main() -> None:
         registry.REGISTRY[args.segmenter] = dataclasses.replace(registry.REGISTRY[args.segmenter], **changes)
     if args.strength is not None:
         unet.augment.STAIN_STRENGTH = args.strength
-    # The variant replaces the registry's "unet" factory for this process only.
+    # The variant replaces the registry's factory of the segmenter for this process only.
     original = registry.make_segmenter
     if args.segmenter == "unet":
         registry.make_segmenter = lambda name, random_state=0: (

@@ -252,7 +252,7 @@ def test_object_reaching_into_a_dim_unlit_edge_is_dropped_and_a_wbc_beside_it_ke
     image[blob & (xx < 200)] = (70, 20, 110)
     labels[blob] = 2
     unlit_share = (blob & (xx >= 200)).sum() / blob.sum()
-    assert MAX_UNLIT_FRACTION < unlit_share < 0.5  # not "mostly black": the old rule kept it
+    assert MAX_UNLIT_FRACTION < unlit_share < 0.5  # partly outside the field, far from mostly
     kept = drop_without_nucleus(labels, image)
     assert np.array_equal(kept > 0, labels == 1)
 

@@ -378,6 +378,23 @@ class InstanceMatch(NamedTuple):
         return self.pred_count - self.true_count
 
 
+def _sequential(labels: np.ndarray) -> np.ndarray:
+    """``labels`` renumbered 1..n in their order, int64.
+
+    A per-label count and a lookup table (:func:`compare.blocks.compact_labels`)
+    where :func:`skimage.segmentation.relabel_sequential` sorts every pixel:
+    5-20x faster on the large images and their 3x enlargements.  Labels far
+    beyond the pixel count (sparse ids a user chose) would make that table
+    huge and go through ``relabel_sequential`` instead.
+    """
+    from compare.blocks import compact_labels
+
+    labels = np.asarray(labels).astype(np.int64, copy=False)
+    if labels.size == 0 or labels.max() <= labels.size:
+        return compact_labels(labels)
+    return relabel_sequential(labels)[0]
+
+
 def _iou_matrix(true_labels: np.ndarray, pred_labels: np.ndarray) -> np.ndarray:
     """IoU between every true (rows) and predicted (columns) instance."""
     n_true = int(true_labels.max())
@@ -414,11 +431,8 @@ def match_instances(true_labels: np.ndarray, pred_labels: np.ndarray, *, iou_thr
         raise ValueError(f"True labels have shape {true_labels.shape} but predicted {pred_labels.shape}; they must match.")
     if not 0 < iou_threshold <= 1:
         raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}.")
-    # Renumber 1..n so gaps in numbering do not create empty instances; a
-    # lookup table, where np.unique would sort every pixel (seconds on a
-    # 3x-enlarged field).
-    iou = _iou_matrix(relabel_sequential(true_labels.astype(np.int64, copy=False))[0],
-                      relabel_sequential(pred_labels.astype(np.int64, copy=False))[0])
+    # Renumber 1..n so gaps in numbering do not create empty instances.
+    iou = _iou_matrix(_sequential(true_labels), _sequential(pred_labels))
     n_true, n_pred = iou.shape
     matched_ious = np.zeros(0)
     if n_true and n_pred:

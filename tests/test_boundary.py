@@ -83,3 +83,20 @@ def test_fast_on_a_megapixel_image():
     scores = boundary_scores(true, pred)
     assert time.perf_counter() - start < 2.0
     assert 1.0 <= scores["hd95"] <= 4.0
+
+
+def test_surface_distances_equal_a_distance_transform_of_the_other_boundary():
+    from scipy import ndimage as ndi
+
+    from compare.metrics import _surface_distances
+
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        true = np.zeros((60, 80), bool)
+        for cy, cx, r in zip(rng.integers(0, 60, 3), rng.integers(0, 80, 3), rng.integers(4, 15, 3)):
+            true |= disk(r, size=80, centre=(cy, cx))[:60]
+        pred = ndi.binary_dilation(true, iterations=int(rng.integers(0, 3))) ^ (rng.random(true.shape) < 0.02)
+        to_pred, to_true = _surface_distances(true, pred)
+        # The definition: a whole-image distance transform from each boundary.
+        assert np.array_equal(to_pred, ndi.distance_transform_edt(~boundary(pred))[boundary(true)])
+        assert np.array_equal(to_true, ndi.distance_transform_edt(~boundary(true))[boundary(pred)])

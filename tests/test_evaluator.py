@@ -124,6 +124,8 @@ def test_matching_properties(true, pred, perm):
     # relabelling the prediction changes nothing
     lut = np.array([0, *perm])
     assert match_instances(true, lut[pred])[:3] == m[:3]
+    # so do ids far beyond the pixel count (the sorting renumbering path)
+    assert match_instances(true * 1_000_003, pred)[:3] == m[:3]
     # swapping truth and prediction swaps FP and FN
     swapped = match_instances(pred, true)
     assert (swapped.tp, swapped.fp, swapped.fn) == (m.tp, m.fn, m.fp)

@@ -9,8 +9,11 @@ expensive step (profiled: about 40 % of the classifier's time on a large
 image), and it can be folded into the weights once, since
 ``(K @ N.T) @ w == K @ (N.T @ w)``.  :func:`nystroem_svm_proba` does that, and
 computes the kernel in blocks on the shared thread pool
-(:func:`tiling.runtime.parallel_map`).  The result equals scikit-learn's to
-float64 rounding.
+(:func:`tiling.runtime.parallel_map`).  The kernel is computed in float32,
+whose ``exp`` and matrix products take about a third less time than
+float64's on the large images; the probabilities then match
+scikit-learn's to about 1e-4 (5e-5 at most on the 5 large images, where one
+pixel of 3.7 million crossed 0.5).
 """
 
 from __future__ import annotations
@@ -63,14 +66,17 @@ class FusedNystroemSVM:
 
     def proba(self, X: np.ndarray, n_jobs: int | None = None) -> np.ndarray:
         """Foreground probability of each row, float32 of shape (n_rows,)."""
-        squared_components = np.einsum("ij,ij->i", self.components, self.components)
+        components = self.components.astype(np.float32)
+        squared_components = np.einsum("ij,ij->i", components, components)
+        mean, scale = self.mean.astype(np.float32), self.scale.astype(np.float32)
+        weights, gamma = self.weights.astype(np.float32), np.float32(self.gamma)
 
         def block(rows: slice) -> np.ndarray:
-            z = (np.asarray(X[rows], np.float64) - self.mean) / self.scale
-            squared = np.einsum("ij,ij->i", z, z)[:, None] + squared_components[None, :] - 2.0 * z @ self.components.T
+            z = (np.asarray(X[rows], np.float32) - mean) / scale
+            squared = np.einsum("ij,ij->i", z, z)[:, None] + squared_components[None, :] - 2.0 * z @ components.T
             np.maximum(squared, 0.0, out=squared)  # rounding can make a distance slightly negative
-            kernel = np.exp(-self.gamma * squared, out=squared)
-            return kernel @ self.weights + self.intercept
+            kernel = np.exp(-gamma * squared, out=squared)
+            return (kernel @ weights).astype(np.float64) + self.intercept
 
         jobs = [slice(a, a + ROW_BLOCK) for a in range(0, len(X), ROW_BLOCK)]
         n_jobs = resolve_n_jobs(n_jobs) if len(jobs) > 1 else 1

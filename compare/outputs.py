@@ -117,14 +117,14 @@ class PredictionWriter:
         dict
             Its ``counts.csv`` row.
         """
-        from compare.overlay import overlay_image, save_label_png
+        from compare.overlay import overlay_image, save_label_png, save_rgb_png
 
         out = self.out
         save_label_png(inside(out, out / "masks" / f"{name}.png"), result.labels)
         if result.nuclei is not None:
             save_label_png(inside(out, out / "nuclei" / f"{name}.png"), result.nuclei)
         picture = overlay_image(image, result.labels)
-        atomic_path(inside(out, out / "overlays" / f"{name}.png"), lambda p: picture.save(p, format="PNG"))
+        save_rgb_png(inside(out, out / "overlays" / f"{name}.png"), picture)
         del picture
         if any((self.exports.rois, self.exports.geojson, self.exports.tiff)):
             from compare import exports

@@ -16,6 +16,10 @@ __all__ = ["TRUE_COLOUR", "PRED_COLOUR", "boundaries", "draw_overlay", "overlay_
 #: colour-vision deficiencies and on pink/purple stains).
 TRUE_COLOUR = (0, 200, 0)
 PRED_COLOUR = (255, 0, 255)
+#: zlib level of the RGB PNGs (overlays): level 1 encodes a 1-Mpx overlay
+#: about 4x faster than Pillow's default 6 for a file about 5 % larger
+#: (PNG stays lossless, so the pixels are the same).
+RGB_PNG_COMPRESS_LEVEL = 1
 
 
 def boundaries(labels: np.ndarray, width: int = 2) -> np.ndarray:
@@ -96,10 +100,10 @@ def save_label_png(path: Path, labels: np.ndarray) -> None:
     atomic_path(Path(path), lambda p: img.save(p, format="PNG"))
 
 
-def save_rgb_png(path: Path, rgb: np.ndarray) -> None:
-    """Save an RGB image as PNG (atomically)."""
-    img = Image.fromarray(np.asarray(rgb, dtype=np.uint8))
-    atomic_path(Path(path), lambda p: img.save(p, format="PNG"))
+def save_rgb_png(path: Path, rgb: "np.ndarray | Image.Image") -> None:
+    """Save an RGB image (or a PIL image) as PNG, atomically, at :data:`RGB_PNG_COMPRESS_LEVEL`."""
+    img = rgb if isinstance(rgb, Image.Image) else Image.fromarray(np.asarray(rgb, dtype=np.uint8))
+    atomic_path(Path(path), lambda p: img.save(p, format="PNG", compress_level=RGB_PNG_COMPRESS_LEVEL))
 
 
 def overlay_image(image: np.ndarray, labels: np.ndarray, *, strip: int = 1024):

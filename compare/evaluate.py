@@ -153,6 +153,8 @@ def evaluate_shifts(model: Any, samples: Sequence[Sample], *, seed: int = 0, shi
         Shifted pieces by ``(shift, sample name, seed)``, filled and reused,
         so that several models are scored on the same inputs without
         making them again (the 3x shifts of large images take seconds).
+        The red-cell measurement of each shifted image is likewise
+        remembered for the next model (:func:`compare.scale.remembering_red_cells`).
 
     Returns
     -------
@@ -162,6 +164,7 @@ def evaluate_shifts(model: Any, samples: Sequence[Sample], *, seed: int = 0, shi
         for the k-th crop).
     """
     from compare.progress import progress
+    from compare.scale import remembering_red_cells
     from compare.shifts import SHIFTS, apply_shift, shift_kinds
 
     kinds = shift_kinds()
@@ -169,23 +172,26 @@ def evaluate_shifts(model: Any, samples: Sequence[Sample], *, seed: int = 0, shi
     names = list(SHIFTS if shifts is None else shifts)
     pairs = [(shift, sample) for shift in names for sample in samples]
     iterator = progress(pairs, desc=progress_desc, leave=False, unit="img") if progress_desc else pairs
-    for shift, sample in iterator:
-        key = (shift, sample.name, seed)
-        try:
-            pieces = cache[key] if cache is not None and key in cache else apply_shift(shift, sample.image,
-                                                                                      sample.mask, seed=seed)
-            if cache is not None:
-                cache[key] = pieces
-        except Exception as exc:
-            if on_error is None:
-                raise
-            on_error(sample, exc)
-            continue
-        shifted = [Sample(name=sample.name if len(pieces) == 1 else f"{sample.name}#{k}", path=sample.path,
-                          image=img, mask=msk, group=sample.group) for k, (img, msk) in enumerate(pieces, start=1)]
-        for row in evaluate(model, shifted, on_error=on_error):
-            row.update(shift=shift, source=source, true_scale=kinds[shift].scale)
-            rows.append(row)
+    # Every model scored on these shifts sees the same white-balanced pixels:
+    # the red-cell ruler measured for the first is reused by the others.
+    with remembering_red_cells():
+        for shift, sample in iterator:
+            key = (shift, sample.name, seed)
+            try:
+                pieces = cache[key] if cache is not None and key in cache else apply_shift(shift, sample.image,
+                                                                                          sample.mask, seed=seed)
+                if cache is not None:
+                    cache[key] = pieces
+            except Exception as exc:
+                if on_error is None:
+                    raise
+                on_error(sample, exc)
+                continue
+            shifted = [Sample(name=sample.name if len(pieces) == 1 else f"{sample.name}#{k}", path=sample.path,
+                              image=img, mask=msk, group=sample.group) for k, (img, msk) in enumerate(pieces, start=1)]
+            for row in evaluate(model, shifted, on_error=on_error):
+                row.update(shift=shift, source=source, true_scale=kinds[shift].scale)
+                rows.append(row)
     return rows
 
 

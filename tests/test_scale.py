@@ -279,3 +279,28 @@ def test_downsampled_ruler_agrees_with_full_resolution(monkeypatch):
     full = estimate_scale(image, TRAINING).observed_rbc_diameter
     assert downsampled == pytest.approx(full, rel=0.06)
     assert downsampled == pytest.approx(40, rel=0.12)
+
+
+def test_red_cell_measurement_is_remembered_by_content_inside_the_block_only(monkeypatch):
+    import compare.scale as scale
+
+    scale.forget_red_cell_measurements()
+    calls = []
+    measure = scale._measure_red_cells_uncached
+    monkeypatch.setattr(scale, "_measure_red_cells_uncached", lambda im: calls.append(1) or measure(im))
+    image = _smear(31, seed=5)
+    first = estimate_scale(image, TRAINING)
+    estimate_scale(image, TRAINING)
+    assert len(calls) == 2  # outside the block: measured every time
+    with scale.remembering_red_cells():
+        estimate_scale(image, TRAINING)
+        again = estimate_scale(image.copy(), TRAINING)  # same pixels, another array
+        assert len(calls) == 3 and again == first
+        changed = image.copy()
+        changed[0, 0] = 0
+        estimate_scale(changed, TRAINING)
+        assert len(calls) == 4  # one pixel differs: measured afresh
+    scale.forget_red_cell_measurements()
+    with scale.remembering_red_cells():
+        estimate_scale(image, TRAINING)
+    assert len(calls) == 5

@@ -7,12 +7,14 @@ check (:func:`compare.morphology.drop_without_nucleus`) on
 * every second training patch, unshifted and under the rapid, lab-A, camera
   and CellaVision looks,
 
-is classed true (at least half of it on the true mask) or false, and two
+is classed true (at least half of it on the true mask) or false, and three
 statistics are printed per object kind: the share of the object denser than
 the 99th percentile of the optical density outside all objects (the check's
-first test, :data:`compare.morphology.MIN_NUCLEUS_FRACTION`) and the share
+first test, :data:`compare.morphology.MIN_NUCLEUS_FRACTION`), the share
 denser than the 95th percentile (the second test,
-:data:`compare.morphology.MIN_DENSE_FRACTION`).  The table counts the
+:data:`compare.morphology.MIN_DENSE_FRACTION`) and, for the objects both
+fail, the interior texture against the red cells' (the third test,
+:data:`compare.morphology.MIN_TEXTURE_RATIO`).  The table counts the
 objects each rule keeps.
 
 The patches were the models' training data, so the objects there are better
@@ -84,11 +86,13 @@ def object_rows(model, name: str) -> list[dict]:
             if shares is None:
                 continue
             dark, dense, unlit = shares
+            texture, density = morphology.interior_texture(labels, work)
             for k in range(1, int(labels.max()) + 1):
                 obj = labels == k
                 rows.append({"segmenter": name, "image": image_name, "shift": shift, "area": int(obj.sum()),
                              "true_wbc": bool(mask[obj].mean() >= 0.5), "unlit": float(unlit[k]),
-                             "dense99": float(dark[k]), "dense95": float(dense[k])})
+                             "dense99": float(dark[k]), "dense95": float(dense[k]), "texture": float(texture[k]),
+                             "density": float(density[k])})
     finally:
         morphology.drop_without_nucleus = original
     return rows
@@ -112,20 +116,27 @@ def main(argv: list[str] | None = None) -> int:
     first = df.dense99 >= morphology.MIN_NUCLEUS_FRACTION
     df["kept_first_test"] = first & lit
     df["kept_both_tests"] = (first | (df.dense95 >= morphology.MIN_DENSE_FRACTION)) & lit
-    table = df.groupby(["segmenter", "true_wbc"])[["kept_first_test", "kept_both_tests"]].agg(["sum", "count"])
+    df["kept_all_tests"] = df.kept_both_tests | ((df.texture >= morphology.MIN_TEXTURE_RATIO)
+                                                 & (df.density >= morphology.MIN_CELL_DENSITY_RATIO) & lit)
+    table = df.groupby(["segmenter", "true_wbc"])[["kept_first_test", "kept_both_tests", "kept_all_tests"]].agg(
+        ["sum", "count"])
     print(table.to_string())
     false = df[~df.true_wbc & lit]
     print(f"\nfalse objects (inside the lit field): {len(false)}, largest dense95 {false.dense95.max():.3f}")
     rescued = df[df.true_wbc & df.kept_both_tests & ~df.kept_first_test]
     print(f"true WBCs kept only by the second test: {len(rescued)}, dense95 {rescued.dense95.min():.3f}-"
           f"{rescued.dense95.max():.3f}")
-    dropped = df[df.true_wbc & ~df.kept_both_tests]
     print("unlit share (no channel above the field-of-view limit), 99th percentile and maximum:")
     print(df.groupby(["segmenter", "true_wbc"]).unlit.describe(percentiles=[0.99])[["count", "99%", "max"]].to_string())
     print(df[~df.true_wbc & (df.unlit > 0)][["segmenter", "image", "shift", "area", "unlit", "dense99",
                                                "dense95"]].to_string(index=False))
-    print("true WBCs dropped by both tests:")
-    print(dropped[["segmenter", "image", "shift", "area", "dense99", "dense95"]].to_string(index=False))
+    print("objects in the lit field that both density tests drop, by texture (the third test):")
+    print(df[lit & ~df.kept_both_tests].sort_values(["true_wbc", "texture"])[
+        ["segmenter", "image", "shift", "true_wbc", "area", "dense99", "dense95", "texture", "density"]].to_string(
+        index=False))
+    print("true WBCs dropped by all three tests:")
+    print(df[df.true_wbc & ~df.kept_all_tests][["segmenter", "image", "shift", "area", "dense99", "dense95",
+                                                 "texture", "density"]].to_string(index=False))
     return 0
 
 

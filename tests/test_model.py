@@ -261,6 +261,10 @@ def test_pale_nucleus_among_overlapping_red_cells_is_kept(monkeypatch):
     """Overlapping red cells as dense as a pale nucleus: the WBC, mostly denser than red cells, stays; a clump goes."""
     from compare.morphology import drop_without_nucleus
 
+    # The density tests alone: these flat, small cells have no texture to
+    # speak of (the texture test has its own test below).
+    monkeypatch.setattr("compare.morphology.MIN_TEXTURE_RATIO", np.inf)
+
     yy, xx = np.mgrid[:200, :300]
     image = np.empty((200, 300, 3), np.uint8)
     image[:] = (235, 225, 225)
@@ -283,6 +287,59 @@ def test_pale_nucleus_among_overlapping_red_cells_is_kept(monkeypatch):
     # The first test alone would drop the WBC too: its nucleus is not denser than the overlaps.
     monkeypatch.setattr("compare.morphology.MIN_DENSE_FRACTION", 2.0)
     assert drop_without_nucleus(labels, image).max() == 0
+
+
+def test_textured_pale_nucleus_is_kept_and_a_smooth_clump_of_red_cells_dropped():
+    """A lobed, granular nucleus no denser than overlapping red cells passes by its texture; three red cells do not.
+
+    Texture decides only in an image where no object passes a density test.
+    """
+    from compare.morphology import (MIN_CELL_DENSITY_RATIO, MIN_TEXTURE_RATIO, drop_without_nucleus, interior_texture,
+                                    nucleus_shares)
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:240, :400]
+    image = np.empty((240, 400, 3), np.uint8)
+    image[:] = (235, 225, 225)
+    red, overlap = (200, 120, 140), (170, 60, 90)
+    centres = [(cy + rng.integers(-3, 4), cx + rng.integers(-3, 4)) for cy in range(20, 240, 36)
+               for cx in range(200, 400, 36)]
+    for cy, cx in centres:
+        image[(yy - cy) ** 2 + (xx - cx) ** 2 < 15 ** 2] = red
+    for (cy, cx), dy in zip(centres[::2], rng.integers(-12, 12, len(centres))):  # overlapping pairs
+        first, second = (yy - cy) ** 2 + (xx - cx) ** 2 < 15 ** 2, (yy - cy - dy) ** 2 + (xx - cx - 18) ** 2 < 15 ** 2
+        image[second] = red
+        image[first & second] = overlap
+    labels = np.zeros((240, 400), np.uint16)
+    wbc = (yy - 70) ** 2 + (xx - 80) ** 2 < 34 ** 2
+    image[wbc] = (215, 200, 225)  # pale cytoplasm
+    nucleus = np.zeros_like(wbc)
+    for cy, cx in ((60, 70), (80, 92), (62, 95), (84, 66)):  # four lobes
+        nucleus |= (yy - cy) ** 2 + (xx - cx) ** 2 < 9 ** 2
+    image[nucleus] = (160, 110, 165)
+    image[nucleus & (rng.random(wbc.shape) < 0.25)] = (175, 70, 110)  # granules, as dense as the overlaps
+    labels[wbc] = 1
+    clump = np.zeros_like(wbc)
+    for cy, cx in ((180, 60), (180, 84), (200, 72)):
+        cell = (yy - cy) ** 2 + (xx - cx) ** 2 < 15 ** 2
+        image[cell & ~clump], image[cell & clump] = red, overlap
+        clump |= cell
+    labels[clump] = 2  # outlined as a model would
+    dark, dense, _ = nucleus_shares(labels, image)
+    assert dark[1] < 0.08 and dense[1] < 0.45  # both density tests would drop the WBC
+    texture, density = interior_texture(labels, image)
+    assert texture[1] > MIN_TEXTURE_RATIO > texture[2]
+    assert density[1] > MIN_CELL_DENSITY_RATIO
+    kept = drop_without_nucleus(labels, image)
+    assert np.array_equal(kept > 0, labels == 1)
+    # Beside a WBC whose nucleus passes by density, density works in this
+    # image: the textured pale object no longer gets in by its texture.
+    other = (yy - 190) ** 2 + (xx - 160) ** 2 < 30 ** 2
+    image[other] = (190, 160, 215)
+    image[(yy - 190) ** 2 + (xx - 160) ** 2 < 14 ** 2] = (70, 20, 110)
+    labels[other] = 3
+    kept = drop_without_nucleus(labels, image)
+    assert np.array_equal(kept > 0, labels == 3)
 
 
 def test_colour_warning_for_another_stain_not_for_the_training_one(pair):

@@ -135,7 +135,7 @@ def evaluate(model: Any, samples: Sequence[Sample], *, on_result: Callable[[Samp
 def evaluate_shifts(model: Any, samples: Sequence[Sample], *, seed: int = 0, shifts: Sequence[str] | None = None,
                     source: str = "", on_error: Callable[[Sample, BaseException], None] | None = None,
                     progress_desc: str | None = None,
-                    cache: dict[tuple[str, str, int], list] | None = None) -> list[dict[str, Any]]:
+                    cache: dict[tuple[str, str, int], list] | None = None, n_jobs: int = 1) -> list[dict[str, Any]]:
     """Score ``model`` on the synthetic domain shifts of labelled samples.
 
     Parameters
@@ -155,6 +155,11 @@ def evaluate_shifts(model: Any, samples: Sequence[Sample], *, seed: int = 0, shi
         making them again (the 3x shifts of large images take seconds).
         The red-cell measurement of each shifted image is likewise
         remembered for the next model (:func:`compare.scale.remembering_red_cells`).
+    n_jobs : int, keyword-only
+        Images scored at once, in threads (the model's ``predict`` must be
+        thread-safe, as the registered segmenters' are).  The rows are the
+        same, in the same order; the per-image ``predict_s`` then includes
+        waiting for the other threads, so it is no speed measurement.
 
     Returns
     -------
@@ -168,31 +173,46 @@ def evaluate_shifts(model: Any, samples: Sequence[Sample], *, seed: int = 0, shi
     from compare.shifts import SHIFTS, apply_shift, shift_kinds
 
     kinds = shift_kinds()
-    rows: list[dict[str, Any]] = []
     names = list(SHIFTS if shifts is None else shifts)
     pairs = [(shift, sample) for shift in names for sample in samples]
-    iterator = progress(pairs, desc=progress_desc, leave=False, unit="img") if progress_desc else pairs
+
+    def rows_of(pair: tuple[str, Sample]) -> list[dict[str, Any]]:
+        shift, sample = pair
+        key = (shift, sample.name, seed)
+        try:
+            pieces = cache[key] if cache is not None and key in cache else apply_shift(shift, sample.image,
+                                                                                      sample.mask, seed=seed)
+            if cache is not None:
+                cache[key] = pieces
+        except Exception as exc:
+            if on_error is None:
+                raise
+            on_error(sample, exc)
+            return []
+        shifted = [Sample(name=sample.name if len(pieces) == 1 else f"{sample.name}#{k}", path=sample.path,
+                          image=img, mask=msk, group=sample.group) for k, (img, msk) in enumerate(pieces, start=1)]
+        found = evaluate(model, shifted, on_error=on_error)
+        for row in found:
+            row.update(shift=shift, source=source, true_scale=kinds[shift].scale)
+        return found
+
     # Every model scored on these shifts sees the same white-balanced pixels:
     # the red-cell ruler measured for the first is reused by the others.
     with remembering_red_cells():
-        for shift, sample in iterator:
-            key = (shift, sample.name, seed)
-            try:
-                pieces = cache[key] if cache is not None and key in cache else apply_shift(shift, sample.image,
-                                                                                          sample.mask, seed=seed)
-                if cache is not None:
-                    cache[key] = pieces
-            except Exception as exc:
-                if on_error is None:
-                    raise
-                on_error(sample, exc)
-                continue
-            shifted = [Sample(name=sample.name if len(pieces) == 1 else f"{sample.name}#{k}", path=sample.path,
-                              image=img, mask=msk, group=sample.group) for k, (img, msk) in enumerate(pieces, start=1)]
-            for row in evaluate(model, shifted, on_error=on_error):
-                row.update(shift=shift, source=source, true_scale=kinds[shift].scale)
-                rows.append(row)
-    return rows
+        if n_jobs <= 1:
+            per_pair = [rows_of(pair) for pair in (progress(pairs, desc=progress_desc, leave=False, unit="img")
+                                                    if progress_desc else pairs)]
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            # Images are independent, and much of each one's work (scale,
+            # instances, scores) runs on one core: a second image keeps the
+            # other busy.  map() keeps the order, so the rows are the same.
+            with ThreadPoolExecutor(n_jobs, thread_name_prefix="wbc-shift") as pool:
+                results = pool.map(rows_of, pairs)
+                per_pair = list(progress(results, desc=progress_desc, leave=False, unit="img", total=len(pairs))
+                                if progress_desc else results)
+    return [row for found in per_pair for row in found]
 
 
 def cross_validate(name: str, samples: Sequence[Sample], folds: int = 5, seed: int = 0, *,

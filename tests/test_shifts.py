@@ -119,3 +119,20 @@ def test_contact_sheet_writes_png(tmp_path):
     rgb = sheet[..., :3].astype(int)
     # Mask outline drawn (green, softened by the thumbnail's resampling).
     assert ((rgb[..., 1] - rgb[..., 0] > 60) & (rgb[..., 1] - rgb[..., 2] > 60)).any()
+
+
+def test_shift_scores_are_the_same_with_two_threads():
+    """evaluate_shifts(n_jobs=2) scores the images two at a time and returns the same rows in the same order."""
+    from compare.data import Sample
+    from compare.evaluate import evaluate_shifts
+    from compare.model import WBCModel
+
+    pairs = [smear(centres=((80, 100),), seed=s) for s in range(3)]
+    samples = [Sample(name=f"s{k}", path=None, image=img, mask=msk, group=k) for k, (img, msk) in enumerate(pairs)]
+    model = WBCModel("threshold").fit(samples)
+    names = ["blur", "look_rapid", "crop_120", "scale_2x"]
+    one = evaluate_shifts(model, samples, shifts=names, n_jobs=1)
+    two = evaluate_shifts(model, samples, shifts=names, n_jobs=2)
+    assert len(one) >= len(samples) * len(names)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "predict_s"} for r in rows]  # noqa: E731
+    assert strip(one) == strip(two)

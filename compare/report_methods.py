@@ -97,7 +97,9 @@ def _colour_text(manifests: dict[str, dict]) -> str:
                      f"cell {float(scale.get('rbc_diameter', np.nan)):.0f} px across) when it is more than "
                      f"{SCALE_TOLERANCE:g}x off.")
     if manifest.get("require_nucleus"):
-        parts.append("Objects without a nucleus darker than the image's red cells are dropped.")
+        parts.append("Objects without a nucleus darker than the image's red cells are dropped; in an image where no "
+                     "object passes that test, an object as textured inside as a nucleus (against the red cells) "
+                     "is kept.")
     return " ".join(parts)
 
 

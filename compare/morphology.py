@@ -517,8 +517,8 @@ def drop_without_nucleus(labels: np.ndarray, image: np.ndarray,
     least :data:`MIN_TEXTURE_RATIO` times as textured as the red cells and
     it is denser than the plasma (:func:`interior_texture`: a pale nucleus
     among red cells as dense as it).  Objects partly outside the lit field
-    of view
-    (:data:`MAX_UNLIT_FRACTION`) lie on its edge and are removed too.
+    of view (:data:`MAX_UNLIT_FRACTION`) lie on its edge and are removed
+    too.
 
     Parameters
     ----------

@@ -82,8 +82,8 @@ class RunConfig:
     shift_patches_per_fold: int = 6
     #: Shifted images scored at once (threads; :func:`compare.evaluate.evaluate_shifts`).
     #: The rows are the same for any value; 2 took the 5 segmenters' shift
-    #: units from 271 s to about 190 s on 2 cores.  More threads hold more
-    #: 3x-enlarged images (and their features) in memory at once.
+    #: units of ``run --all`` from 271 s to 221 s on 2 cores.  More threads
+    #: hold more 3x-enlarged images (and their features) in memory at once.
     shift_threads: int = 2
     #: Labelled data folders, one per lab / microscope; two or more add the
     #: ``domains`` protocol (leave one domain out).

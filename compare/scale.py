@@ -133,7 +133,6 @@ _EQUIVALENT_PER_INSCRIBED = SIGTUPLE_RBC_DIAMETER / 28.2
 #: are sampled in windows so the cost is bounded whatever the image size.
 _MAX_SAMPLE_PIXELS = 1_500_000
 _WINDOW = 1024
-_MEMO_LOCK = threading.Lock()
 #: Fewer whole red cells than this in the peak and the red-cell scale is not
 #: trusted (a single-WBC crop shows a handful).
 _MIN_CELLS = 25
@@ -402,6 +401,7 @@ def _block_mean(image: np.ndarray, step: int) -> np.ndarray:
 #: :func:`_measure_red_cells`); at most :data:`_MEMO_SIZE` entries.
 _MEMO: OrderedDict[tuple, tuple[float | None, int]] = OrderedDict()
 _MEMO_SIZE = 4096
+_MEMO_LOCK = threading.Lock()
 #: How many :func:`remembering_red_cells` blocks are open (any thread).
 _MEMO_USERS = 0
 

@@ -116,8 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     first = df.dense99 >= morphology.MIN_NUCLEUS_FRACTION
     df["kept_first_test"] = first & lit
     df["kept_both_tests"] = (first | (df.dense95 >= morphology.MIN_DENSE_FRACTION)) & lit
+    # The texture test decides only in an image where no object passed a density test.
+    none_passed = ~df.groupby(["segmenter", "image", "shift"]).kept_both_tests.transform("any")
     df["kept_all_tests"] = df.kept_both_tests | ((df.texture >= morphology.MIN_TEXTURE_RATIO)
-                                                 & (df.density >= morphology.MIN_CELL_DENSITY_RATIO) & lit)
+                                                 & (df.density >= morphology.MIN_CELL_DENSITY_RATIO) & lit
+                                                 & none_passed)
     table = df.groupby(["segmenter", "true_wbc"])[["kept_first_test", "kept_both_tests", "kept_all_tests"]].agg(
         ["sum", "count"])
     print(table.to_string())

@@ -401,6 +401,20 @@ _TEXTURE_SIGMA = 1.0
 _INTERIOR = 3
 
 
+def _reference_pixels(labels: np.ndarray, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Summed optical density, brightest channel, and the outside pixels the nucleus tests compare with.
+
+    The outside is every lit pixel (some channel above :data:`_LIT`) that is
+    more than :data:`_RING` px from every object: an outline drawn a little
+    inside the cell would otherwise put WBC pixels into the reference.
+    """
+    rgb = np.asarray(image)[..., :3]
+    density = summed_density(rgb)
+    brightest = np.maximum(np.maximum(rgb[..., 0], rgb[..., 1]), rgb[..., 2])
+    outside = ~ndi.binary_dilation(labels > 0, iterations=_RING) & (brightest > _LIT)
+    return density, brightest, outside
+
+
 def nucleus_shares(labels: np.ndarray, image: np.ndarray) -> tuple[np.ndarray, ...] | None:
     """What share of each object is nucleus-dense, and what share unlit: the numbers :func:`drop_without_nucleus` tests.
 
@@ -422,13 +436,7 @@ def nucleus_shares(labels: np.ndarray, image: np.ndarray) -> tuple[np.ndarray, .
     """
     labels = np.asarray(labels)
     n = int(labels.max()) if labels.size else 0
-    rgb = np.asarray(image)[..., :3]
-    density = summed_density(rgb)
-    brightest = np.maximum(np.maximum(rgb[..., 0], rgb[..., 1]), rgb[..., 2])
-    # A ring around each object is left out: an outline drawn a little
-    # inside the cell would otherwise put WBC pixels into the reference.
-    near = ndi.binary_dilation(labels > 0, iterations=_RING)
-    outside = ~near & (brightest > _LIT)
+    density, brightest, outside = _reference_pixels(labels, image)
     if outside.sum() < 100:
         return None
     reference, dense_reference = np.percentile(density[outside], [_RED_CELL_PERCENTILE, _DENSE_PERCENTILE])
@@ -473,10 +481,7 @@ def interior_texture(labels: np.ndarray, image: np.ndarray,
     labels = np.asarray(labels)
     n = int(labels.max()) if labels.size else 0
     texture_ratio, density_ratio = np.full(n + 1, np.nan), np.full(n + 1, np.nan)
-    rgb = np.asarray(image)[..., :3]
-    density = summed_density(rgb)
-    brightest = np.maximum(np.maximum(rgb[..., 0], rgb[..., 1]), rgb[..., 2])
-    outside = ~ndi.binary_dilation(labels > 0, iterations=_RING) & (brightest > _LIT)
+    density, _, outside = _reference_pixels(labels, image)
     if outside.sum() < 100:
         return texture_ratio, density_ratio
     median = float(np.median(density[outside]))

@@ -69,6 +69,27 @@ def test_same_seed_same_model(data, fitted):
     np.testing.assert_allclose(again.predict_proba(image), fitted.predict_proba(image), atol=1e-5)
 
 
+def test_kept_trainer_gives_the_weights_of_a_freshly_compiled_one(data):
+    from unet import train
+
+    images, masks = data
+    options = dict(tile=64, overlap=16, context=8, **TINY)
+    train._TRAINERS.clear()
+    # The first fit compiles a trainer and keeps it; its Adam moments and
+    # dropout seed are then those of its own step.
+    first = UNetSegmenter("default", random_state=1, **options).fit(images[:6], masks[:6])
+    first_weights = [w.copy() for w in first.model_.get_weights()]
+    assert train._TRAINERS
+    reused = UNetSegmenter("default", random_state=2, **options).fit(images[2:], masks[2:])
+    # The earlier model is its own copy: the next fit did not change it.
+    for before, after in zip(first_weights, first.model_.get_weights()):
+        np.testing.assert_array_equal(before, after)
+    train._TRAINERS.clear()
+    fresh = UNetSegmenter("default", random_state=2, **options).fit(images[2:], masks[2:])
+    for kept, new in zip(reused.model_.get_weights(), fresh.model_.get_weights()):
+        np.testing.assert_array_equal(kept, new)
+
+
 def test_not_fitted(tmp_path):
     from sklearn.exceptions import NotFittedError
 

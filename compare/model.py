@@ -48,6 +48,7 @@ from compare.blocks import (BLOCK, BLOCK_MARGIN, WHOLE, compact_labels, predict_
                             resize_prob, resize_rgb)
 from compare.instances import InstanceParams, median_wbc_diameter, separate_instances, tune_instance_params
 from compare.io import write_text_atomic
+from compare.preparation import prepared
 from compare.scale import MIN_RULER_SIDE, SCALE_TOLERANCE, ScaleEstimate, TrainingScale, estimate_scale
 from stain.anchor import anchor_matrix, apply_density_map, nucleus_density
 from stain.normalise import angle_deg, darkest_lit_pixels, stain_direction
@@ -134,6 +135,32 @@ def _data_hash(images: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> str
         digest.update(np.ascontiguousarray(image).tobytes())
         digest.update(np.packbits(np.asarray(mask, bool)).tobytes())
     return digest.hexdigest()
+
+
+def _stain_direction_and_warning(balanced: Sequence[np.ndarray], darkest: Sequence[np.ndarray]) -> tuple[np.ndarray, float]:
+    """Mean stain direction of the white-balanced training images and the angle beyond which a prediction is warned about."""
+    directions = [v for v in (stain_direction(im, dark=d) for im, d in zip(balanced, darkest)) if v is not None]
+    mean = np.mean(directions, axis=0)
+    mean = mean / np.linalg.norm(mean)
+    angles = [angle_deg(d, mean) for d in directions]
+    return mean, max(_MIN_COLOUR_WARNING_DEG, _COLOUR_WARNING_MARGIN * float(np.percentile(angles, 95)) if angles else 0.0)
+
+
+def _instances_and_scale(masks: Sequence[np.ndarray], balanced: Sequence[np.ndarray]) -> tuple[InstanceParams, TrainingScale]:
+    """Instance settings learned from the masks, and the training scale (WBC and red-cell diameters)."""
+    from compare.scale import SIGTUPLE_RBC_DIAMETER
+
+    wbc_diameter = median_wbc_diameter(masks)
+    # The red-cell ruler of the training images, measured as new images
+    # will be; 128-px patches show too few whole red cells to count, and
+    # then the SigTuple value (measured the same way on its large images)
+    # stands in.
+    provisional = TrainingScale(wbc_diameter=wbc_diameter, rbc_diameter=SIGTUPLE_RBC_DIAMETER)
+    rbc = [e.observed_rbc_diameter for e in (estimate_scale(im, provisional) for im in balanced
+                                              if min(im.shape[:2]) >= MIN_RULER_SIDE)
+           if e.method == "red-cells" and e.confident]
+    return tune_instance_params(masks), TrainingScale(
+        wbc_diameter=wbc_diameter, rbc_diameter=float(np.median(rbc)) if rbc else SIGTUPLE_RBC_DIAMETER)
 
 
 def _package_version() -> str:
@@ -257,7 +284,6 @@ class WBCModel:
         WBCModel
             ``self``, fitted.
         """
-        from compare.scale import SIGTUPLE_RBC_DIAMETER
         from compare.segmenters import get_spec, make_segmenter
 
         if masks is None:
@@ -268,60 +294,62 @@ class WBCModel:
             raise ValueError(f"fit needs as many masks as images (at least one); got {len(images)} images "
                              f"and {len(masks)} masks.")
         segmenter, self.name_ = make_segmenter(self.segmenter, random_state=self.random_state), self.segmenter
+        spec = get_spec(self.segmenter)
+        self.stain_anchor_ = spec.stain_anchor if self.stain_anchor is None else self.stain_anchor
+        if self.stain_anchor_ not in STAIN_ANCHORS:
+            raise ValueError(f"stain_anchor={self.stain_anchor_!r}; use one of {', '.join(STAIN_ANCHORS)}.")
+        # What follows up to the segmenter's fit depends only on the data and
+        # these settings; compare.preparation shares it between the models of a run.
+        self.data_hash_ = _data_hash(images, masks)
+        colour_key = ("colour", self.data_hash_, self.normalise_colour)
+        self.background_, balanced, darkest = prepared(colour_key, lambda: self._white_balanced(images))
+        anchor_key = (*colour_key, self.stain_anchor_)
+        self.nucleus_reference_, anchored = prepared(anchor_key, lambda: self._anchored(balanced, darkest))
+        copies, strength = spec.stain_copies, spec.stain_copy_strength
+        self.stain_copies_ = {"copies": copies, "strength": strength if copies else 0.0}
+        fit_images, fit_masks = anchored, masks
+        if copies:
+            fit_images = anchored + prepared((*anchor_key, "copies", copies, strength, self.random_state),
+                                             lambda: self._stain_copies(anchored, copies, strength))
+            fit_masks = masks * (copies + 1)
+        self.stain_direction_, self.colour_warning_deg_ = prepared(
+            (*colour_key, "direction"), lambda: _stain_direction_and_warning(balanced, darkest))
+        start = time.perf_counter()
+        segmenter.fit(fit_images, fit_masks)
+        self.fit_s_ = time.perf_counter() - start
+        self.segmenter_ = segmenter
+        self.params_, self.training_scale_ = prepared(
+            (*colour_key, "instances and scale"), lambda: _instances_and_scale(masks, balanced))
+        return self
+
+    def _white_balanced(self, images: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+        """The training background colour, the white-balanced images and their darkest lit pixels."""
         if self.normalise_colour:
             from stain.normalise import background_colour
 
             self.background_ = np.median(np.stack([background_colour(im) for im in images]), axis=0)
         else:
             self.background_ = np.full(3, 255.0)
-        spec = get_spec(self.segmenter)
-        self.stain_anchor_ = spec.stain_anchor if self.stain_anchor is None else self.stain_anchor
-        if self.stain_anchor_ not in STAIN_ANCHORS:
-            raise ValueError(f"stain_anchor={self.stain_anchor_!r}; use one of {', '.join(STAIN_ANCHORS)}.")
         balanced = [self._balance(im) for im in images]
-        darkest = [darkest_lit_pixels(im) for im in balanced]
+        return self.background_, balanced, [darkest_lit_pixels(im) for im in balanced]
+
+    def _anchored(self, balanced: list[np.ndarray], darkest: list[np.ndarray]) -> tuple[np.ndarray | None, list[np.ndarray]]:
+        """The nuclear stain reference (None without an anchor) and the anchored training images."""
         self.nucleus_reference_ = None
         if self.normalise_colour and self.stain_anchor_ != "none":
             vectors = [v for v in (nucleus_density(im, self.background_, dark=d) for im, d in zip(balanced, darkest))
                        if v is not None]
             self.nucleus_reference_ = np.mean(vectors, axis=0) if vectors else None
-        anchored = [self._anchor(im, self._stain_map(im, d)) for im, d in zip(balanced, darkest)]
-        fit_images, fit_masks = anchored, masks
-        copies, strength = spec.stain_copies, spec.stain_copy_strength
-        self.stain_copies_ = {"copies": copies, "strength": strength if copies else 0.0}
-        if copies:
-            from stain.augment import random_stain
+        return self.nucleus_reference_, [self._anchor(im, self._stain_map(im, d)) for im, d in zip(balanced, darkest)]
 
-            # Other labs' stains, drawn once per copy from the model's seed,
-            # for segmenters that learn colours without augmenting.
-            rng = np.random.default_rng(self.random_state)
-            fit_images = anchored + [random_stain(im, rng, strength=strength)
-                                     for _ in range(copies) for im in anchored]
-            fit_masks = masks * (copies + 1)
-        directions = [v for v in (stain_direction(im, dark=d) for im, d in zip(balanced, darkest)) if v is not None]
-        mean = np.mean(directions, axis=0)
-        self.stain_direction_ = mean / np.linalg.norm(mean)
-        angles = [angle_deg(d, self.stain_direction_) for d in directions]
-        self.colour_warning_deg_ = max(_MIN_COLOUR_WARNING_DEG,
-                                       _COLOUR_WARNING_MARGIN * float(np.percentile(angles, 95)) if angles else 0.0)
-        start = time.perf_counter()
-        segmenter.fit(fit_images, fit_masks)
-        self.fit_s_ = time.perf_counter() - start
-        self.segmenter_ = segmenter
-        self.params_ = tune_instance_params(masks)
-        wbc_diameter = median_wbc_diameter(masks)
-        # The red-cell ruler of the training images, measured as new images
-        # will be; 128-px patches show too few whole red cells to count, and
-        # then the SigTuple value (measured the same way on its large images)
-        # stands in.
-        provisional = TrainingScale(wbc_diameter=wbc_diameter, rbc_diameter=SIGTUPLE_RBC_DIAMETER)
-        rbc = [e.observed_rbc_diameter for e in (estimate_scale(im, provisional) for im in balanced
-                                                  if min(im.shape[:2]) >= MIN_RULER_SIDE)
-               if e.method == "red-cells" and e.confident]
-        self.training_scale_ = TrainingScale(wbc_diameter=wbc_diameter,
-                                             rbc_diameter=float(np.median(rbc)) if rbc else SIGTUPLE_RBC_DIAMETER)
-        self.data_hash_ = _data_hash(images, masks)
-        return self
+    def _stain_copies(self, anchored: list[np.ndarray], copies: int, strength: float) -> list[np.ndarray]:
+        """``copies`` stain-augmented versions of every anchored image, drawn from the model's seed."""
+        from stain.augment import random_stain
+
+        # Other labs' stains, drawn once per copy from the model's seed,
+        # for segmenters that learn colours without augmenting.
+        rng = np.random.default_rng(self.random_state)
+        return [random_stain(im, rng, strength=strength) for _ in range(copies) for im in anchored]
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "segmenter_"):

@@ -55,6 +55,7 @@ from compare.instances import label_truth
 from compare.io import safe_stem, write_text_atomic
 from compare.model import WBCModel
 from compare.overlay import draw_overlay, save_label_png, save_rgb_png
+from compare.preparation import sharing_preparation
 from compare.progress import progress
 from compare.segmenters import get_spec
 from compare.summary import PER_IMAGE_COLUMNS, summarise, write_tables
@@ -457,20 +458,24 @@ def run(config: RunConfig) -> pd.DataFrame:
     # Wall seconds of each segmenter's stages (fits included), for env.json:
     # where a run's time goes.
     stage_seconds: dict[str, dict[str, float]] = {}
-    for name in progress(config.segmenters, desc="segmenters", unit="seg"):
-        stages = stage_seconds.setdefault(name, {})
-        clock = time.perf_counter()
-        if "cv" in config.protocols:
-            _run_cv(run_state, name, patches, splits)
-            stages["cv and its shifts"] = round(time.perf_counter() - clock, 1)
+    # The segmenters are fitted on the same folds: what fitting derives from
+    # the data alone (white balance, stain anchor and copies, instance
+    # settings) is made once per fold (compare.preparation).
+    with sharing_preparation():
+        for name in progress(config.segmenters, desc="segmenters", unit="seg"):
+            stages = stage_seconds.setdefault(name, {})
             clock = time.perf_counter()
-        if {"large", "test", "shift"} & set(config.protocols):
-            _run_final(run_state, name, patches, config.protocols)
-            stages["final fit, large, test and their shifts"] = round(time.perf_counter() - clock, 1)
-            clock = time.perf_counter()
-        if len(config.domains) >= 2:
-            _run_domains(run_state, name)
-            stages["domains"] = round(time.perf_counter() - clock, 1)
+            if "cv" in config.protocols:
+                _run_cv(run_state, name, patches, splits)
+                stages["cv and its shifts"] = round(time.perf_counter() - clock, 1)
+                clock = time.perf_counter()
+            if {"large", "test", "shift"} & set(config.protocols):
+                _run_final(run_state, name, patches, config.protocols)
+                stages["final fit, large, test and their shifts"] = round(time.perf_counter() - clock, 1)
+                clock = time.perf_counter()
+            if len(config.domains) >= 2:
+                _run_domains(run_state, name)
+                stages["domains"] = round(time.perf_counter() - clock, 1)
 
     per_image, units = collect_parts(run_state.out)
     summary = summarise(per_image, units, seed=config.seed)

@@ -409,3 +409,47 @@ def test_stain_anchor_is_recorded_and_a_model_saved_without_it_is_not_anchored(t
     assert old.nucleus_reference_ is None and old.stain_anchor_ == "none"
     assert old._anchor(image) is image
     assert WBCModel("threshold", stain_anchor="none").fit([image], [mask]).nucleus_reference_ is None
+
+
+class RecordingSegmenter(ColourSegmenter):
+    """:class:`ColourSegmenter` that keeps the images it was fitted on."""
+
+    def fit(self, images, masks):
+        self.seen_ = [np.array(im) for im in images]
+        return super().fit(images, masks)
+
+
+def test_fits_inside_a_sharing_block_prepare_once_and_learn_the_same(monkeypatch, pair):
+    import stain.augment
+
+    from compare.preparation import sharing_preparation
+
+    for name, copies in (("copied", 2), ("copied-again", 2), ("plain", 0)):
+        monkeypatch.setitem(REGISTRY, name, SegmenterSpec(
+            name, "tests.test_model:RecordingSegmenter", "tests.test_model:RecordingSegmenter", "records its input",
+            stain_copies=copies, stain_copy_strength=1.0))
+    calls = []
+    original = stain.augment.random_stain
+    monkeypatch.setattr(stain.augment, "random_stain", lambda *a, **k: calls.append(1) or original(*a, **k))
+    image, mask = pair
+    images, masks = [image, _tinted(image)], [mask, mask]
+
+    alone = {name: WBCModel(name, require_nucleus=False).fit(images, masks) for name in ("copied", "plain")}
+    calls_alone = len(calls)
+    with sharing_preparation():
+        shared = {name: WBCModel(name, require_nucleus=False).fit(images, masks)
+                  for name in ("copied", "copied-again", "plain")}
+    # The two segmenters with the same copies drew them once between them.
+    assert calls_alone == 4 and len(calls) - calls_alone == 4
+    for name, reference in (("copied", alone["copied"]), ("copied-again", alone["copied"]), ("plain", alone["plain"])):
+        model = shared[name]
+        assert len(model.segmenter_.seen_) == len(reference.segmenter_.seen_)
+        for a, b in zip(model.segmenter_.seen_, reference.segmenter_.seen_):
+            np.testing.assert_array_equal(a, b)
+        for attribute in ("background_", "stain_direction_", "nucleus_reference_"):
+            np.testing.assert_array_equal(getattr(model, attribute), getattr(reference, attribute))
+        assert model.params_ == reference.params_ and model.training_scale_ == reference.training_scale_
+        assert model.colour_warning_deg_ == reference.colour_warning_deg_
+    # Outside the block nothing is remembered.
+    WBCModel("copied", require_nucleus=False).fit(images, masks)
+    assert len(calls) - calls_alone == 8

@@ -27,11 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import ndimage as ndi
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
-from baselines.decision import THRESHOLD_GRID, move_threshold, to_prior
+from baselines.decision import THRESHOLD_GRID, filled_dice_at_thresholds, move_threshold, to_prior
 from baselines.features import FeatureBank, cached_features, context_features, context_reach, upsample
 from baselines.forest import positive_proba
 from baselines.persistence import CONTEXT_MODEL_FILE, MODEL_FILE, PARAMS_FILE, TRUSTED_TYPES, dump, load_trusted
@@ -300,11 +299,7 @@ class PixelClassifierSegmenter(BaseEstimator):
                 full = upsample(prob[offset : offset + n].reshape(shape), factor)
                 full = full[: masks[i].shape[0], : masks[i].shape[1]]
                 offset += n
-                true = masks[i]
-                for j, t in enumerate(grid):
-                    pred = ndi.binary_fill_holes(full >= t)
-                    total = pred.sum() + true.sum()
-                    scores[j] += 1.0 if total == 0 else 2.0 * (pred & true).sum() / total
+                scores += filled_dice_at_thresholds(full, masks[i], grid)
                 n_scored += 1
         if n_scored == 0:
             return 0.5

@@ -226,6 +226,30 @@ def test_move_threshold_sends_threshold_to_half():
         np.testing.assert_array_equal(q >= 0.5, p >= np.float32(t))
 
 
+def test_filled_dice_at_thresholds_equals_filling_each_threshold_on_its_own():
+    from scipy import ndimage as ndi
+
+    from baselines.decision import THRESHOLD_GRID, filled_dice_at_thresholds
+
+    rng = np.random.default_rng(0)
+    grid = np.asarray(THRESHOLD_GRID, np.float32)
+    yy, xx = np.mgrid[:48, :40]
+    ring = np.abs(np.hypot(yy - 24, xx - 20) - 12) < 3  # a ring: its inside is a hole at every threshold
+    smooth = ndi.gaussian_filter(rng.random((48, 40)), 2).astype(np.float32)
+    maps = [np.where(ring, 0.9, 0.1).astype(np.float32) + 0.05 * smooth,
+            (smooth - smooth.min()) / np.ptp(smooth),
+            np.zeros((48, 40), np.float32), np.ones((48, 40), np.float32)]
+    truths = [ring | (np.hypot(yy - 24, xx - 20) < 12), smooth > np.median(smooth), np.zeros((48, 40), bool),
+              np.zeros((48, 40), bool)]
+    for prob, truth in zip(maps, truths):
+        expected = []
+        for t in grid:
+            pred = ndi.binary_fill_holes(prob >= t)
+            total = pred.sum() + truth.sum()
+            expected.append(1.0 if total == 0 else 2.0 * (pred & truth).sum() / total)
+        np.testing.assert_array_equal(filled_dice_at_thresholds(prob, truth, grid), expected)
+
+
 def test_threshold_tuning_is_learned_saved_and_tiled_exactly(training, tmp_path):
     from baselines.decision import THRESHOLD_GRID
 

@@ -1,4 +1,4 @@
-"""Command line: ``python -m compare {run,list,report,predict,data}``.
+"""Command line: ``python -m compare {run,list,report,predict,score,data}``.
 
 Only the standard library is imported before the arguments are parsed, so
 ``--help`` answers at once; the runner, and TensorFlow with it, load after.
@@ -70,6 +70,16 @@ def build_parser() -> argparse.ArgumentParser:
                          help="where the U-Net runs (default auto: a GPU when the Keras backend sees one)")
     predict.add_argument("--scheduler", default=None, metavar="ADDRESS",
                          help="a Dask distributed scheduler to spread images over (default: run locally)")
+    score = sub.add_parser("score", help="score a saved model on labelled folders from other labs (no fitting)",
+                           description="The held-out check: the model, with default settings, predicts every "
+                                       "labelled image of each folder (images/ + masks/, or the SigTuple layout; "
+                                       "one lab or microscope each) and is scored as in 'run'. Writes "
+                                       "per_image.csv, summary.csv and summary.md.")
+    score.add_argument("folders", nargs="+", type=Path, metavar="FOLDER", help="labelled data folders")
+    score.add_argument("--model", type=Path, default=None,
+                       help="a model folder saved by 'run' (default: results/models/unet, the committed U-Net)")
+    score.add_argument("--out", type=Path, default=Path("scores"), help="output folder (default: scores)")
+    score.add_argument("--resume", action="store_true", help="reuse the folders finished by an earlier call into --out")
     _add_data_parser(sub)
     return parser
 
@@ -174,6 +184,19 @@ def _cmd_data(args: argparse.Namespace) -> int:
     return 1
 
 
+def _cmd_score(args: argparse.Namespace) -> int:
+    from compare.score import score_folders
+
+    per_image, summary = score_folders(args.folders, model_dir=args.model, out=args.out, resume=args.resume)
+    print((args.out / "summary.md").read_text(encoding="utf-8"))
+    print(f"Per-image scores are in {args.out / 'per_image.csv'}.")
+    errors = args.out / "errors.csv"
+    if errors.exists():
+        print(f"Some images could not be scored; see {errors}. The others are in the tables.", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     from compare.predict import main as predict_main
 
@@ -192,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_report(args)
         if args.command == "data":
             return _cmd_data(args)
+        if args.command == "score":
+            return _cmd_score(args)
         return _cmd_predict(args)
     except KeyboardInterrupt:
         print("Interrupted; finished results are kept. Continue with the same command plus --resume.", file=sys.stderr)

@@ -451,7 +451,9 @@ def _trainer(start, model_config: UNetConfig, train_config: TrainConfig, loss_fn
         if len(start.variables) != len(trainer.variables) or mismatched:
             raise RuntimeError(f"U-Net trainer does not match the model it starts from: {mismatched[:3]}.")
         for source, target in zip(start.variables, trainer.variables):
-            target.assign(source)
+            # A copy, not the same buffer: JAX's training step donates (frees)
+            # its input buffers, which would leave ``start`` pointing at freed memory.
+            target.assign(source.numpy())
         for variable, value in zip(trainer.optimizer.variables, optimizer_start):
             variable.assign(value)
         trainer.optimizer.learning_rate.assign(train_config.learning_rate)

@@ -137,16 +137,19 @@ def _data_hash(images: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> str
     return digest.hexdigest()
 
 
-def _stain_direction_and_warning(balanced: Sequence[np.ndarray], darkest: Sequence[np.ndarray]) -> tuple[np.ndarray, float]:
-    """Mean stain direction of the white-balanced training images and the angle beyond which a prediction is warned about."""
+def _stain_direction_and_warning(balanced: Sequence[np.ndarray],
+                                  darkest: Sequence[np.ndarray]) -> tuple[np.ndarray, float]:
+    """Mean stain direction of the white-balanced training images, and the angle that earns a warning."""
     directions = [v for v in (stain_direction(im, dark=d) for im, d in zip(balanced, darkest)) if v is not None]
     mean = np.mean(directions, axis=0)
     mean = mean / np.linalg.norm(mean)
     angles = [angle_deg(d, mean) for d in directions]
-    return mean, max(_MIN_COLOUR_WARNING_DEG, _COLOUR_WARNING_MARGIN * float(np.percentile(angles, 95)) if angles else 0.0)
+    spread = _COLOUR_WARNING_MARGIN * float(np.percentile(angles, 95)) if angles else 0.0
+    return mean, max(_MIN_COLOUR_WARNING_DEG, spread)
 
 
-def _instances_and_scale(masks: Sequence[np.ndarray], balanced: Sequence[np.ndarray]) -> tuple[InstanceParams, TrainingScale]:
+def _instances_and_scale(masks: Sequence[np.ndarray],
+                         balanced: Sequence[np.ndarray]) -> tuple[InstanceParams, TrainingScale]:
     """Instance settings learned from the masks, and the training scale (WBC and red-cell diameters)."""
     from compare.scale import SIGTUPLE_RBC_DIAMETER
 
@@ -333,7 +336,8 @@ class WBCModel:
         balanced = [self._balance(im) for im in images]
         return self.background_, balanced, [darkest_lit_pixels(im) for im in balanced]
 
-    def _anchored(self, balanced: list[np.ndarray], darkest: list[np.ndarray]) -> tuple[np.ndarray | None, list[np.ndarray]]:
+    def _anchored(self, balanced: list[np.ndarray],
+                  darkest: list[np.ndarray]) -> tuple[np.ndarray | None, list[np.ndarray]]:
         """The nuclear stain reference (None without an anchor) and the anchored training images."""
         self.nucleus_reference_ = None
         if self.normalise_colour and self.stain_anchor_ != "none":

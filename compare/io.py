@@ -13,8 +13,9 @@ import tempfile
 import unicodedata
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-__all__ = ["atomic_path", "write_text_atomic", "write_bytes_atomic", "safe_stem", "inside"]
+__all__ = ["atomic_path", "write_text_atomic", "write_bytes_atomic", "json_default", "safe_stem", "inside"]
 
 
 def atomic_path(target: Path, write: Callable[[Path], None]) -> None:
@@ -55,6 +56,19 @@ def write_text_atomic(target: Path, text: str) -> None:
 def write_bytes_atomic(target: Path, data: bytes) -> None:
     """Write bytes to ``target`` atomically."""
     atomic_path(target, lambda p: p.write_bytes(data))
+
+
+def json_default(value: Any) -> Any:
+    """``json.dumps``'s ``default``: NumPy scalars and arrays as Python numbers and lists, paths as text."""
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"Cannot write {type(value).__name__} to JSON.")
 
 
 _UNSAFE = re.compile(r"[^\w.\- ]+", re.UNICODE)

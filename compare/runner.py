@@ -52,7 +52,7 @@ from compare.data import DataError, Sample, grouped_kfold, load_set, resolve_dat
 from compare.device import current_device
 from compare.evaluate import evaluate, evaluate_shifts, fit_model
 from compare.instances import label_truth
-from compare.io import safe_stem, write_text_atomic
+from compare.io import json_default, safe_stem, write_text_atomic
 from compare.model import WBCModel
 from compare.overlay import draw_overlay, save_label_png, save_rgb_png
 from compare.preparation import sharing_preparation
@@ -184,17 +184,7 @@ class _Run:
         return None
 
     def write_part(self, name: str, protocol: str, fold: str, part: dict) -> None:
-        write_text_atomic(self.part_path(name, protocol, fold), json.dumps(part, default=_jsonable) + "\n")
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"Cannot write {type(value).__name__} to JSON.")
+        write_text_atomic(self.part_path(name, protocol, fold), json.dumps(part, default=json_default) + "\n")
 
 
 def _evaluate(run: _Run, name: str, protocol: str, fold: str, model: WBCModel, samples: Sequence[Sample],

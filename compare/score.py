@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from compare.io import safe_stem, write_text_atomic
+from compare.io import json_default, safe_stem, write_text_atomic
 
 __all__ = ["score_folders", "summarise_scores", "SUMMARY_COLUMNS"]
 
@@ -116,9 +116,9 @@ def score_folders(folders: Sequence[str | Path], *, model_dir: str | Path | None
                           progress_desc=f"score {folder.name or folder}" if show_progress else None)
         for row in scored:
             row["folder"] = str(folder)
-        part = {"folder": str(folder), "model_sha256": model_sha, "rows": _jsonable(scored), "problems": found}
-        write_text_atomic(part_path, json.dumps(part) + "\n")
-        rows += part["rows"]
+        part = {"folder": str(folder), "model_sha256": model_sha, "rows": scored, "problems": found}
+        write_text_atomic(part_path, json.dumps(part, default=json_default) + "\n")
+        rows += scored
         problems += found
     per_image = pd.DataFrame(rows)
     if len(per_image):
@@ -165,35 +165,15 @@ def summarise_scores(per_image: pd.DataFrame, folders: Sequence[str], problems: 
     return pd.DataFrame(out, columns=SUMMARY_COLUMNS)
 
 
-def _jsonable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows with NumPy scalars turned into Python numbers (NaN kept as None)."""
-    clean = []
-    for row in rows:
-        item = {}
-        for key, value in row.items():
-            if isinstance(value, np.generic):
-                value = value.item()
-            if isinstance(value, float) and np.isnan(value):
-                value = None
-            item[key] = value
-        clean.append(item)
-    return clean
-
-
 def _write_outputs(out: Path, per_image: pd.DataFrame, summary: pd.DataFrame, problems: list[dict[str, str]],
                    model_dir: Path) -> None:
+    from compare.summary import markdown_table
+
     write_text_atomic(out / "per_image.csv", per_image.to_csv(index=False))
     write_text_atomic(out / "summary.csv", summary.to_csv(index=False))
-    shown = summary.copy()
-    for column in ("dice_mean", "dice_ci_low", "dice_ci_high", "dice_median", "count_mae"):
-        shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{v:.3f}")
-    for column in ("count_exact", "warned"):
-        shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{100 * v:.1f} %")
-    lines = [f"# Scores of `{model_dir}` on labelled folders", "",
-             "Default settings, no flags: `python -m compare score FOLDER ...`.", "",
-             "| " + " | ".join(SUMMARY_COLUMNS) + " |", "|" + "---|" * len(SUMMARY_COLUMNS)]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in shown.itertuples(index=False)]
-    write_text_atomic(out / "summary.md", "\n".join(lines) + "\n")
+    text = (f"# Scores of `{model_dir}` on labelled folders\n\n"
+            "Default settings, no flags: `python -m compare score FOLDER ...`.\n\n" + markdown_table(summary))
+    write_text_atomic(out / "summary.md", text)
     errors_path = out / "errors.csv"
     if problems:
         write_text_atomic(errors_path, pd.DataFrame(problems).to_csv(index=False))

@@ -17,41 +17,29 @@ back into the caller's data).
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Hashable, Iterator
-from contextlib import contextmanager
-from typing import Any, TypeVar
+from collections.abc import Callable, Hashable
+from contextlib import AbstractContextManager
+from typing import TypeVar
+
+from compare.memo import ScopedMemo
 
 __all__ = ["sharing_preparation", "prepared"]
 
 T = TypeVar("T")
 
-_LOCK = threading.Lock()
-#: Values by key while at least one block is open (any thread); emptied when the last one closes.
-_MEMO: dict[Hashable, Any] = {}
-_OPEN = 0
+_MEMO = ScopedMemo()
 
 
-@contextmanager
-def sharing_preparation() -> Iterator[None]:
+def sharing_preparation() -> AbstractContextManager[None]:
     """Within this block, :func:`prepared` values are made once per key and then reused.
 
     Measured on the 131-image training set of one fold (2 CPU cores): the
     preparation took 0.7-2.4 s a fit (2.4 s for ``rf``, most of it its
     stain-augmented copies), 8.1 s over the five segmenters, and 3.9 s when
     the ones after the first reuse what they share.  The memo holds about
-    50 MB per fold of 128 px patches.
+    50 MB per fold of 128 px patches and is emptied when the block closes.
     """
-    global _OPEN
-    with _LOCK:
-        _OPEN += 1
-    try:
-        yield
-    finally:
-        with _LOCK:
-            _OPEN -= 1
-            if _OPEN == 0:
-                _MEMO.clear()
+    return _MEMO.scope()
 
 
 def prepared(key: Hashable, make: Callable[[], T]) -> T:
@@ -69,18 +57,4 @@ def prepared(key: Hashable, make: Callable[[], T]) -> T:
     -------
     The value; shared between callers when remembered, so never modify it.
     """
-    with _LOCK:
-        if not _OPEN:
-            remember = False
-        elif key in _MEMO:
-            return _MEMO[key]
-        else:
-            remember = True
-    value = make()
-    if remember:
-        with _LOCK:
-            if _OPEN:
-                # Two threads may have made it at once; keep the first.
-                value = _MEMO.setdefault(key, value)
-    return value
-
+    return _MEMO.get(key, make)

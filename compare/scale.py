@@ -52,16 +52,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
-from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage as ndi
 
+from compare.memo import ScopedMemo
 from stain.normalise import summed_density
 
 __all__ = [
@@ -398,16 +397,11 @@ def _block_mean(image: np.ndarray, step: int) -> np.ndarray:
 
 
 #: Red-cell measurements of recent images, by content digest (see
-#: :func:`_measure_red_cells`); at most :data:`_MEMO_SIZE` entries.
-_MEMO: OrderedDict[tuple, tuple[float | None, int]] = OrderedDict()
-_MEMO_SIZE = 4096
-_MEMO_LOCK = threading.Lock()
-#: How many :func:`remembering_red_cells` blocks are open (any thread).
-_MEMO_USERS = 0
+#: :func:`_measure_red_cells`); kept between blocks, at most 4096.
+_RED_CELL_MEMO = ScopedMemo(max_entries=4096, clear_on_close=False)
 
 
-@contextmanager
-def remembering_red_cells() -> Iterator[None]:
+def remembering_red_cells() -> AbstractContextManager[None]:
     """Within this block, the red-cell measurement of an image is remembered by its pixels and reused.
 
     For scoring several models on the same images (the ``shift`` protocol of
@@ -418,38 +412,21 @@ def remembering_red_cells() -> Iterator[None]:
     Hashing the pixels costs 1-10 % of measuring them (30 % on a
     3x-enlarged large image, where the coarse look is cheap).
     """
-    global _MEMO_USERS
-    with _MEMO_LOCK:
-        _MEMO_USERS += 1
-    try:
-        yield
-    finally:
-        with _MEMO_LOCK:
-            _MEMO_USERS -= 1
+    return _RED_CELL_MEMO.scope()
 
 
 def forget_red_cell_measurements() -> None:
     """Empty the memo of :func:`remembering_red_cells`."""
-    with _MEMO_LOCK:
-        _MEMO.clear()
+    _RED_CELL_MEMO.clear()
 
 
 def _measure_red_cells(image: np.ndarray) -> tuple[float | None, int]:
     """:func:`_measure_red_cells_uncached`, from the memo inside :func:`remembering_red_cells`."""
-    if not _MEMO_USERS:
+    if not _RED_CELL_MEMO.active:
         return _measure_red_cells_uncached(image)
     image = np.ascontiguousarray(image)
     key = (image.shape, image.dtype.str, hashlib.blake2b(image, digest_size=16).digest())
-    with _MEMO_LOCK:
-        if key in _MEMO:
-            _MEMO.move_to_end(key)
-            return _MEMO[key]
-    result = _measure_red_cells_uncached(image)
-    with _MEMO_LOCK:
-        _MEMO[key] = result
-        while len(_MEMO) > _MEMO_SIZE:
-            _MEMO.popitem(last=False)
-    return result
+    return _RED_CELL_MEMO.get(key, lambda: _measure_red_cells_uncached(image))
 
 
 def _measure_red_cells_uncached(image: np.ndarray) -> tuple[float | None, int]:

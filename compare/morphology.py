@@ -435,8 +435,14 @@ def nucleus_shares(labels: np.ndarray, image: np.ndarray) -> tuple[np.ndarray, .
         than 100 lit pixels lie outside the objects.
     """
     labels = np.asarray(labels)
+    return _nucleus_shares(labels, _reference_pixels(labels, image))
+
+
+def _nucleus_shares(labels: np.ndarray,
+                    pixels: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[np.ndarray, ...] | None:
+    """:func:`nucleus_shares` from the image's :func:`_reference_pixels`."""
     n = int(labels.max()) if labels.size else 0
-    density, brightest, outside = _reference_pixels(labels, image)
+    density, brightest, outside = pixels
     if outside.sum() < 100:
         return None
     reference, dense_reference = np.percentile(density[outside], [_RED_CELL_PERCENTILE, _DENSE_PERCENTILE])
@@ -479,9 +485,15 @@ def interior_texture(labels: np.ndarray, image: np.ndarray,
         (or 100 denser than their median).
     """
     labels = np.asarray(labels)
+    return _interior_texture(labels, _reference_pixels(labels, image), which)
+
+
+def _interior_texture(labels: np.ndarray, pixels: tuple[np.ndarray, np.ndarray, np.ndarray],
+                      which: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`interior_texture` from the image's :func:`_reference_pixels`."""
     n = int(labels.max()) if labels.size else 0
     texture_ratio, density_ratio = np.full(n + 1, np.nan), np.full(n + 1, np.nan)
-    density, _, outside = _reference_pixels(labels, image)
+    density, _, outside = pixels
     if outside.sum() < 100:
         return texture_ratio, density_ratio
     median = float(np.median(density[outside]))
@@ -545,7 +557,9 @@ def drop_without_nucleus(labels: np.ndarray, image: np.ndarray,
     n = int(labels.max()) if labels.size else 0
     if n == 0:
         return labels
-    shares = nucleus_shares(labels, image)
+    # Density and the outside pixels, computed once for both tests.
+    pixels = _reference_pixels(labels, image)
+    shares = _nucleus_shares(labels, pixels)
     if shares is None:
         return labels  # nothing to compare with: keep every object
     dark, dense, unlit = shares
@@ -557,7 +571,7 @@ def drop_without_nucleus(labels: np.ndarray, image: np.ndarray,
         # as dense as its nuclei, and texture decides.  Where another object
         # passed, density works in this image (one stain), and a fragment or
         # a red cell that fails it is not let in by its edges.
-        texture, density = interior_texture(labels, image, doubtful)
+        texture, density = _interior_texture(labels, pixels, doubtful)
         keep[doubtful] = (texture[doubtful] >= MIN_TEXTURE_RATIO) & (density[doubtful] >= MIN_CELL_DENSITY_RATIO)
     if keep.all():
         return labels

@@ -41,10 +41,10 @@ from scipy import ndimage as ndi
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from compare.data import load_large, load_patches  # noqa: E402
 from baselines.sampling import coarse_labels  # noqa: E402
-from compare.io import write_text_atomic  # noqa: E402
-from compare.metrics import dice  # noqa: E402
+from compare.evaluation.metrics import dice  # noqa: E402
+from compare.io.atomic import write_text_atomic  # noqa: E402
+from compare.suite.data import load_large, load_patches  # noqa: E402
 
 #: Patches cut from large training images (``../shared/data/SOURCES.md``).
 CROPPED_FROM = {

@@ -1,20 +1,20 @@
 """Object by object: which found WBCs the nucleus check keeps, and whether they are real.
 
 For each saved model (``MODELS/NAME``), every object found before the nucleus
-check (:func:`compare.morphology.drop_without_nucleus`) on
+check (:func:`compare.pipeline.nucleus_check.drop_without_nucleus`) on
 
-* the 5 large images, unshifted and under every shift of :mod:`compare.shifts`;
+* the 5 large images, unshifted and under every shift of :mod:`compare.suite.shifts`;
 * every second training patch, unshifted and under the rapid, lab-A, camera
   and CellaVision looks,
 
 is classed true (at least half of it on the true mask) or false, and three
 statistics are printed per object kind: the share of the object denser than
 the 99th percentile of the optical density outside all objects (the check's
-first test, :data:`compare.morphology.MIN_NUCLEUS_FRACTION`), the share
+first test, :data:`compare.pipeline.nucleus_check.MIN_NUCLEUS_FRACTION`), the share
 denser than the 95th percentile (the second test,
-:data:`compare.morphology.MIN_DENSE_FRACTION`) and, for the objects both
+:data:`compare.pipeline.nucleus_check.MIN_DENSE_FRACTION`) and, for the objects both
 fail, the interior texture against the red cells' (the third test,
-:data:`compare.morphology.MIN_TEXTURE_RATIO`).  The table counts the
+:data:`compare.pipeline.nucleus_check.MIN_TEXTURE_RATIO`).  The table counts the
 objects each rule keeps.
 
 The patches were the models' training data, so the objects there are better
@@ -43,8 +43,8 @@ PATCH_SHIFTS = ("look_rapid", "lab_a_like", "look_camera", "look_cellavision")
 
 def _inputs():
     """(name, shift, image, mask) of every image the objects are collected on."""
-    from compare.data import load_set
-    from compare.shifts import SHIFTS, apply_shift
+    from compare.suite.data import load_set
+    from compare.suite.shifts import SHIFTS, apply_shift
 
     large, patches = load_set(None, "large"), load_set(None, "patches")[::2]
     for sample in large:
@@ -61,8 +61,9 @@ def _inputs():
 
 def object_rows(model, name: str) -> list[dict]:
     """One row per object the model finds before its nucleus check."""
-    import compare.morphology as morphology
     from skimage.transform import resize
+
+    import compare.pipeline.measure as morphology
 
     seen: list[tuple[np.ndarray, np.ndarray]] = []
     original = morphology.drop_without_nucleus
@@ -104,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--segmenters", default="unet,rf,svm,mlp")
     args = parser.parse_args(argv)
 
-    import compare.morphology as morphology
-    from compare.model import load_model
+    import compare.pipeline.measure as morphology
+    from compare.pipeline.model import load_model
 
     rows = []
     for name in args.segmenters.split(","):

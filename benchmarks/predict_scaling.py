@@ -2,9 +2,9 @@
 
 Each size runs in a fresh Python process, so its peak resident memory
 (``ru_maxrss``) is its own: reading the image, the whole
-:class:`compare.model.WBCModel` pipeline (white balance, scale estimate,
+:class:`compare.pipeline.model.WBCModel` pipeline (white balance, scale estimate,
 prediction block by block, instances, nucleus check, per-cell table) and
-writing the mask and overlay, as :func:`compare.predict.predict` does.  The images are a
+writing the mask and overlay, as :func:`compare.commands.predict.predict` does.  The images are a
 SigTuple large image tiled (mirrored, so no seams look like cell edges) to the
 target size and written as PNG beforehand.
 
@@ -34,7 +34,7 @@ import numpy as np
 CHILD = r"""
 import json, resource, sys, time
 from pathlib import Path
-from compare.predict import predict
+from compare.commands.predict import predict
 start = time.perf_counter()
 counts, errors = predict([sys.argv[1]], model_dir=sys.argv[2], out=sys.argv[3], show_progress=False)
 seconds = time.perf_counter() - start
@@ -45,7 +45,7 @@ print(json.dumps({"seconds": seconds, "peak_mb": peak_mb, "count": counts[0]["wb
 
 BASELINE = r"""
 import resource
-import compare.predict, compare.model, compare.morphology, compare.overlay, baselines.threshold, stain.normalise
+import compare.commands.predict, compare.pipeline.model, compare.pipeline.measure, compare.io.overlay, baselines.threshold, stain.normalise
 import skimage.segmentation, skimage.feature, skimage.color
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
@@ -55,7 +55,8 @@ def make_image(target_mpx: float, path: Path) -> tuple[int, int]:
     """Write a PNG of about ``target_mpx`` megapixels tiled from a SigTuple large image."""
     from PIL import Image
 
-    from compare.data import read_image, resolve_data_dir
+    from compare.io.images import read_image
+    from compare.suite.data import resolve_data_dir
 
     tile = read_image(resolve_data_dir().path / "Train_Data" / "54A84627F362.jpg")
     side = int(round(np.sqrt(target_mpx * 1e6)))
@@ -69,8 +70,8 @@ def make_image(target_mpx: float, path: Path) -> tuple[int, int]:
 
 def threshold_model(folder: Path) -> Path:
     """A ``WBCModel("threshold")`` fitted on the SigTuple patches and saved to ``folder``, as ``compare run`` saves it."""
-    from compare.data import load_patches
-    from compare.model import WBCModel
+    from compare.pipeline.model import WBCModel
+    from compare.suite.data import load_patches
 
     return WBCModel("threshold").fit(load_patches()).save(folder)
 

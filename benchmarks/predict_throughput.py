@@ -1,10 +1,10 @@
 """Predict throughput on the 5 large SigTuple images: the bare segmenter stages against the whole pipeline, in one run.
 
-Three ways of predicting every large image (:func:`compare.data.load_set`
-``(None, "large")``) with one fitted :class:`compare.model.WBCModel`:
+Three ways of predicting every large image (:func:`compare.suite.data.load_set`
+``(None, "large")``) with one fitted :class:`compare.pipeline.model.WBCModel`:
 
 * ``before``: ``segmenter.predict_proba`` then
-  :func:`compare.instances.separate_and_measure` only (no white balance,
+  :func:`compare.pipeline.instances.separate_and_measure` only (no white balance,
   scale estimate, nucleus check or cell table);
 * ``after``: :meth:`WBCModel.predict` with its default settings;
 * ``after_nocells``: :meth:`WBCModel.predict` with ``cells=False``.
@@ -14,11 +14,11 @@ untimed warm-up pass); the table gives the median megapixels per second and
 the ratio to ``before``.  A profile then re-runs the ``after`` chain from
 its pieces (:func:`stain.normalise.white_balance`, the stain anchor
 (``WBCModel._anchor``),
-:func:`compare.scale.estimate_scale`, the colour check,
-:func:`compare.model.predict_proba_blocked`,
-:func:`compare.instances.separate_and_measure`,
-:func:`compare.morphology.drop_without_nucleus`,
-:func:`compare.morphology.cell_table`) with :func:`time.perf_counter` around
+:func:`compare.pipeline.scale.estimate_scale`, the colour check,
+:func:`compare.pipeline.model.predict_proba_blocked`,
+:func:`compare.pipeline.instances.separate_and_measure`,
+:func:`compare.pipeline.nucleus_check.drop_without_nucleus`,
+:func:`compare.pipeline.measure.cell_table`) with :func:`time.perf_counter` around
 each call, and gives each stage's median seconds over the repeats.
 
 Usage::
@@ -48,7 +48,7 @@ STAGES = ("white balance", "stain anchor", "scale estimate", "colour check", "re
 
 def run_before(model, images) -> None:
     """The segmenter's probability and the instance stage, nothing else."""
-    from compare.instances import separate_and_measure
+    from compare.pipeline.instances import separate_and_measure
 
     for image in images:
         separate_and_measure(model.segmenter_.predict_proba(image), model.params_)
@@ -78,13 +78,13 @@ def profile_after(model, image: np.ndarray) -> tuple[dict[str, float], str, np.n
     labels : ndarray, shape (H, W), int
         The WBCs found, as :meth:`WBCModel.predict` finds them.
     """
-    from compare.blocks import compact_labels, predict_proba_blocked, resize_labels, resize_prob, resize_rgb
-    from compare.instances import separate_and_measure
-    from compare.model import SCALE_TOLERANCE
-    from stain.normalise import stain_direction
-    from compare.morphology import cell_table, drop_without_nucleus
-    from compare.scale import estimate_scale
-    from stain.normalise import white_balance
+    from compare.pipeline.blocks import compact_labels, predict_proba_blocked, resize_labels, resize_prob, resize_rgb
+    from compare.pipeline.instances import separate_and_measure
+    from compare.pipeline.measure import cell_table
+    from compare.pipeline.model import SCALE_TOLERANCE
+    from compare.pipeline.nucleus_check import drop_without_nucleus
+    from compare.pipeline.scale import estimate_scale
+    from stain.normalise import stain_direction, white_balance
 
     seconds = dict.fromkeys(STAGES, 0.0)
 
@@ -161,7 +161,7 @@ def report(results: dict, fits: dict, args, command: str) -> str:
              f"Command: `{command}`  ",
              f"Python {platform.python_version()}, {os.cpu_count()} CPU cores shared with other jobs (wall times); "
              f"median of {args.repeats} interleaved repeats over all 5 images after one warm-up pass.", "",
-             "* `before`: `segmenter.predict_proba` + `compare.instances.separate_and_measure` "
+             "* `before`: `segmenter.predict_proba` + `compare.pipeline.instances.separate_and_measure` "
              "(no white balance, scale estimate, nucleus check or cell table);",
              "* `after`: `WBCModel.predict(image)` with default settings (cell table included);",
              "* `after_nocells`: `WBCModel.predict(image, cells=False)`.", "",
@@ -199,8 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     command = " ".join(["python benchmarks/predict_throughput.py", *(sys.argv[1:] if argv is None else argv)])
 
-    from compare.data import load_set
-    from compare.model import WBCModel
+    from compare.pipeline.model import WBCModel
+    from compare.suite.data import load_set
 
     patches, large = load_set(None, "patches"), load_set(None, "large")
     images = [s.image for s in large]

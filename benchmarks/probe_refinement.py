@@ -1,7 +1,7 @@
 """Did the scale probe's refinement move its estimate towards the true scale? Read from a run's ``per_image.csv``.
 
 In the shift protocol every true factor (``1 / true_scale``) is one of
-:data:`compare.scale.PROBE_FACTORS`, so a ``wbc-probe`` estimate that is not
+:data:`compare.pipeline.scale.PROBE_FACTORS`, so a ``wbc-probe`` estimate that is not
 a trial factor was refined by the measured WBC size.  For each refined
 estimate this compares its error (``|log(estimate / truth)|``) with the error
 of the trial factor it was refined from, split by direction: refinements
@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 def refinement_table(rows: pd.DataFrame) -> pd.DataFrame:
     """Per direction: refined estimates, and the shares that moved towards / away from the truth."""
-    from compare.scale import PROBE_FACTORS
+    from compare.pipeline.scale import PROBE_FACTORS
 
     probe = rows[(rows.protocol == "shift") & (rows.scale_method == "wbc-probe")].copy()
     trials = np.asarray(PROBE_FACTORS, float)

@@ -45,7 +45,7 @@ SKIMAGE_MIN_SAMPLES_LEAF = 2  # as in baselines.factories.rf_segmenter
 
 def dice(pred: np.ndarray, true: np.ndarray) -> float:
     """The suite's Dice (symmetric, so the argument order does not matter)."""
-    from compare.metrics import dice as suite_dice
+    from compare.evaluation.metrics import dice as suite_dice
 
     return suite_dice(true, pred)
 
@@ -72,8 +72,8 @@ class SkimageTrainable:
         return multiscale_basic_features(image, channel_axis=-1)
 
     def fit(self, images, masks):
-        from sklearn.ensemble import RandomForestClassifier
         from skimage.future import fit_segmenter
+        from sklearn.ensemble import RandomForestClassifier
 
         from tiling.runtime import resolve_n_jobs
 
@@ -114,7 +114,7 @@ class SkimageTrainable:
 
 def run(folds: int, on_fold=None) -> dict:
     from baselines.factories import RF_DEPTH, RF_TREES, rf_segmenter
-    from compare.data import grouped_kfold, load_patches
+    from compare.suite.data import grouped_kfold, load_patches
 
     samples = load_patches()
     splits = grouped_kfold(samples, k=folds, seed=0)

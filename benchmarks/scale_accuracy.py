@@ -1,4 +1,4 @@
-"""How well :func:`compare.scale.estimate_scale` finds an image's scale, on rescaled, recoloured SigTuple images.
+"""How well :func:`compare.pipeline.scale.estimate_scale` finds an image's scale, on rescaled, recoloured SigTuple images.
 
 Test images, each with a known true factor (``1 / s`` for an image resized by
 ``s`` from the SigTuple scale):
@@ -55,8 +55,8 @@ from scipy import ndimage as ndi
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from compare.data import load_set, resolve_data_dir  # noqa: E402
-from compare.scale import ScaleEstimate, TrainingScale, estimate_scale  # noqa: E402
+from compare.pipeline.scale import ScaleEstimate, TrainingScale, estimate_scale  # noqa: E402
+from compare.suite.data import load_set, resolve_data_dir  # noqa: E402
 
 OLD_COMMIT = "b9ae525"
 
@@ -165,7 +165,7 @@ def simulated_probe(mask: np.ndarray, training: TrainingScale):
 
 def old_estimator():
     """``scale_factor`` of the old module, read from git."""
-    source = subprocess.run(["git", "show", f"{OLD_COMMIT}:compare/scale.py"], cwd=ROOT, check=True,
+    source = subprocess.run(["git", "show", f"{OLD_COMMIT}:compare/pipeline/scale.py"], cwd=ROOT, check=True,
                             capture_output=True, text=True).stdout
     path = Path(tempfile.mkdtemp()) / "old_scale.py"
     path.write_text(source)
@@ -187,7 +187,7 @@ def old_estimator():
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--old", action="store_true", help=f"measure the estimator of commit {OLD_COMMIT}")
-    parser.add_argument("--data", default=None, help="SigTuple data folder (default: compare.data.resolve_data_dir)")
+    parser.add_argument("--data", default=None, help="SigTuple data folder (default: compare.suite.data.resolve_data_dir)")
     parser.add_argument("--out", default=str(ROOT / "results" / "benchmarks"))
     args = parser.parse_args(argv)
     args.data = str(resolve_data_dir(args.data).path)

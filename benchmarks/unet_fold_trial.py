@@ -1,14 +1,14 @@
 """One U-Net fit on one grouped fold, scored through the pipeline with and without test-time flips and at three thresholds.
 
 Fits ``WBCModel("unet")`` (the ``default`` profile with JSON overrides) with
-:func:`compare.evaluate.fit_model` on fold ``FOLD``'s training patches minus
+:func:`compare.evaluation.evaluate.fit_model` on fold ``FOLD``'s training patches minus
 the groups cropped from the 5 large images (as the large protocol trains),
-then reports the mean per-image Dice that :func:`compare.evaluate.evaluate`
+then reports the mean per-image Dice that :func:`compare.evaluation.evaluate.evaluate`
 gives on the fold's held-out patches (white balance, scale estimate,
 segmenter, instance stage, nucleus check), for instance thresholds 0.4 / 0.5
 / 0.6, without (``tta0``) and with (``tta1``) flip averaging, and the
 milliseconds per patch of the whole prediction, and the device the Keras
-backend computed on (:func:`compare.device.current_device`).  One line of
+backend computed on (:func:`compare.pipeline.device.current_device`).  One line of
 JSON per call.
 
 Usage::
@@ -34,9 +34,9 @@ def main() -> None:
     parser.add_argument("fold", nargs="?", type=int, default=0, help="fold of the grouped 5-fold split (seed 0)")
     args = parser.parse_args()
 
-    import compare.segmenters as registry
-    from compare.data import grouped_kfold, load_set, without_groups
-    from compare.evaluate import evaluate, fit_model
+    import compare.pipeline.segmenters as registry
+    from compare.evaluation.evaluate import evaluate, fit_model
+    from compare.suite.data import grouped_kfold, load_set, without_groups
     from unet.segmenter import UNetSegmenter
 
     over, fold = json.loads(args.overrides), args.fold
@@ -52,7 +52,7 @@ def main() -> None:
     start = time.perf_counter()
     model = fit_model("unet", train, seed=0)
     seg = model.segmenter_
-    from compare.device import current_device
+    from compare.pipeline.device import current_device
 
     out = {"over": over, "fold": fold, "device": current_device(), "fit_s": round(time.perf_counter() - start, 1),
            "epochs": seg.fit_info_.get("epochs_run")}

@@ -5,9 +5,9 @@ per-image Dice (raw ``prob > 0.5`` and after the suite's cleaning: holes
 filled, objects below 800 px removed) and ``predict_proba`` throughput in
 megapixels per second on the 5 large training images.  Optionally (``--large``)
 trains on the 156 patches not cropped from the large images and checks WBC
-counts and Dice there through the whole pipeline (:func:`compare.evaluate.evaluate`).
-Each profile is fitted as a :class:`compare.model.WBCModel` with
-:func:`compare.evaluate.fit_model`; the per-fold Dice and throughput columns
+counts and Dice there through the whole pipeline (:func:`compare.evaluation.evaluate.evaluate`).
+Each profile is fitted as a :class:`compare.pipeline.model.WBCModel` with
+:func:`compare.evaluation.evaluate.fit_model`; the per-fold Dice and throughput columns
 measure its segmenter alone (``predict_proba`` on the white-balanced images it
 was trained on).
 
@@ -58,8 +58,8 @@ def parse_value(text: str):
 
 
 def dice(true: np.ndarray, pred: np.ndarray) -> float:
-    """The suite's Dice (``compare.metrics.dice``)."""
-    from compare.metrics import dice as suite_dice
+    """The suite's Dice (``compare.evaluation.metrics.dice``)."""
+    from compare.evaluation.metrics import dice as suite_dice
 
     return suite_dice(true, pred)
 
@@ -77,9 +77,9 @@ def throughput(seg, images) -> float:
 
 
 def fit_profile(profile, overrides, train, seed):
-    """``compare.evaluate.fit_model("unet", ...)`` with the registry's U-Net made as ``profile`` with ``overrides``."""
-    import compare.segmenters as registry
-    from compare.evaluate import fit_model
+    """``compare.evaluation.evaluate.fit_model("unet", ...)`` with the registry's U-Net made as ``profile`` with ``overrides``."""
+    import compare.pipeline.segmenters as registry
+    from compare.evaluation.evaluate import fit_model
     from unet.segmenter import UNetSegmenter
 
     original = registry.make_segmenter
@@ -94,7 +94,7 @@ def fit_profile(profile, overrides, train, seed):
 
 
 def run_profile(profile, overrides, train, test, large, seed, do_speed):
-    from compare.instances import clean_mask
+    from compare.pipeline.instances import clean_mask
     from stain.normalise import white_balance
 
     model = fit_profile(profile, overrides, train, seed)
@@ -140,8 +140,8 @@ def run_profile(profile, overrides, train, test, large, seed, do_speed):
 
 
 def evaluate_large(model, large):
-    """Counts and Dice on the 5 large images through the whole pipeline (:func:`compare.evaluate.evaluate`)."""
-    from compare.evaluate import evaluate
+    """Counts and Dice on the 5 large images through the whole pipeline (:func:`compare.evaluation.evaluate.evaluate`)."""
+    from compare.evaluation.evaluate import evaluate
 
     return [{"image": r["image"], "dice": round(float(r["dice"]), 4), "true_count": r["true_count"],
              "pred_count": r["pred_count"], "tp": r["tp"], "fp": r["fp"], "fn": r["fn"]}
@@ -165,7 +165,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="write OUT.json and OUT.md")
     args = parser.parse_args(argv)
 
-    from compare.data import grouped_kfold, load_set, without_groups
+    from compare.suite.data import grouped_kfold, load_set, without_groups
 
     patches = load_set(None, "patches")
     large = load_set(None, "large")

@@ -1,9 +1,9 @@
 """One U-Net experiment: fold-0 Dice and large-image counts from a single fit.
 
 Fits ``WBCModel("unet")`` (the ``default`` profile with JSON overrides) with
-:func:`compare.evaluate.fit_model` on grouped fold 0's training patches minus
+:func:`compare.evaluation.evaluate.fit_model` on grouped fold 0's training patches minus
 the groups cropped from the 5 large images, then scores with
-:func:`compare.evaluate.evaluate` (the whole pipeline: white balance, scale
+:func:`compare.evaluation.evaluate.evaluate` (the whole pipeline: white balance, scale
 estimate, segmenter, instance stage, nucleus check) (a) mean per-image Dice
 on fold 0's held-out patches and (b) counts / matches / Dice on the 5 large
 images, with the pipeline's megapixels per second on each.  One fit answers
@@ -42,9 +42,9 @@ def main() -> None:
     parser.add_argument("tag", nargs="?", default="x", help="name of the experiment in the output line")
     args = parser.parse_args()
 
-    import compare.segmenters as registry
-    from compare.data import grouped_kfold, load_set, without_groups
-    from compare.evaluate import evaluate, fit_model
+    import compare.pipeline.segmenters as registry
+    from compare.evaluation.evaluate import evaluate, fit_model
+    from compare.suite.data import grouped_kfold, load_set, without_groups
     from unet.segmenter import UNetSegmenter
 
     over, tag = json.loads(args.overrides), args.tag

@@ -3,7 +3,7 @@
 Fits ``WBCModel(SEGMENTER)`` (with the given U-Net overrides for ``unet``) on one fold's training
 patches (grouped 5-fold, seed 0; fold 0 unless ``--fold``), then scores it through the full pipeline
 (white balance, stain gain, scale estimate, nucleus check) on that fold's held-out patches,
-on the 5 large images, and on every shift of :mod:`compare.shifts` applied to
+on the 5 large images, and on every shift of :mod:`compare.suite.shifts` applied to
 the 6 held-out patches that ``compare run``'s shift protocol draws for the fold
 (seed 0; lines before ``shift_dice_cv`` was added used the first 6) and the
 5 large images.  ``shift_dice_cv`` is over the patches alone, comparable
@@ -52,12 +52,13 @@ def main() -> None:
     parser.add_argument("--fold", type=int, default=0, help="which fold of the grouped 5-fold split (seed 0)")
     args = parser.parse_args()
 
-    import compare.segmenters as registry
+    import compare.pipeline.segmenters as registry
     import unet.augment
-    from compare.data import grouped_kfold, load_set
-    from compare.evaluate import evaluate, evaluate_shifts
-    from compare.model import WBCModel
-    from compare.runner import _shift_subset
+    from compare.evaluation.evaluate import evaluate
+    from compare.pipeline.model import WBCModel
+    from compare.suite.data import grouped_kfold, load_set
+    from compare.suite.protocols import evaluate_shifts
+    from compare.suite.runner import _shift_subset
     from unet.segmenter import UNetSegmenter
 
     overrides = json.loads(args.overrides)

@@ -11,7 +11,7 @@ Fitting and evaluating::
 
     >>> samples = compare.load_set(None, "patches")     # the SigTuple patches, found by the data resolver
     >>> model = compare.WBCModel("rf").fit(samples)
-    >>> rows = compare.evaluate(model, compare.load_set(None, "large"))
+    >>> rows = compare.evaluation.evaluate(model, compare.load_set(None, "large"))
     >>> table = compare.cross_validate("threshold", samples, folds=5, seed=0)
 
 Names are imported on first use, so ``import compare`` stays light (no
@@ -33,18 +33,34 @@ __all__ = [
     "evaluate_shifts",
     "cross_validate",
     "score_labels",
+    "read_image",
+    "cell_table",
+    "nucleus_labels",
+    "ExportOptions",
+    "PredictionWriter",
+    "write_imagej_rois",
+    "write_geojson",
+    "write_label_tiff",
 ]
 
 _HOMES = {
-    "WBCModel": "compare.model",
-    "Prediction": "compare.model",
-    "load_model": "compare.model",
-    "load_set": "compare.data",
-    "make_segmenter": "compare.segmenters",
-    "evaluate": "compare.evaluate",
-    "evaluate_shifts": "compare.evaluate",
-    "cross_validate": "compare.evaluate",
-    "score_labels": "compare.evaluate",
+    "WBCModel": "compare.pipeline.model",
+    "Prediction": "compare.pipeline.model",
+    "load_model": "compare.pipeline.model",
+    "load_set": "compare.suite.data",
+    "make_segmenter": "compare.pipeline.segmenters",
+    "evaluate": "compare.evaluation.evaluate",
+    "evaluate_shifts": "compare.suite.protocols",
+    "cross_validate": "compare.suite.protocols",
+    "score_labels": "compare.evaluation.evaluate",
+    "read_image": "compare.io.images",
+    "cell_table": "compare.pipeline.measure",
+    "nucleus_labels": "compare.pipeline.measure",
+    "ExportOptions": "compare.io.outputs",
+    "PredictionWriter": "compare.io.outputs",
+    "write_imagej_rois": "compare.io.exports",
+    "write_geojson": "compare.io.exports",
+    "write_label_tiff": "compare.io.exports",
 }
 
 

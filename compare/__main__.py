@@ -1,7 +1,7 @@
-"""``python -m compare``: see :mod:`compare.cli`."""
+"""``python -m compare``: see :mod:`compare.commands.cli`."""
 
 import sys
 
-from compare.cli import main
+from compare.commands.cli import main
 
 sys.exit(main())

@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from compare.report_html import broken_images  # noqa: E402
+from compare.suite.report.html import broken_images  # noqa: E402
 
 #: Browsers tried, in order.
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")

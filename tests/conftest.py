@@ -15,8 +15,8 @@ def sigtuple_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def shipped_dir() -> Path:
-    """The real SigTuple data, found by :func:`compare.data.resolve_data_dir` (never downloaded here)."""
-    from compare.data import resolve_data_dir
+    """The real SigTuple data, found by :func:`compare.suite.data.resolve_data_dir` (never downloaded here)."""
+    from compare.suite.data import resolve_data_dir
 
     resolved = resolve_data_dir(fetch=False)
     if not (resolved.path / "Train_Data").is_dir():

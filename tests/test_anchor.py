@@ -103,9 +103,9 @@ def test_apply_density_map_rejects_non_rgb():
 
 def test_the_dark_rim_of_the_field_edge_is_not_taken_for_nuclei():
     """Dark olive pixels fading into the black field-of-view edge are darker than the nucleus but are not it."""
-    from stain.normalise import darkest_lit_pixels, stain_direction
-
     from scipy import ndimage as ndi
+
+    from stain.normalise import darkest_lit_pixels, stain_direction
 
     img, _ = synthetic_smear(200, black_edge=True)
     black = img.astype(int).sum(-1) < 30

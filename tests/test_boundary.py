@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from compare.metrics import boundary, boundary_scores, dice, hd95, pixel_scores, surface_dice
+from compare.evaluation.metrics import boundary, boundary_scores, dice, hd95, pixel_scores, surface_dice
 
 
 def disk(radius: float, size: int = 96, centre=(48.0, 48.0)) -> np.ndarray:
@@ -88,7 +88,7 @@ def test_fast_on_a_megapixel_image():
 def test_surface_distances_equal_a_distance_transform_of_the_other_boundary():
     from scipy import ndimage as ndi
 
-    from compare.metrics import _surface_distances
+    from compare.evaluation.metrics import _surface_distances
 
     rng = np.random.default_rng(3)
     for _ in range(5):

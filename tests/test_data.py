@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from compare import data
-from compare.data import DataError, grouped_kfold, load_large, load_patches, load_test, read_image, read_mask
+from compare.io.images import DataError, read_image, read_mask
+from compare.io import images
+from compare.suite.data import grouped_kfold, load_large, load_patches, load_test
 
 
 def _rgb(h=20, w=30, seed=0):
@@ -80,7 +81,7 @@ def test_bad_files_get_one_clear_sentence(tmp_path):
 def test_decompression_bomb_is_refused_before_decoding(tmp_path, monkeypatch):
     path = tmp_path / "bomb.png"
     Image.fromarray(_rgb(100, 100)).save(path)
-    monkeypatch.setattr(data, "MAX_IMAGE_PIXELS", 5000)
+    monkeypatch.setattr(images, "MAX_IMAGE_PIXELS", 5000)
     _expect(path, "decompression bomb")
 
 
@@ -117,7 +118,7 @@ def test_missing_mask_and_empty_folder(tmp_path, sigtuple_dir):
 
 
 def _samples(groups):
-    return [data.Sample(f"s{i}", np.zeros((1, 1, 3), np.uint8), None, g, None) for i, g in enumerate(groups)]
+    return [images.Sample(f"s{i}", np.zeros((1, 1, 3), np.uint8), None, g, None) for i, g in enumerate(groups)]
 
 
 def test_grouped_kfold_keeps_groups_together_and_is_seeded():

@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from compare.data import DataError, load_domain
-from compare.runner import RunConfig, run
+from compare.io.images import DataError
+from compare.suite.data import load_domain
+from compare.suite.runner import RunConfig, run
 from tests.synthetic import smear
 
 

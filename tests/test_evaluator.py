@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from compare.instances import (InstanceParams, clean_mask, label_truth, match_instances, separate_instances,
-                               tune_instance_params)
-from compare.metrics import pixel_scores
+from compare.evaluation.matching import match_instances
+from compare.evaluation.metrics import pixel_scores
+from compare.pipeline.instances import InstanceParams, clean_mask, label_truth, separate_instances, tune_instance_params
 from tests.synthetic import disk
 
 PARAMS = InstanceParams(min_area=100, split_area=1000, min_distance=8)

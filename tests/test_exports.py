@@ -11,7 +11,7 @@ import tifffile
 from PIL import Image
 from skimage.draw import ellipse
 
-from compare.exports import (
+from compare.io.exports import (
     read_geojson,
     read_imagej_rois,
     read_pixel_size,

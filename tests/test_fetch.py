@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-import compare.fetch as fetch_module
-from compare.cli import main
-from compare.data import DataError, load_patches, load_test, resolve_data_dir
-from compare.fetch import fetch, read_manifest, verify
+import compare.suite.fetch as fetch_module
+from compare.commands.cli import main
+from compare.io.images import DataError
+from compare.suite.data import load_patches, load_test, resolve_data_dir
+from compare.suite.fetch import fetch, read_manifest, verify
 from tests.synthetic import write_sigtuple
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -193,7 +194,7 @@ def test_resolver_order(tmp_path, monkeypatch):
     shared, env, cache = tmp_path / "shared", tmp_path / "env", tmp_path / "xdg"
     (shared / "Train_Data").mkdir(parents=True)
     (env / "Train_Data").mkdir(parents=True)
-    monkeypatch.setattr("compare.data.shared_data_dir", lambda: shared)
+    monkeypatch.setattr("compare.suite.data.shared_data_dir", lambda: shared)
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
     monkeypatch.setenv("WBC_DATA", str(env))
     assert resolve_data_dir(tmp_path / "given") == type(resolve_data_dir(env))(tmp_path / "given", "--data")
@@ -207,7 +208,7 @@ def test_resolver_order(tmp_path, monkeypatch):
 
 def test_first_use_downloads_into_the_cache(dataset, server, tmp_path, monkeypatch):
     _, manifest = dataset
-    monkeypatch.setattr("compare.data.shared_data_dir", lambda: tmp_path / "no-shared")
+    monkeypatch.setattr("compare.suite.data.shared_data_dir", lambda: tmp_path / "no-shared")
     monkeypatch.delenv("WBC_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     monkeypatch.setenv("WBC_DATA_URL", server.url)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from compare.instances import InstanceParams, separate_and_measure
+from compare.pipeline.instances import InstanceParams, separate_and_measure
 
 SHAPE = (200, 260)
 PARAMS = InstanceParams(threshold=0.5, min_area=300, split_area=2000, min_distance=12)

@@ -1,6 +1,6 @@
-"""compare.memo.ScopedMemo: remembers only inside a scope, bounded, cleared or kept when the scope closes."""
+"""compare.pipeline.memo.ScopedMemo: remembers only inside a scope, bounded, cleared or kept when the scope closes."""
 
-from compare.memo import ScopedMemo
+from compare.pipeline.memo import ScopedMemo
 
 
 def test_values_are_made_afresh_outside_a_scope_and_once_inside():

@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 from sklearn.exceptions import NotFittedError
 
-from compare.data import Sample
-from compare.model import FORMAT_VERSION, ModelFormatError, WBCModel, load_model
-from compare.segmenters import REGISTRY, SegmenterSpec
+from compare.io.images import Sample
+from compare.pipeline.model import FORMAT_VERSION, ModelFormatError, WBCModel, load_model
+from compare.pipeline.segmenters import REGISTRY, SegmenterSpec
 from tests.synthetic import BACKGROUND, RED_CELL, WBC, smear
 
 TINT = np.array([1.0, 0.9, 0.7])
@@ -193,7 +193,7 @@ def test_twice_magnified_smear_is_brought_back_to_training_scale():
 
 def test_objects_without_a_nucleus_are_dropped():
     """Two pale cells among red cells, one with a dark nucleus: only that one is kept, renumbered 1."""
-    from compare.morphology import drop_without_nucleus
+    from compare.pipeline.nucleus_check import drop_without_nucleus
 
     yy, xx = np.mgrid[:100, :200]
     image = np.empty((100, 200, 3), np.uint8)
@@ -213,7 +213,7 @@ def test_objects_without_a_nucleus_are_dropped():
 
 def test_objects_on_the_black_field_edge_are_dropped():
     """An object mostly on the black mask around a round field of view is not a WBC, though it is dark."""
-    from compare.morphology import drop_without_nucleus
+    from compare.pipeline.nucleus_check import drop_without_nucleus
 
     yy, xx = np.mgrid[:100, :200]
     image = np.empty((100, 200, 3), np.uint8)
@@ -235,7 +235,7 @@ def test_objects_on_the_black_field_edge_are_dropped():
 
 def test_object_reaching_into_a_dim_unlit_edge_is_dropped_and_a_wbc_beside_it_kept():
     """A purple blob cut by a dark-blue (not black) field edge has nucleus-dark pixels, yet lies partly outside the field."""
-    from compare.morphology import MAX_UNLIT_FRACTION, drop_without_nucleus
+    from compare.pipeline.nucleus_check import MAX_UNLIT_FRACTION, drop_without_nucleus
 
     yy, xx = np.mgrid[:120, :240]
     image = np.empty((120, 240, 3), np.uint8)
@@ -259,11 +259,11 @@ def test_object_reaching_into_a_dim_unlit_edge_is_dropped_and_a_wbc_beside_it_ke
 
 def test_pale_nucleus_among_overlapping_red_cells_is_kept(monkeypatch):
     """Overlapping red cells as dense as a pale nucleus: the WBC, mostly denser than red cells, stays; a clump goes."""
-    from compare.morphology import drop_without_nucleus
+    from compare.pipeline.nucleus_check import drop_without_nucleus
 
     # The density tests alone: these flat, small cells have no texture to
     # speak of (the texture test has its own test below).
-    monkeypatch.setattr("compare.morphology.MIN_TEXTURE_RATIO", np.inf)
+    monkeypatch.setattr("compare.pipeline.nucleus_check.MIN_TEXTURE_RATIO", np.inf)
 
     yy, xx = np.mgrid[:200, :300]
     image = np.empty((200, 300, 3), np.uint8)
@@ -285,7 +285,7 @@ def test_pale_nucleus_among_overlapping_red_cells_is_kept(monkeypatch):
     kept = drop_without_nucleus(labels, image)
     assert np.array_equal(kept > 0, labels == 1)
     # The first test alone would drop the WBC too: its nucleus is not denser than the overlaps.
-    monkeypatch.setattr("compare.morphology.MIN_DENSE_FRACTION", 2.0)
+    monkeypatch.setattr("compare.pipeline.nucleus_check.MIN_DENSE_FRACTION", 2.0)
     assert drop_without_nucleus(labels, image).max() == 0
 
 
@@ -294,8 +294,13 @@ def test_textured_pale_nucleus_is_kept_and_a_smooth_clump_of_red_cells_dropped()
 
     Texture decides only in an image where no object passes a density test.
     """
-    from compare.morphology import (MIN_CELL_DENSITY_RATIO, MIN_TEXTURE_RATIO, drop_without_nucleus, interior_texture,
-                                    nucleus_shares)
+    from compare.pipeline.nucleus_check import (
+        MIN_CELL_DENSITY_RATIO,
+        MIN_TEXTURE_RATIO,
+        drop_without_nucleus,
+        interior_texture,
+        nucleus_shares,
+    )
 
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[:240, :400]
@@ -370,7 +375,7 @@ def test_model_saved_with_an_older_colour_definition_has_no_colour_check(tmp_pat
 
 def test_dark_rim_of_the_field_edge_is_not_a_nucleus():
     """A red cell cut by the field-of-view edge, whose only dark pixels are the edge's blurred rim, is dropped."""
-    from compare.morphology import drop_without_nucleus
+    from compare.pipeline.nucleus_check import drop_without_nucleus
 
     yy, xx = np.mgrid[:200, :400]
     image = np.empty((200, 400, 3), np.uint8)
@@ -421,8 +426,7 @@ class RecordingSegmenter(ColourSegmenter):
 
 def test_fits_inside_a_sharing_block_prepare_once_and_learn_the_same(monkeypatch, pair):
     import stain.augment
-
-    from compare.preparation import sharing_preparation
+    from compare.pipeline.preparation import sharing_preparation
 
     for name, copies in (("copied", 2), ("copied-again", 2), ("plain", 0)):
         monkeypatch.setitem(REGISTRY, name, SegmenterSpec(

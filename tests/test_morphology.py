@@ -7,7 +7,7 @@ import pytest
 from scipy import ndimage as ndi
 from skimage.draw import ellipse, line
 
-from compare.morphology import NucleusParams, cell_table, lobe_counts, nucleus_labels
+from compare.pipeline.measure import NucleusParams, cell_table, lobe_counts, nucleus_labels
 from tests.synthetic import disk
 
 BACKGROUND = (236, 214, 210)
@@ -158,8 +158,8 @@ def test_given_nucleus_labels_are_used_and_checked():
 
 
 def test_every_wbc_of_the_real_large_images_has_a_nucleus(shipped_dir):
-    from compare.data import load_large
-    from compare.instances import label_truth
+    from compare.pipeline.instances import label_truth
+    from compare.suite.data import load_large
 
     fractions = []
     for sample in load_large(shipped_dir):

@@ -5,11 +5,10 @@ import pickle
 import numpy as np
 import pytest
 from sklearn.ensemble import ExtraTreesClassifier
-
-from baselines.features import FeatureBank
 from sklearn.exceptions import NotFittedError
 
 from baselines.factories import mlp_segmenter, rf_segmenter, svm_segmenter
+from baselines.features import FeatureBank
 from baselines.pixel import PixelClassifierSegmenter
 from baselines.sampling import sample_pixels
 from tests.test_features import disk_image

@@ -1,6 +1,6 @@
 """``compare predict``: outputs, names, failures, scaling, exports, resume and Dask, on tiny synthetic images.
 
-The model is a :class:`compare.model.WBCModel` with the ``threshold``
+The model is a :class:`compare.pipeline.model.WBCModel` with the ``threshold``
 segmenter (learns nothing, no TensorFlow), fitted on one synthetic image and
 saved with :meth:`WBCModel.save`, as ``compare run`` saves models.
 """
@@ -22,10 +22,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from compare.cli import main as cli_main
-from compare.instances import InstanceParams
-from compare.model import WBCModel, load_model, predict_proba_blocked
-from compare.predict import output_names, predict
+from compare.commands.cli import main as cli_main
+from compare.commands.predict import output_names, predict
+from compare.pipeline.instances import InstanceParams
+from compare.pipeline.model import WBCModel, load_model, predict_proba_blocked
 
 ROOT = Path(__file__).resolve().parent.parent
 PINK = (235, 200, 210)
@@ -179,7 +179,7 @@ def test_wbc_diameter_sets_the_scale(tmp_path, model_dir):
 
 
 def test_pixel_size_sets_the_scale_and_micrometre_columns(tmp_path, model_dir):
-    from compare.scale import RBC_DIAMETER_UM
+    from compare.pipeline.scale import RBC_DIAMETER_UM
 
     model = load_model(model_dir)
     training_um = RBC_DIAMETER_UM / model.training_scale_.rbc_diameter
@@ -215,7 +215,7 @@ def _ious(truth: np.ndarray, got: np.ndarray) -> dict[int, float]:
 
 def test_cli_exports_read_back_with_micrometre_columns(tmp_path, model_dir):
     """``python -m compare predict IMAGE --rois --geojson --pixel-size 0.2``: the issue's done-when."""
-    from compare.exports import read_geojson, read_imagej_rois
+    from compare.io.exports import read_geojson, read_imagej_rois
 
     image = _disks(30, [(60, 60), (60, 114), (150, 200), (170, 60)], (230, 280))
     src = _save(tmp_path / "smear.png", image)
@@ -254,7 +254,7 @@ def test_predict_json_records_model_options_and_device(tmp_path, model_dir):
 
 
 def test_label_png_beyond_16_bits_is_refused(tmp_path):
-    from compare.overlay import save_label_png
+    from compare.io.overlay import save_label_png
 
     labels = np.zeros((4, 4), np.int32)
     labels[1, 1], labels[2, 2] = 300, 65_536
@@ -318,7 +318,7 @@ def test_predict_resumes_after_a_kill(tmp_path, model_dir):
 
 
 def test_resume_ignores_a_temporary_part_left_by_a_kill(tmp_path, model_dir):
-    from compare.outputs import PredictionWriter
+    from compare.io.outputs import PredictionWriter
 
     src = _save(tmp_path / "pair.png", _touching_pair())
     out = tmp_path / "out"
@@ -377,8 +377,8 @@ def test_dask_cluster_equals_serial(tmp_path, model_dir):
 def test_dask_huge_image_by_blocks_equals_serial(tmp_path, model_dir, monkeypatch):
     """An image above WHOLE pixels is spread over the cluster block by block; same labels as here."""
     distributed = pytest.importorskip("distributed")
-    import compare.blocks as blocks_module
-    import compare.distributed as distributed_module
+    import compare.commands.distributed as distributed_module
+    import compare.pipeline.blocks as blocks_module
 
     for module in (blocks_module, distributed_module):
         monkeypatch.setattr(module, "WHOLE", 150)
@@ -410,8 +410,8 @@ def _blobs(seed: int, shape=(260, 300)) -> np.ndarray:
 
 
 def test_overlay_image_equals_draw_overlay():
-    from compare.instances import separate_instances
-    from compare.overlay import draw_overlay, overlay_image
+    from compare.io.overlay import draw_overlay, overlay_image
+    from compare.pipeline.instances import separate_instances
 
     image = _disks(30, [(50, 50), (50, 104), (140, 200)], (200, 330))
     labels = separate_instances(_blobs(1, (200, 330)), InstanceParams(min_area=200, split_area=2000, min_distance=12))
@@ -429,9 +429,9 @@ def test_estimated_scale_keeps_large_image_counts(tmp_path, factor):
     Uses the committed default model (``results/models/unet``), or the model
     folder in ``$WBC_MODEL``; skipped when neither exists.
     """
-    from compare.data import load_large
-    from compare.instances import label_truth
-    from compare.model import default_model_dir
+    from compare.pipeline.instances import label_truth
+    from compare.pipeline.model import default_model_dir
+    from compare.suite.data import load_large
 
     model = Path(os.environ.get("WBC_MODEL", default_model_dir()))
     if not (model / ".complete").is_file():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from compare.fetch import read_manifest
+from compare.suite.fetch import read_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,7 +5,7 @@ import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-from compare.segmenters import REGISTRY, make_segmenter
+from compare.pipeline.segmenters import REGISTRY, make_segmenter
 
 NAMES = list(REGISTRY)
 

@@ -10,12 +10,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from compare.cli import main
-from compare.report import (BENCHMARK_FILE, build_report, headline, load_run, pairwise_table, run_command,
-                            summary_table)
-from compare.report_html import broken_images
-from compare.runner import RunConfig, run
-from compare.summary import summarise
+from compare.commands.cli import main
+from compare.suite.report.build import (
+    BENCHMARK_FILE,
+    build_report,
+    headline,
+    pairwise_table,
+    run_command,
+    summary_table,
+)
+from compare.suite.report.html import broken_images
+from compare.suite.report.run_data import load_run
+from compare.suite.runner import RunConfig, run
+from compare.suite.summary import summarise
 
 
 @pytest.fixture(scope="module")
@@ -173,9 +180,8 @@ def test_missing_run_folder_is_a_clear_error(tmp_path):
 
 
 def test_run_command_reproduces_config():
-    from compare.segmenters import default_names
-
-    from compare.runner import RunConfig
+    from compare.pipeline.segmenters import default_names
+    from compare.suite.runner import RunConfig
 
     default = RunConfig(segmenters=[]).protocols
     assert run_command({"segmenters": default_names(), "protocols": default, "folds": 5,
@@ -270,7 +276,7 @@ def test_report_renders_in_headless_chromium(tmp_path):
 def test_warned_shares_per_shift_against_unshifted():
     import pandas as pd
 
-    from compare.report_sections import _warned_shares
+    from compare.suite.report.sections import _warned_shares
 
     per_image = pd.DataFrame({
         "segmenter": ["rf"] * 6,
@@ -286,7 +292,7 @@ def test_warned_shares_per_shift_against_unshifted():
 
 def test_methods_read_the_saved_model_folder(threshold_run):
     """Methods describe the colour, scale and instance steps from each model's model.json."""
-    from compare.report_methods import methods_blocks
+    from compare.suite.report.methods import methods_blocks
 
     manifest = json.loads((threshold_run / "models" / "threshold" / "model.json").read_text())
     blocks = dict(methods_blocks(threshold_run, {}, ["threshold"]))

@@ -14,9 +14,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from compare.cli import main
-from compare.runner import RunConfig, run
-from compare.segmenters import get_spec, make_segmenter
+from compare.commands.cli import main
+from compare.pipeline.segmenters import get_spec, make_segmenter
+from compare.suite.runner import RunConfig, run
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMING = ["predict_s"]
@@ -61,7 +61,7 @@ def test_shift_rows_are_scored_with_each_fold_model(sigtuple_dir, tmp_path):
     per_image = pd.read_csv(out / "per_image.csv")
     shifted = per_image[per_image.protocol == "shift"]
     assert {"shift", "source", "true_scale"} <= set(per_image.columns)
-    from compare.shifts import SHIFTS, shift_kinds
+    from compare.suite.shifts import SHIFTS, shift_kinds
 
     assert set(shifted.source) == {"cv", "large"}
     assert set(shifted.fold) == {"cv0", "cv1", "large"}
@@ -128,10 +128,10 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(sigtuple_dir, tmp_path)
     script = tmp_path / "run_slow.py"
     script.write_text(textwrap.dedent("""
         import sys
-        from compare import segmenters
+        from compare.pipeline import segmenters
         segmenters.REGISTRY["slow"] = segmenters.SegmenterSpec(
             "slow", "tests.slow_segmenter:slow_threshold", "tests.slow_segmenter:SlowThreshold", "slow threshold")
-        from compare.cli import main
+        from compare.commands.cli import main
         sys.exit(main(sys.argv[1:]))
     """))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -171,7 +171,7 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(sigtuple_dir, tmp_path)
 def test_models_load_only_from_safe_folders(sigtuple_dir, tmp_path):
     import pickle
 
-    from compare.segmenters import load_segmenter
+    from compare.pipeline.segmenters import load_segmenter
 
     bad = tmp_path / "model.pkl"
     bad.write_bytes(pickle.dumps({"x": 1}))
@@ -183,7 +183,7 @@ def test_models_load_only_from_safe_folders(sigtuple_dir, tmp_path):
     _run(sigtuple_dir, out, protocols=["large"])
     model = load_segmenter("threshold", out / "models" / "threshold" / "segmenter")
     assert model.predict_proba(__import__("numpy").zeros((8, 8, 3), "uint8")).shape == (8, 8)
-    from compare.model import load_model
+    from compare.pipeline.model import load_model
 
     assert load_model(out / "models" / "threshold").name_ == "threshold"
 
@@ -211,21 +211,21 @@ def test_all_black_mask_is_a_warning_not_a_failure(sigtuple_dir, tmp_path):
 
 def test_a_temporary_part_left_by_a_kill_is_not_read(tmp_path):
     """A kill between writing a part's temporary file and renaming it must not add rows."""
-    from compare.runner import collect_parts
+    from compare.suite.runner import collect_parts
 
     unit = tmp_path / "parts" / "threshold"
     unit.mkdir(parents=True)
     part = {"rows": [{"segmenter": "threshold", "protocol": "cv", "fold": "0", "image": "a", "dice": 0.9}],
             "fit_s": 1.0}
     (unit / "cv-0.json").write_text(json.dumps(part))
-    (unit / ".cv-0.json.k3j2.tmp.json").write_text(json.dumps(part))  # the name compare.io gives it
+    (unit / ".cv-0.json.k3j2.tmp.json").write_text(json.dumps(part))  # the name compare.io.atomic gives it
     per_image, units = collect_parts(tmp_path)
     assert list(per_image.image) == ["a"] and list(units) == ["threshold/cv-0"]
 
 
 def test_shift_patches_flag_and_its_documented_default():
-    from compare.cli import build_parser
-    from compare.runner import RunConfig
+    from compare.commands.cli import build_parser
+    from compare.suite.runner import RunConfig
 
     parser = build_parser()
     assert parser.parse_args(["run", "--all", "--shift-patches", "3"]).shift_patches == 3

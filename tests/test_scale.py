@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from compare.data import read_image, resolve_data_dir
-from compare.scale import (
+from compare.io.images import read_image
+from compare.pipeline.scale import (
     MAX_FACTOR,
     SIGTUPLE_PIXEL_SIZE_UM,
     SIGTUPLE_RBC_DIAMETER,
@@ -20,6 +20,7 @@ from compare.scale import (
     scale_factor,
     training_scale,
 )
+from compare.suite.data import resolve_data_dir
 
 TRAINING = TrainingScale(wbc_diameter=60.0, rbc_diameter=31.0)
 
@@ -254,7 +255,7 @@ def test_probe_stops_at_the_first_factor_that_fits():
 def test_block_mean_is_the_mean_of_each_block():
     from skimage.measure import block_reduce
 
-    from compare.scale import _block_mean
+    from compare.pipeline.scale import _block_mean
 
     image = np.random.default_rng(0).integers(0, 256, (37, 50, 3), dtype=np.uint8)
     for step in (2, 3, 6):
@@ -266,7 +267,7 @@ def test_block_mean_is_the_mean_of_each_block():
 
 
 def test_downsampled_ruler_agrees_with_full_resolution(monkeypatch):
-    import compare.scale as scale
+    import compare.pipeline.scale as scale
 
     # 40-px cells on an 800-px smear are measured downsampled (3x here).
     image = _smear(40, shape=(800, 800), cover=0.6)
@@ -282,7 +283,7 @@ def test_downsampled_ruler_agrees_with_full_resolution(monkeypatch):
 
 
 def test_red_cell_measurement_is_remembered_by_content_inside_the_block_only(monkeypatch):
-    import compare.scale as scale
+    import compare.pipeline.scale as scale
 
     scale.forget_red_cell_measurements()
     calls = []

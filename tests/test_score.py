@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from compare.cli import main
-from compare.data import DataError
-from compare.model import WBCModel
-from compare.score import SUMMARY_COLUMNS, score_folders, summarise_scores
+from compare.commands.cli import main
+from compare.commands.score import SUMMARY_COLUMNS, score_folders, summarise_scores
+from compare.io.images import DataError
+from compare.pipeline.model import WBCModel
 from tests.synthetic import smear
 
 
@@ -83,12 +83,12 @@ def test_a_broken_image_is_named_and_the_rest_are_scored(model_dir, tmp_path, ca
 def test_resume_reuses_finished_folders_of_the_same_model(model_dir, tmp_path, monkeypatch):
     lab = _lab(tmp_path / "lab", [[(60, 60)]])
     first, _ = score_folders([lab], model_dir=model_dir, out=tmp_path / "out", show_progress=False)
-    import compare.evaluate
+    import compare.evaluation.evaluate
 
     def refuse(*args, **kwargs):
         raise AssertionError("a finished folder was scored again")
 
-    monkeypatch.setattr(compare.evaluate, "evaluate", refuse)
+    monkeypatch.setattr(compare.evaluation.evaluate, "evaluate", refuse)
     again, _ = score_folders([lab], model_dir=model_dir, out=tmp_path / "out", resume=True, show_progress=False)
     pd.testing.assert_frame_equal(first, again)
     # Without --resume, or with another model, the folder is scored again.

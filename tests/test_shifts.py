@@ -1,11 +1,11 @@
-"""Tests for compare.shifts on small synthetic smears."""
+"""Tests for compare.suite.shifts on small synthetic smears."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from compare.shifts import SHIFTS, apply_shift, contact_sheet, crop_around_wbcs, shift_kinds
+from compare.suite.shifts import SHIFTS, apply_shift, contact_sheet, crop_around_wbcs, shift_kinds
 
 
 def smear(h: int = 160, w: int = 200, centres=((80, 100),), radius: int = 28, seed: int = 0):
@@ -123,9 +123,9 @@ def test_contact_sheet_writes_png(tmp_path):
 
 def test_shift_scores_are_the_same_with_two_threads():
     """evaluate_shifts(n_jobs=2) scores the images two at a time and returns the same rows in the same order."""
-    from compare.data import Sample
-    from compare.evaluate import evaluate_shifts
-    from compare.model import WBCModel
+    from compare.io.images import Sample
+    from compare.pipeline.model import WBCModel
+    from compare.suite.protocols import evaluate_shifts
 
     pairs = [smear(centres=((80, 100),), seed=s) for s in range(3)]
     samples = [Sample(name=f"s{k}", path=None, image=img, mask=msk, group=k) for k, (img, msk) in enumerate(pairs)]

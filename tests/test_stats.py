@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from compare.stats import PAIRWISE_COLUMNS, bootstrap_ci, holm, paired_wilcoxon, pairwise_wilcoxon
+from compare.suite.stats import PAIRWISE_COLUMNS, bootstrap_ci, holm, paired_wilcoxon, pairwise_wilcoxon
 
 
 def test_holm_known_vector():
@@ -96,7 +96,7 @@ def test_bootstrap_ci_unchanged_contract():
 
 
 def test_rank_biserial_effect_size():
-    from compare.stats import rank_biserial
+    from compare.suite.stats import rank_biserial
 
     assert rank_biserial([0.1, 0.2, 0.3]) == 1.0
     assert rank_biserial([-0.1, -0.2]) == -1.0
@@ -125,7 +125,7 @@ def _shift_rows():
 
 
 def test_summary_has_boundary_means_and_one_row_per_shift():
-    from compare.summary import SUMMARY_COLUMNS, summarise
+    from compare.suite.summary import SUMMARY_COLUMNS, summarise
 
     summary = summarise(_shift_rows(), {})
     assert list(summary.columns) == list(SUMMARY_COLUMNS)
@@ -143,7 +143,7 @@ def test_summary_has_boundary_means_and_one_row_per_shift():
 
 
 def test_summary_of_a_run_without_boundary_or_shift_columns():
-    from compare.summary import summarise
+    from compare.suite.summary import summarise
 
     old = _shift_rows()
     old = old[old.protocol == "cv"].drop(columns=["hd95", "surface_dice", "shift", "source"])

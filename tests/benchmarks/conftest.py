@@ -1,7 +1,7 @@
 """Inputs shared by the benchmarks: a fixed small training subset and two image sizes.
 
 Everything comes from the SigTuple data (found by
-``compare.data.resolve_data_dir``), so timings are on real stains, and is
+``compare.suite.data.resolve_data_dir``), so timings are on real stains, and is
 chosen deterministically, so runs compare.
 """
 
@@ -17,7 +17,7 @@ N_FIT = 8
 @pytest.fixture(scope="session")
 def fit_subset():
     """``(images, masks)``: the first :data:`N_FIT` SigTuple 128 x 128 patches."""
-    from compare.data import load_patches
+    from compare.suite.data import load_patches
 
     samples = load_patches()[:N_FIT]
     return [s.image for s in samples], [s.mask for s in samples]
@@ -32,7 +32,7 @@ def image_128(fit_subset):
 @pytest.fixture(scope="session")
 def image_1024():
     """A 1024 x 1024 RGB image made by mirroring the first large image (real texture, fixed size)."""
-    from compare.data import load_large
+    from compare.suite.data import load_large
 
     image = load_large()[0].image
     reps = [int(np.ceil(1024 / n)) for n in image.shape[:2]]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compare.segmenters import REGISTRY, make_segmenter
+from compare.pipeline.segmenters import REGISTRY, make_segmenter
 
 #: Epochs for the U-Net fit benchmark: enough to time an epoch, not to train.
 UNET_EPOCHS = 1

@@ -51,7 +51,7 @@ def test_features(benchmark, sized_image, segmenter, make_bank):
 
 @pytest.mark.parametrize("size", [128, 1024])
 def test_instances(benchmark, size):
-    from compare.instances import InstanceParams, separate_instances
+    from compare.pipeline.instances import InstanceParams, separate_instances
 
     prob = _probability((size, size))
     benchmark.group = "instances"

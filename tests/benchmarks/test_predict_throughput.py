@@ -18,8 +18,8 @@ def _script():
 
 
 def test_profile_finds_the_same_cells_as_predict(fit_subset):
-    from compare.data import load_large
-    from compare.model import WBCModel
+    from compare.pipeline.model import WBCModel
+    from compare.suite.data import load_large
 
     module = _script()
     model = WBCModel("threshold").fit(*fit_subset)

@@ -1,0 +1,2 @@
+"""The command line: ``run``, ``report``, ``predict``, ``score``, ``data``.
+"""

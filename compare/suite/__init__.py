@@ -1,0 +1,2 @@
+"""The comparison suite: data sets, protocols, the runner, statistics and the report.
+"""

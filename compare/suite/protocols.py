@@ -1,0 +1,140 @@
+"""The evaluation protocols as functions: grouped cross-validation and the shift battery.
+
+:func:`cross_validate` runs ``compare run``'s ``cv`` for one segmenter, and
+:func:`evaluate_shifts` scores a fitted model on the synthetic domain shifts
+of :mod:`compare.suite.shifts`.  The runner adds persistence and
+``--resume`` around them; the benchmark scripts call them directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pandas as pd
+
+from compare.evaluation.evaluate import evaluate, fit_model
+from compare.io.images import Sample
+from compare.suite.data import grouped_kfold
+
+__all__ = ["cross_validate", "evaluate_shifts"]
+
+
+def evaluate_shifts(model: Any, samples: Sequence[Sample], *, seed: int = 0, shifts: Sequence[str] | None = None,
+                    source: str = "", on_error: Callable[[Sample, BaseException], None] | None = None,
+                    progress_desc: str | None = None,
+                    cache: dict[tuple[str, str, int], list] | None = None, n_jobs: int = 1) -> list[dict[str, Any]]:
+    """Score ``model`` on the synthetic domain shifts of labelled samples.
+
+    Parameters
+    ----------
+    model : WBCModel
+    samples : sequence of Sample
+        Labelled samples to shift.
+    seed : int, keyword-only
+        Seeds the shifts (:func:`compare.suite.shifts.apply_shift`).
+    shifts : sequence of str, optional, keyword-only
+        Default: every shift of :data:`compare.suite.shifts.SHIFTS`.
+    source : str, keyword-only
+        Written to each row's ``source`` column (``"cv"`` or ``"large"``).
+    cache : dict, optional, keyword-only
+        Shifted pieces by ``(shift, sample name, seed)``, filled and reused,
+        so that several models are scored on the same inputs without
+        making them again (the 3x shifts of large images take seconds).
+        The red-cell measurement of each shifted image is likewise
+        remembered for the next model (:func:`compare.pipeline.scale.remembering_red_cells`).
+    n_jobs : int, keyword-only
+        Images scored at once, in threads (the model's ``predict`` must be
+        thread-safe, as the registered segmenters' are).  The rows are the
+        same, in the same order; the per-image ``predict_s`` then includes
+        waiting for the other threads, so it is no speed measurement.
+
+    Returns
+    -------
+    list of dict
+        :func:`evaluate`'s rows with ``shift``, ``source``, ``true_scale``
+        added; ``image`` names the shifted piece (``NAME`` or ``NAME#k``
+        for the k-th crop).
+    """
+    from compare.io.progress import progress
+    from compare.pipeline.scale import remembering_red_cells
+    from compare.suite.shifts import SHIFTS, apply_shift, shift_kinds
+
+    kinds = shift_kinds()
+    names = list(SHIFTS if shifts is None else shifts)
+    pairs = [(shift, sample) for shift in names for sample in samples]
+
+    def rows_of(pair: tuple[str, Sample]) -> list[dict[str, Any]]:
+        shift, sample = pair
+        key = (shift, sample.name, seed)
+        try:
+            pieces = cache[key] if cache is not None and key in cache else apply_shift(shift, sample.image,
+                                                                                      sample.mask, seed=seed)
+            if cache is not None:
+                cache[key] = pieces
+        except Exception as exc:
+            if on_error is None:
+                raise
+            on_error(sample, exc)
+            return []
+        shifted = [Sample(name=sample.name if len(pieces) == 1 else f"{sample.name}#{k}", path=sample.path,
+                          image=img, mask=msk, group=sample.group) for k, (img, msk) in enumerate(pieces, start=1)]
+        found = evaluate(model, shifted, on_error=on_error)
+        for row in found:
+            row.update(shift=shift, source=source, true_scale=kinds[shift].scale)
+        return found
+
+    # Every model scored on these shifts sees the same white-balanced pixels:
+    # the red-cell ruler measured for the first is reused by the others.
+    with remembering_red_cells():
+        if n_jobs <= 1:
+            per_pair = [rows_of(pair) for pair in (progress(pairs, desc=progress_desc, leave=False, unit="img")
+                                                    if progress_desc else pairs)]
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            # Images are independent, and much of each one's work (scale,
+            # instances, scores) runs on one core: a second image keeps the
+            # other busy.  map() keeps the order, so the rows are the same.
+            with ThreadPoolExecutor(n_jobs, thread_name_prefix="wbc-shift") as pool:
+                results = pool.map(rows_of, pairs)
+                per_pair = list(progress(results, desc=progress_desc, leave=False, unit="img", total=len(pairs))
+                                if progress_desc else results)
+    return [row for found in per_pair for row in found]
+
+
+def cross_validate(name: str, samples: Sequence[Sample], folds: int = 5, seed: int = 0, *,
+                   shifts: bool = False, **options: Any) -> pd.DataFrame:
+    """Grouped K-fold cross-validation of one segmenter, as ``compare run``'s ``cv``.
+
+    Parameters
+    ----------
+    name : str
+        Registry name.
+    samples : sequence of Sample
+        Labelled samples; samples of one ``group`` always share a fold.
+    folds : int
+    seed : int
+        Seeds the split and fold ``k``'s model (``seed + k``).
+    shifts : bool, keyword-only
+        Also score each fold's model on the shifted held-out samples
+        (rows with ``protocol == "shift"``).
+    **options
+        Passed to :class:`compare.pipeline.model.WBCModel`.
+
+    Returns
+    -------
+    DataFrame
+        One row per (fold, image[, shift]) with ``fold``, ``protocol``, the
+        scores and ``fit_s``.
+    """
+    rows = []
+    for fold, (train_idx, test_idx) in enumerate(grouped_kfold(samples, folds, seed)):
+        model = fit_model(name, [samples[i] for i in train_idx], seed=seed + fold, **options)
+        held_out = [samples[i] for i in test_idx]
+        for row in evaluate(model, held_out):
+            rows.append({"segmenter": name, "protocol": "cv", "fold": str(fold), "fit_s": model.fit_s_, **row})
+        if shifts:
+            for row in evaluate_shifts(model, held_out, seed=seed, source="cv"):
+                rows.append({"segmenter": name, "protocol": "shift", "fold": str(fold), **row})
+    return pd.DataFrame(rows)

@@ -1,0 +1,2 @@
+"""The report of a run folder: tables, figures, methods, HTML.
+"""

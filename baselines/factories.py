@@ -57,10 +57,11 @@ def rf_segmenter(random_state: int = 0) -> PixelClassifierSegmenter:
 
     32 fully grown trees per stage: more trees or extra trees bought no
     Dice.  Stage 2 adds the stage-1 probability at :data:`RF_CONTEXT_SIGMAS`
-    (ilastik's auto-context): on the rapid-stain shifts of the 5 grouped
-    folds it raised mean Dice 0.789 -> 0.854 (lab-B-like 0.805 -> 0.871) for
-    0.001 of cv Dice (``docs/experiments.md``, "Auto-context for rf under the
-    shifts").  Auto-context replaces the out-of-fold decision threshold.
+    (ilastik's auto-context), because it carries rf through the rapid-stain
+    shifts: over the 5 grouped folds their mean Dice is 0.854 with it and
+    0.789 without (lab-B-like 0.871 and 0.805), at a cost of 0.001 of cv Dice
+    (``docs/experiments.md``, "Auto-context for rf under the shifts").
+    Auto-context replaces the out-of-fold decision threshold.
     """
     from sklearn.ensemble import RandomForestClassifier
 
@@ -107,10 +108,16 @@ def mlp_segmenter(random_state: int = 0) -> PixelClassifierSegmenter:
     layers of 32 and 16 units, Adam, early stopping on a 10 % validation
     split, at most :data:`MLP_MAX_ITER` epochs) on standardised
     :func:`rf_bank` features, sampled like ``rf``, with the
-    decision threshold learned out of fold (on grouped fold 0 it raised Dice
-    by 0.004).  The same bank as ``rf`` means a run computes each image's
+    decision threshold learned out of fold (worth 0.004 of Dice on grouped
+    fold 0).  The same bank as ``rf`` means a run computes each image's
     features once for both; small layers keep prediction a few matrix
     products per pixel block.
+
+    Given the seed, the fit is the same bit for bit on one machine, whatever
+    the thread count, but not across processors: the BLAS kernel the CPU
+    selects changes the last bits of the network's matrix products, and
+    Adam's many small steps grow them into a different network
+    (``docs/reproducibility.md``).
     """
     from sklearn.neural_network import MLPClassifier
     from sklearn.pipeline import Pipeline

@@ -10,7 +10,7 @@ fewer, better-chosen channels so that a forest over them predicts quickly:
   stain separation of :func:`skimage.color.rgb2hed` (a WBC nucleus is the most
   haematoxylin-rich object in a smear; its cytoplasm differs from red cells in
   Lab ``a`` / ``b``), plus HSV saturation;
-* multi-scale filters on a few of those channels.
+* multi-scale filters (:mod:`baselines.filters`) on a few of those channels.
 
 Speed comes from computing everything on a ``downsample``-times smaller image
 (block mean).  That loses nothing measurable here: the SigTuple masks are
@@ -33,28 +33,24 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
 from skimage import color
 
+from baselines.filters import FILTERS, SMOOTHED_FILTERS
 from tiling.runtime import parallel_map
 
 __all__ = [
     "COLOUR_CHANNELS",
-    "FILTERS",
     "FeatureBank",
-    "downsample_mean",
-    "upsample",
-    "colour_channels",
-    "colour_planes",
     "cached_features",
     "clear_feature_cache",
-    "CONTEXT_FILTERS",
-    "context_features",
-    "context_reach",
+    "colour_channels",
+    "colour_planes",
+    "downsample_mean",
+    "upsample",
 ]
 
 #: Colour channels the bank can compute, in this order, all scaled to roughly [0, 1].
@@ -182,117 +178,6 @@ def colour_planes(rgb: np.ndarray, names: tuple[str, ...]) -> dict[str, np.ndarr
     return {n: out[n].astype(np.float32, copy=False) for n in names}
 
 
-def _radius(sigma: float) -> int:
-    """Kernel radius scipy uses for a Gaussian with the default ``truncate=4``."""
-    return int(4.0 * sigma + 0.5)
-
-
-def _gauss(x: np.ndarray, s: float) -> np.ndarray:
-    return ndi.gaussian_filter(x, s, mode="reflect")
-
-
-def _gradient_magnitude(x: np.ndarray, s: float) -> np.ndarray:
-    return ndi.gaussian_gradient_magnitude(x, s, mode="reflect")
-
-
-def _log(x: np.ndarray, s: float) -> np.ndarray:
-    # Scale-normalised so responses at different sigmas are comparable.
-    return ndi.gaussian_laplace(x, s, mode="reflect") * np.float32(s * s)
-
-
-def _dog(x: np.ndarray, s: float) -> np.ndarray:
-    # ilastik's DoG: G(s) - G(0.66 s).
-    return _gauss(x, s) - _gauss(x, 0.66 * s)
-
-
-def _hessian_eigen(x: np.ndarray, s: float) -> tuple[np.ndarray, np.ndarray]:
-    """Eigenvalues (larger, smaller) of the scale-normalised Hessian."""
-    hrr = ndi.gaussian_filter(x, s, order=(2, 0), mode="reflect")
-    hcc = ndi.gaussian_filter(x, s, order=(0, 2), mode="reflect")
-    hrc = ndi.gaussian_filter(x, s, order=(1, 1), mode="reflect")
-    half_trace = 0.5 * (hrr + hcc)
-    root = np.sqrt(0.25 * (hrr - hcc) ** 2 + hrc**2)
-    scale = np.float32(s * s)
-    return (half_trace + root) * scale, (half_trace - root) * scale
-
-
-def _structure_eigen(x: np.ndarray, s: float) -> tuple[np.ndarray, np.ndarray]:
-    """Eigenvalues (larger, smaller) of the structure tensor (gradient at s/2, window s)."""
-    gr = ndi.gaussian_filter(x, 0.5 * s, order=(1, 0), mode="reflect")
-    gc = ndi.gaussian_filter(x, 0.5 * s, order=(0, 1), mode="reflect")
-    jrr, jcc, jrc = _gauss(gr * gr, s), _gauss(gc * gc, s), _gauss(gr * gc, s)
-    half_trace = 0.5 * (jrr + jcc)
-    root = np.sqrt(0.25 * (jrr - jcc) ** 2 + jrc**2)
-    return half_trace + root, half_trace - root
-
-
-def _pad1(g: np.ndarray) -> np.ndarray:
-    """One pixel of symmetric padding on the last two (spatial) axes (scipy's ``reflect``).
-
-    Slice assignment rather than :func:`numpy.pad`, whose Python overhead
-    dominated on a 64 x 64 grid.
-    """
-    h, w = g.shape[-2:]
-    p = np.empty(g.shape[:-2] + (h + 2, w + 2), g.dtype)
-    p[..., 1:-1, 1:-1] = g
-    p[..., 0, 1:-1], p[..., -1, 1:-1] = g[..., 0, :], g[..., -1, :]
-    p[..., :, 0], p[..., :, -1] = p[..., :, 1], p[..., :, -2]
-    return p
-
-
-def _gradmag_fd(smoothed: np.ndarray, s: float) -> np.ndarray:
-    """Gradient magnitude of Gaussian-smoothed channels ``(..., h, w)`` by central differences."""
-    p = _pad1(smoothed)
-    gr = p[..., 2:, 1:-1] - p[..., :-2, 1:-1]
-    gc = p[..., 1:-1, 2:] - p[..., 1:-1, :-2]
-    return np.float32(0.5) * np.sqrt(gr * gr + gc * gc)
-
-
-def _log_fd(smoothed: np.ndarray, s: float) -> np.ndarray:
-    """Scale-normalised 5-point Laplacian of Gaussian-smoothed channels ``(..., h, w)``."""
-    p = _pad1(smoothed)
-    lap = p[..., 2:, 1:-1] + p[..., :-2, 1:-1] + p[..., 1:-1, 2:] + p[..., 1:-1, :-2] - np.float32(4) * p[..., 1:-1, 1:-1]
-    return lap * np.float32(s * s)
-
-
-def _window(s: float) -> int:
-    """Half-side, in grid pixels, of the square window of ``max`` / ``min`` at scale ``s``."""
-    return int(round(4.0 * s))
-
-
-def _max_fd(smoothed: np.ndarray, s: float) -> np.ndarray:
-    """Largest value of Gaussian-smoothed channels ``(..., h, w)`` within ``4 s`` grid px."""
-    side = 2 * _window(s) + 1
-    return ndi.maximum_filter(smoothed, size=(1,) * (smoothed.ndim - 2) + (side, side), mode="reflect")
-
-
-def _min_fd(smoothed: np.ndarray, s: float) -> np.ndarray:
-    """Smallest value of Gaussian-smoothed channels ``(..., h, w)`` within ``4 s`` grid px."""
-    side = 2 * _window(s) + 1
-    return ndi.minimum_filter(smoothed, size=(1,) * (smoothed.ndim - 2) + (side, side), mode="reflect")
-
-
-# Filters computed from the Gaussian-smoothed channel the bank already has for
-# ``gauss``: one Gaussian per (channel, sigma) instead of two to four
-# derivative-of-Gaussian passes, and all channels smoothed in one scipy call.
-# They approximate ``gradmag`` / ``log`` (exact for slowly varying images) at a
-# fraction of the cost; the forest does not need the exact operator.
-_SMOOTHED_FILTERS = {"gradmag_fd": _gradmag_fd, "log_fd": _log_fd, "max": _max_fd, "min": _min_fd}
-
-# name -> (function returning one array or a tuple of arrays, output suffixes, reach in coarse px)
-FILTERS: dict[str, tuple[Callable, tuple[str, ...], Callable[[float], int]]] = {
-    "gauss": (_gauss, ("",), _radius),
-    "gradmag": (_gradient_magnitude, ("",), _radius),
-    "log": (_log, ("",), _radius),
-    "dog": (_dog, ("",), _radius),
-    "hessian": (_hessian_eigen, ("_e1", "_e2"), _radius),
-    "structure": (_structure_eigen, ("_e1", "_e2"), lambda s: _radius(0.5 * s) + _radius(s)),
-    "gradmag_fd": (_gradmag_fd, ("",), lambda s: _radius(s) + 1),
-    "log_fd": (_log_fd, ("",), lambda s: _radius(s) + 1),
-    "max": (_max_fd, ("",), lambda s: _radius(s) + _window(s)),
-    "min": (_min_fd, ("",), lambda s: _radius(s) + _window(s)),
-}
-
 
 @dataclass(frozen=True)
 class FeatureBank:
@@ -305,7 +190,7 @@ class FeatureBank:
     filtered : tuple of str
         Colour channels the filters run on.
     filters : tuple of str
-        Filter names from :data:`FILTERS`.
+        Filter names from :data:`~baselines.filters.FILTERS`.
     sigmas : tuple of float
         Filter scales in *coarse* (downsampled) pixels; multiply by
         ``downsample`` for full-resolution pixels.
@@ -399,7 +284,7 @@ class FeatureBank:
         column = self._columns()
         for k, n in enumerate(self.colours):
             planes[k] = channels[n]
-        smoothed_names = [f for f in self.filters if f in _SMOOTHED_FILTERS]
+        smoothed_names = [f for f in self.filters if f in SMOOTHED_FILTERS]
         if "gauss" in self.filters or smoothed_names:
             stack = np.stack([channels[n] for n in self.filtered])
 
@@ -409,7 +294,7 @@ class FeatureBank:
                 # then run once on all of them together.
                 smooth = ndi.gaussian_filter(stack, (0, s, s), mode="reflect")
                 results = {"gauss": smooth}
-                results.update({f: _SMOOTHED_FILTERS[f](smooth, s) for f in smoothed_names})
+                results.update({f: SMOOTHED_FILTERS[f](smooth, s) for f in smoothed_names})
                 for filt, result in results.items():
                     if filt in self.filters:
                         for c in range(len(self.filtered)):
@@ -421,7 +306,7 @@ class FeatureBank:
         for c, n in enumerate(self.filtered):
             x = None
             for filt in self.filters:
-                if filt == "gauss" or filt in _SMOOTHED_FILTERS:
+                if filt == "gauss" or filt in SMOOTHED_FILTERS:
                     continue
                 x = np.ascontiguousarray(channels[n]) if x is None else x
                 for s in self.sigmas:
@@ -483,64 +368,3 @@ def clear_feature_cache() -> None:
     _CACHE.clear()
     _CACHE_BYTES[0] = 0
 
-
-def full_resolution_sigmas(bank: FeatureBank) -> list[float]:
-    """The bank's sigmas in full-resolution pixels (for reports)."""
-    return [s * bank.downsample for s in bank.sigmas]
-
-
-#: Filters :func:`context_features` can apply to a probability map.
-CONTEXT_FILTERS = ("gauss", "max", "min")
-
-
-def context_features(prob: np.ndarray, sigmas: tuple[float, ...], filters: tuple[str, ...] = ("gauss",)) -> np.ndarray:
-    """Auto-context features of a coarse-grid probability map.
-
-    ilastik's auto-context feeds a second classifier the first one's
-    prediction seen at several scales: a pixel whose neighbourhood is mostly
-    "WBC" is likely WBC even where its own colour is ambiguous (pale
-    cytoplasm next to the nucleus), and an isolated speck is likely not.
-
-    Parameters
-    ----------
-    prob : ndarray, shape (h, w), float
-        Stage-1 foreground probability on the feature grid.
-    sigmas : tuple of float
-        Scales in grid pixels.  ``gauss`` smooths with a Gaussian of that
-        sigma; ``max`` / ``min`` take the extreme over a square of side
-        ``2 * round(sigma) + 1`` (a cheap "is there WBC / background
-        nearby" cue).
-    filters : tuple of str
-        Subset of :data:`CONTEXT_FILTERS`.
-
-    Returns
-    -------
-    ndarray, shape (h, w, 1 + len(filters) * len(sigmas)), float32
-        The raw probability first, then each filter at each sigma.
-    """
-    unknown = [f for f in filters if f not in CONTEXT_FILTERS]
-    if unknown:
-        raise ValueError(f"Unknown context filters {unknown}; known ones are {list(CONTEXT_FILTERS)}.")
-    prob = np.ascontiguousarray(prob, dtype=np.float32)
-    out = np.empty(prob.shape + (1 + len(filters) * len(sigmas),), np.float32)
-    out[..., 0] = prob
-    k = 1
-    for filt in filters:
-        for s in sigmas:
-            if filt == "gauss":
-                out[..., k] = _gauss(prob, s)
-            else:
-                size = 2 * int(round(s)) + 1
-                func = ndi.maximum_filter if filt == "max" else ndi.minimum_filter
-                out[..., k] = func(prob, size=size, mode="reflect")
-            k += 1
-    return out
-
-
-def context_reach(sigmas: tuple[float, ...], filters: tuple[str, ...] = ("gauss",)) -> int:
-    """Grid pixels beyond which :func:`context_features` ignores the map."""
-    reach = 0
-    for filt in filters:
-        for s in sigmas:
-            reach = max(reach, _radius(s) if filt == "gauss" else int(round(s)))
-    return reach

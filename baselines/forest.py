@@ -23,8 +23,8 @@ __all__ = ["PARALLEL_MIN_ROWS", "ROW_BLOCK", "positive_proba"]
 
 #: Below this many rows a forest predicts on one thread (see :func:`positive_proba`).
 #: One 128 px patch gives 4,096 rows on the 2x grid; with a persistent pool
-#: two threads already nearly halve its tree time (measured 11.8 -> 6.3 ms
-#: for 32 trees on 2 cores).
+#: two threads already nearly halve its tree time (measured 11.8 ms on one
+#: thread and 6.3 ms on two, for 32 trees on 2 cores).
 PARALLEL_MIN_ROWS = 2_048
 
 #: Rows per block in :func:`positive_proba` (about 1 MB of float32 features at 57 per row).

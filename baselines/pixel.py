@@ -27,12 +27,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 
-from baselines.decision import THRESHOLD_GRID, filled_dice_at_thresholds, move_threshold, to_prior
-from baselines.features import FeatureBank, cached_features, context_features, context_reach, upsample
+from baselines.context import context_features, context_reach
+from baselines.decision import move_threshold, to_prior
+from baselines.features import FeatureBank, cached_features, upsample
 from baselines.forest import positive_proba
+from baselines.out_of_fold import fit_context_stage, seed_classifier, tune_threshold
 from baselines.persistence import CONTEXT_MODEL_FILE, MODEL_FILE, PARAMS_FILE, TRUSTED_TYPES, dump, load_trusted
 from baselines.sampling import coarse_labels, pad_to_multiple, sample_pixels
 from tiling import predict_tiled
@@ -40,23 +42,11 @@ from tiling.runtime import resolve_n_jobs
 from tiling.validation import check_image, check_training_set
 
 __all__ = [
-    "PixelClassifierSegmenter",
     "TRUSTED_TYPES",
+    "PixelClassifierSegmenter",
     "coarse_labels",
     "sample_pixels",
 ]
-
-
-def _seed_classifier(classifier: Any, random_state: int, n_jobs: int | None = None) -> Any:
-    """A clone of ``classifier`` with every nested ``random_state`` (and, if given, ``n_jobs``) set."""
-    est = clone(classifier)
-    params = est.get_params(deep=True)
-    updates: dict[str, Any] = {k: random_state for k in params if k == "random_state" or k.endswith("__random_state")}
-    if n_jobs is not None:
-        updates.update({k: n_jobs for k in params if k == "n_jobs" or k.endswith("__n_jobs")})
-    if updates:
-        est.set_params(**updates)
-    return est
 
 
 class PixelClassifierSegmenter(BaseEstimator):
@@ -97,7 +87,7 @@ class PixelClassifierSegmenter(BaseEstimator):
         given to stage 2.
     context_filters : tuple of str
         Filters applied to the stage-1 probability at each scale
-        (see :func:`~baselines.features.context_features`).
+        (see :func:`~baselines.context.context_features`).
     context_classifier : scikit-learn classifier, optional
         Stage-2 classifier; ``None`` uses a clone of ``classifier``.
     context_folds : int
@@ -108,7 +98,7 @@ class PixelClassifierSegmenter(BaseEstimator):
         0 keeps 0.5 as the decision threshold.  Otherwise the training
         images are split into this many seeded parts, a classifier fitted on
         the sampled pixels of the other parts predicts each part's whole
-        maps, and the threshold in :data:`THRESHOLD_GRID` that maximises the
+        maps, and the threshold in :data:`~baselines.decision.THRESHOLD_GRID` that maximises the
         mean per-image Dice of those out-of-fold maps (holes filled) is
         learned as ``threshold_``.  :meth:`predict_proba` then maps
         probabilities monotonically (piecewise linear) so that
@@ -133,7 +123,7 @@ class PixelClassifierSegmenter(BaseEstimator):
     -----
     Auto-context (Tu & Bai 2010; ilastik's "autocontext" workflow).  Stage 1
     is the plain classifier on the bank's features.  Stage 2 sees the same
-    features plus :func:`~baselines.features.context_features` of the stage-1
+    features plus :func:`~baselines.context.context_features` of the stage-1
     probability map (the map itself, smoothed at ``context_sigmas``), so it
     can use shape and neighbourhood evidence that per-pixel colour lacks.
 
@@ -242,17 +232,17 @@ class PixelClassifierSegmenter(BaseEstimator):
         X = np.concatenate([f.reshape(-1, f.shape[-1])[p] for f, p in zip(feats, picks)])
         y = np.concatenate([lab.ravel()[p] for lab, p in zip(labels, picks)]).astype(np.int8)
 
-        self.classifier_ = _seed_classifier(self.classifier, self.random_state, n_jobs).fit(X, y)
+        self.classifier_ = seed_classifier(self.classifier, self.random_state, n_jobs).fit(X, y)
         stage1_s = time.perf_counter() - start
         if self.auto_context:
-            self._fit_context(feats, picks, X, y, rng, n_jobs)
+            self.context_classifier_ = fit_context_stage(self, feats, picks, X, y, rng, n_jobs)
         # Balanced sampling teaches the classifier a 50/50 prior; remember the
         # true one so predict_proba can shift the odds back (see baselines.decision.to_prior).
         self.prior_ = float(np.mean([lab.mean() for lab in labels]))
         self.sample_prior_ = float(y.mean())
         self.threshold_ = 0.5
         if self.threshold_folds:
-            self.threshold_ = self._tune_threshold(masks, feats, picks, X, y, rng, n_jobs)
+            self.threshold_ = tune_threshold(self, masks, feats, picks, X, y, rng, n_jobs)
         self.fit_info_ = {
             "n_images": len(images),
             "n_pixels_sampled": int(len(y)),
@@ -264,92 +254,6 @@ class PixelClassifierSegmenter(BaseEstimator):
             "fit_s": round(time.perf_counter() - start, 3),
         }
         return self
-
-    def _tune_threshold(
-        self, masks: Sequence[np.ndarray], feats: list[np.ndarray], picks: list[np.ndarray],
-        X: np.ndarray, y: np.ndarray, rng: np.random.Generator, n_jobs: int,
-    ) -> float:
-        """Out-of-fold choice of the decision threshold (see ``threshold_folds``)."""
-        n_img = len(masks)
-        part = np.empty(n_img, np.int64)
-        part[rng.permutation(n_img)] = np.arange(n_img) % self.threshold_folds
-        row_img = np.repeat(np.arange(n_img), [len(p) for p in picks])
-        factor = self.bank_.downsample
-        grid = np.asarray(THRESHOLD_GRID, np.float32)
-        scores = np.zeros(len(grid))
-        n_scored = 0
-        for k in range(self.threshold_folds):
-            held = np.flatnonzero(part == k)
-            train_rows = part[row_img] != k
-            if held.size == 0 or np.unique(y[train_rows]).size < 2:
-                continue
-            model = _seed_classifier(self.classifier, self.random_state + 101 + k, n_jobs)
-            if "n_estimators" in model.get_params():
-                # Half the ensemble: the threshold needs the map's level, not its last bit of accuracy.
-                model.set_params(n_estimators=max(8, model.get_params()["n_estimators"] // 2))
-            model.fit(X[train_rows], y[train_rows])
-            stacked = np.concatenate([feats[i].reshape(-1, feats[i].shape[-1]) for i in held])
-            prob = positive_proba(model, stacked, n_jobs)
-            if self.correct_prior:
-                prob = to_prior(prob, float(y[train_rows].mean()), self.prior_)
-            offset = 0
-            for i in held:
-                shape = feats[i].shape[:2]
-                n = shape[0] * shape[1]
-                full = upsample(prob[offset : offset + n].reshape(shape), factor)
-                full = full[: masks[i].shape[0], : masks[i].shape[1]]
-                offset += n
-                scores += filled_dice_at_thresholds(full, masks[i], grid)
-                n_scored += 1
-        if n_scored == 0:
-            return 0.5
-        # Ties go to the threshold nearest 0.5.
-        best = np.flatnonzero(scores >= scores.max() - 1e-12)
-        return float(THRESHOLD_GRID[int(best[np.argmin(np.abs(grid[best] - 0.5))])])
-
-    def _fit_context(
-        self, feats: list[np.ndarray], picks: list[np.ndarray], X: np.ndarray, y: np.ndarray,
-        rng: np.random.Generator, n_jobs: int,
-    ) -> None:
-        """Fit stage 2 on out-of-fold stage-1 maps (see the class Notes)."""
-        n_img = len(feats)
-        part = np.empty(n_img, np.int64)
-        part[rng.permutation(n_img)] = np.arange(n_img) % self.context_folds
-        # Row r of X came from image row_img[r]; picks are per image, in order.
-        row_img = np.repeat(np.arange(n_img), [len(p) for p in picks])
-        maps: list[np.ndarray | None] = [None] * n_img
-        for k in range(self.context_folds):
-            train_rows = part[row_img] != k
-            if np.unique(y[train_rows]).size < 2:
-                # A part whose complement holds one class cannot train stage 1;
-                # fall back to the in-sample model for its maps.
-                model = self.classifier_
-            else:
-                model = _seed_classifier(self.classifier, self.random_state + 1 + k, n_jobs).fit(X[train_rows], y[train_rows])
-            k_fg = list(model.classes_).index(1)
-            held = np.flatnonzero(part == k)
-            if held.size == 0:
-                continue
-            # One predict call over all held-out pixels: far less per-call overhead.
-            stacked = np.concatenate([feats[i].reshape(-1, feats[i].shape[-1]) for i in held])
-            prob = model.predict_proba(stacked)[:, k_fg].astype(np.float32)
-            offset = 0
-            for i in held:
-                n = feats[i].shape[0] * feats[i].shape[1]
-                maps[i] = prob[offset : offset + n].reshape(feats[i].shape[:2])
-                offset += n
-        ctx = np.concatenate(
-            [
-                context_features(m, tuple(self.context_sigmas), tuple(self.context_filters)).reshape(-1, self._n_context)[p]
-                for m, p in zip(maps, picks)
-            ]
-        )
-        stage2 = self.context_classifier if self.context_classifier is not None else self.classifier
-        self.context_classifier_ = _seed_classifier(stage2, self.random_state, n_jobs).fit(np.hstack([X, ctx]), y)
-
-    @property
-    def _n_context(self) -> int:
-        return 1 + len(self.context_filters) * len(self.context_sigmas)
 
     # -------------------------------------------------------------- predict
     def _check_fitted(self) -> None:
@@ -488,7 +392,7 @@ class PixelClassifierSegmenter(BaseEstimator):
         params = dict(payload["params"])
         classifier = load_trusted(model_file)
         context = None
-        if params.get("auto_context", False):
+        if params["auto_context"]:
             if not (path / CONTEXT_MODEL_FILE).is_file():
                 raise ValueError(f"Cannot load a segmenter from {path}: {CONTEXT_MODEL_FILE} is missing; point at a directory written by save().")
             context = load_trusted(path / CONTEXT_MODEL_FILE)
@@ -500,8 +404,8 @@ class PixelClassifierSegmenter(BaseEstimator):
         seg.classifier_ = classifier
         if context is not None:
             seg.context_classifier_ = context
-        seg.fit_info_ = payload.get("fit_info", {})
+        seg.fit_info_ = payload["fit_info"]
         seg.prior_ = float(payload["prior"])
         seg.sample_prior_ = float(payload["sample_prior"])
-        seg.threshold_ = float(payload.get("threshold", 0.5))  # models saved before threshold tuning: 0.5
+        seg.threshold_ = float(payload["threshold"])
         return seg

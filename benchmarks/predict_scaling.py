@@ -77,6 +77,8 @@ def threshold_model(folder: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from compare.pipeline.model import WBCModel
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=None, help="a model folder (default: a threshold model)")
     parser.add_argument("--sizes", default="1,4,16,64", help="megapixels, comma-separated")
@@ -87,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         model = args.model or threshold_model(tmp / "model")
-        model_name = json.loads((model / "model.json").read_text())["segmenter"]
+        model_name = WBCModel.read_manifest(model).segmenter
         base_mb = float(subprocess.run([sys.executable, "-c", BASELINE], capture_output=True, text=True,
                                        check=True).stdout)
         for mpx in sizes:
@@ -105,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             print(rows[-1], flush=True)
             image.unlink()
     header = ("mpx", "width", "height", "seconds", "s_per_mpx", "peak_mb", "wbc_count")
-    lines = [f"# compare predict: time and peak memory against image size",
+    lines = ["# compare predict: time and peak memory against image size",
              "",
              f"Model: `{model_name}` ({'given with --model' if args.model else 'threshold, saved by the benchmark'}). "
              f"Images: `54A84627F362.jpg` mirrored and tiled to each size, PNG. Each size in a fresh process; "

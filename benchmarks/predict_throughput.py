@@ -11,15 +11,15 @@ Three ways of predicting every large image (:func:`compare.suite.data.load_set`
 
 Each is repeated ``--repeats`` times over all five images (after one
 untimed warm-up pass); the table gives the median megapixels per second and
-the ratio to ``before``.  A profile then re-runs the ``after`` chain from
-its pieces (:func:`stain.normalise.white_balance`, the stain anchor
-(``WBCModel._anchor``),
-:func:`compare.pipeline.scale.estimate_scale`, the colour check,
-:func:`compare.pipeline.model.predict_proba_blocked`,
-:func:`compare.pipeline.instances.separate_and_measure`,
+the ratio to ``before``.  A profile then re-runs the ``after`` chain stage
+by stage, as :meth:`WBCModel.predict` calls them
+(:func:`compare.pipeline.colour.to_training_colours`,
+:func:`compare.pipeline.scale.choose_scale`,
+:func:`compare.pipeline.segment.segment`,
+:func:`compare.pipeline.instances.separate_instances`,
 :func:`compare.pipeline.nucleus_check.drop_without_nucleus`,
-:func:`compare.pipeline.measure.cell_table`) with :func:`time.perf_counter` around
-each call, and gives each stage's median seconds over the repeats.
+:func:`compare.pipeline.measure.measure_cells`) with :func:`time.perf_counter`
+around each call, and gives each stage's median seconds over the repeats.
 
 Usage::
 
@@ -42,8 +42,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-STAGES = ("white balance", "stain anchor", "scale estimate", "colour check", "resize", "segmenter", "instances", "nucleus check",
-          "resize back", "cell table")
+#: The stages of :meth:`WBCModel.predict`, in its order.
+STAGES = ("colour", "scale estimate", "segmenter", "instances", "nucleus check", "measure")
 
 
 def run_before(model, images) -> None:
@@ -61,7 +61,7 @@ def run_after(model, images, cells: bool) -> None:
 
 
 def profile_after(model, image: np.ndarray) -> tuple[dict[str, float], str, np.ndarray]:
-    """Seconds per stage of :meth:`WBCModel.predict` (defaults) rebuilt from its pieces, the scale method and labels.
+    """Seconds per stage of :meth:`WBCModel.predict` (defaults) rebuilt from its stages, the scale method and labels.
 
     Parameters
     ----------
@@ -78,13 +78,12 @@ def profile_after(model, image: np.ndarray) -> tuple[dict[str, float], str, np.n
     labels : ndarray, shape (H, W), int
         The WBCs found, as :meth:`WBCModel.predict` finds them.
     """
-    from compare.pipeline.blocks import compact_labels, predict_proba_blocked, resize_labels, resize_prob, resize_rgb
-    from compare.pipeline.instances import separate_and_measure
-    from compare.pipeline.measure import cell_table
-    from compare.pipeline.model import SCALE_TOLERANCE
+    from compare.pipeline.colour import to_training_colours
+    from compare.pipeline.instances import separate_instances
+    from compare.pipeline.measure import measure_cells
     from compare.pipeline.nucleus_check import drop_without_nucleus
-    from compare.pipeline.scale import estimate_scale
-    from stain.normalise import stain_direction, white_balance
+    from compare.pipeline.scale import choose_scale
+    from compare.pipeline.segment import segment
 
     seconds = dict.fromkeys(STAGES, 0.0)
 
@@ -94,31 +93,16 @@ def profile_after(model, image: np.ndarray) -> tuple[dict[str, float], str, np.n
         seconds[stage] += time.perf_counter() - start
         return result
 
-    height, width = image.shape[:2]
-    balanced = timed("white balance", white_balance, image, model.background_)
-    stain_map = timed("stain anchor", model._stain_map, balanced)
-    estimate = timed("scale estimate", estimate_scale, balanced, model.training_scale_)
-    if not (estimate.method == "red-cells" and estimate.confident and min(height, width) >= 300):
-        # WBCModel.estimate_scale then probes the segmenter at trial factors.
-        estimate = timed("scale estimate", model.estimate_scale, balanced, stain_map=stain_map)
-    timed("colour check", stain_direction, balanced)
-    factor = estimate.factor
-    applied = factor if max(factor, 1 / factor) > SCALE_TOLERANCE else 1.0
-    work = balanced
-    if applied != 1.0:
-        work = timed("resize", resize_rgb, balanced, (max(1, round(height * applied)), max(1, round(width * applied))))
-    checked, work = work, timed("stain anchor", model._anchor, work, stain_map)
-    prob = timed("segmenter", predict_proba_blocked, model.segmenter_, work)
-    labels, _ = timed("instances", separate_and_measure, prob, model.params_)
-    if labels.max():
-        labels = timed("nucleus check", drop_without_nucleus, labels, checked)
-    if applied != 1.0:
-        start = time.perf_counter()
-        labels, prob = resize_labels(labels, (height, width)), resize_prob(prob, (height, width))
-        labels = compact_labels(labels)
-        seconds["resize back"] += time.perf_counter() - start
-    timed("cell table", cell_table, labels, image, probability=prob)
-    return seconds, estimate.method, labels
+    # The same calls as WBCModel.predict; tests/benchmarks/test_predict_throughput.py keeps them equal.
+    colour = timed("colour", to_training_colours, image, model._colour_reference())
+    choice, at_own_scale = timed("scale estimate", choose_scale, colour, model.training_scale_,
+                                 segmenter=model.segmenter_, params=model.params_, auto=model.auto_scale)
+    segmentation = timed("segmenter", segment, colour, choice.applied, model.segmenter_, at_own_scale=at_own_scale)
+    labels = timed("instances", separate_instances, segmentation.probability, model.params_)
+    if model.require_nucleus and labels.max():
+        labels = timed("nucleus check", drop_without_nucleus, labels, segmentation.image)
+    found = timed("measure", measure_cells, labels, segmentation.probability, image, factor=segmentation.factor)
+    return seconds, choice.estimate.method, found.labels
 
 
 def measure(model, images, repeats: int) -> dict:

@@ -31,19 +31,13 @@ not a model.
 
 Usage::
 
-    python benchmarks/scale_accuracy.py [--old] [--data DIR] [--out results/benchmarks]
-
-``--old`` measures the red-cell estimator of commit ``b9ae525`` (read with
-``git show``) instead, for comparison; it has no probe.
+    python benchmarks/scale_accuracy.py [--data DIR] [--out results/benchmarks]
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import subprocess
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -55,10 +49,8 @@ from scipy import ndimage as ndi
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from compare.pipeline.scale import ScaleEstimate, TrainingScale, estimate_scale  # noqa: E402
+from compare.pipeline.scale import TrainingScale, estimate_scale  # noqa: E402
 from compare.suite.data import load_set, resolve_data_dir  # noqa: E402
-
-OLD_COMMIT = "b9ae525"
 
 
 def resize(image: np.ndarray, factor: float) -> np.ndarray:
@@ -163,30 +155,8 @@ def simulated_probe(mask: np.ndarray, training: TrainingScale):
     return probe
 
 
-def old_estimator():
-    """``scale_factor`` of the old module, read from git."""
-    source = subprocess.run(["git", "show", f"{OLD_COMMIT}:compare/pipeline/scale.py"], cwd=ROOT, check=True,
-                            capture_output=True, text=True).stdout
-    path = Path(tempfile.mkdtemp()) / "old_scale.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location("old_scale", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["old_scale"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-
-    def estimate(image, training, probe=None):
-        try:
-            factor = module.scale_factor(image, module.TrainingScale(training.wbc_diameter, training.rbc_diameter),
-                                         auto=True)
-            return ScaleEstimate(factor, "red-cells", None, True)
-        except ValueError:  # the old module's own ScaleError
-            return ScaleEstimate(1.0, "none", None, False)
-    return estimate
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--old", action="store_true", help=f"measure the estimator of commit {OLD_COMMIT}")
     parser.add_argument("--data", default=None, help="SigTuple data folder (default: compare.suite.data.resolve_data_dir)")
     parser.add_argument("--out", default=str(ROOT / "results" / "benchmarks"))
     args = parser.parse_args(argv)
@@ -200,26 +170,23 @@ def main(argv=None) -> int:
     diam = np.asarray(diam)
     training = TrainingScale(wbc_diameter=float(np.median(diam[diam > 30])), rbc_diameter=31.0)
 
-    estimator = old_estimator() if args.old else (
-        lambda image, training, probe=None: estimate_scale(image, training, probe=probe))
-    probe_modes = (False,) if args.old else (False, True)
+    probe_modes = (False, True)
     rows = defaultdict(list)  # (probe, kind) -> [(err, within, confident, seconds, look)]
     for look_name, look in looks().items():
         for kind, image, mask, s in build_cases(args.data, look):
             for with_probe in probe_modes:
                 probe = simulated_probe(mask, training) if with_probe else None
                 start = time.perf_counter()
-                estimate = estimator(image, training, probe=probe)
+                estimate = estimate_scale(image, training, probe=probe)
                 seconds = time.perf_counter() - start
                 ratio = estimate.factor * s  # estimated / true factor
                 rows[with_probe, kind].append((abs(np.log2(ratio)), abs(ratio - 1) <= 0.15, estimate.confident,
                                                seconds, look_name))
                 rows[with_probe, f"look: {look_name}"].append(rows[with_probe, kind][-1])
 
-    name = "scale_accuracy_old.md" if args.old else "scale_accuracy.md"
-    command = "python benchmarks/scale_accuracy.py" + (" --old" if args.old else "")
-    lines = [f"# Scale estimation accuracy ({'old red-cell estimator, ' + OLD_COMMIT if args.old else 'estimate_scale'})",
-             "", f"Command: `{command}`  ", f"Training WBC diameter {training.wbc_diameter:.1f} px, "
+    name = "scale_accuracy.md"
+    lines = ["# Scale estimation accuracy (estimate_scale)",
+             "", "Command: `python benchmarks/scale_accuracy.py`  ", f"Training WBC diameter {training.wbc_diameter:.1f} px, "
              f"red cells {training.rbc_diameter:.1f} px.  Looks: {', '.join(looks())}.", ""]
     for with_probe in probe_modes:
         lines += [f"## {'With the simulated probe (ground-truth mask, see the script)' if with_probe else 'No probe'}",

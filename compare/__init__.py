@@ -38,6 +38,7 @@ __all__ = [
     "nucleus_labels",
     "ExportOptions",
     "PredictionWriter",
+    "FileFacts",
     "write_imagej_rois",
     "write_geojson",
     "write_label_tiff",
@@ -45,7 +46,7 @@ __all__ = [
 
 _HOMES = {
     "WBCModel": "compare.pipeline.model",
-    "Prediction": "compare.pipeline.model",
+    "Prediction": "compare.pipeline.prediction",
     "load_model": "compare.pipeline.model",
     "load_set": "compare.suite.data",
     "make_segmenter": "compare.pipeline.segmenters",
@@ -58,6 +59,7 @@ _HOMES = {
     "nucleus_labels": "compare.pipeline.measure",
     "ExportOptions": "compare.io.outputs",
     "PredictionWriter": "compare.io.outputs",
+    "FileFacts": "compare.io.outputs",
     "write_imagej_rois": "compare.io.exports",
     "write_geojson": "compare.io.exports",
     "write_label_tiff": "compare.io.exports",

@@ -1,5 +1,5 @@
 import compare
-samples = compare.load_set(None, "patches")[:8]          # SigTuple patches: image, mask, name
-model = compare.WBCModel("threshold").fit(samples)       # or compare.load_model() for the trained U-Net
-prediction = model.predict(samples[0].image)              # any (H, W, 3) uint8 RGB image
-print(prediction.count, prediction.scale.factor, prediction.cells.columns.tolist()[:5])
+model = compare.load_model()                                # the U-Net shipped with the package; or load_model(FOLDER)
+image = compare.load_set(None, "patches")[0].image          # or compare.read_image("slide.jpg"): (H, W, 3) uint8 RGB
+prediction = model.predict(image)                           # .labels, .cells, .scale, .warnings
+print(prediction.labels.max(), prediction.scale.factor, prediction.cells.columns.tolist()[:5])

@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from compare.suite.report.html import broken_images  # noqa: E402
+from compare.suite.report.html import broken_links  # noqa: E402
 
 #: Browsers tried, in order.
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     if not page.is_file():
         print(f"{page}: no such page; build it with 'python -m compare report RUN_DIR'.", file=sys.stderr)
         return 1
-    static = broken_images(page)
+    static = broken_links(page)
     print(f"{page}: {page.stat().st_size / 1e6:.2f} MB; static check: {len(static)} unresolved link(s) {static}")
     browser = find_browser()
     if browser is None:

@@ -6,7 +6,8 @@ layer and the layers below it, never one above::
     commands -> suite -> evaluation -> pipeline -> io
 
 ``baselines``, ``unet``, ``stain`` and ``tiling`` stand on their libraries
-alone and never import ``compare``.  Imports inside functions count too: a
+alone and never import ``compare``; the napari plugin ``wbc_napari`` uses
+only ``compare``'s public API.  Imports inside functions count too: a
 lazy import is still a dependency.  See ``docs/architecture.md``.
 """
 
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("compare", "baselines", "unet", "stain", "tiling")
+PACKAGES = ("compare", "baselines", "unet", "stain", "tiling", "wbc_napari")
 LAYERS = ("io", "pipeline", "evaluation", "suite", "commands")
 
 
@@ -94,6 +95,12 @@ def test_the_segmenters_and_helpers_never_import_compare(package):
     bad = sorted(f"{m} -> {t}" for m in GRAPH if m.split(".")[0] == package
                  for t in GRAPH[m] if t.split(".")[0] == "compare")
     assert bad == []
+
+
+def test_the_napari_plugin_uses_only_the_public_api():
+    inner = sorted(f"{m} -> {t}" for m in GRAPH if m.split(".")[0] == "wbc_napari"
+                   for t in GRAPH[m] if t.startswith("compare."))
+    assert inner == [], "wbc_napari reaches past compare's public API (compare/__init__.py)"
 
 
 def _loops(graph: dict[str, set[str]]) -> list[list[str]]:

@@ -17,7 +17,6 @@ from compare.io.exports import (
     read_pixel_size,
     write_geojson,
     write_imagej_rois,
-    write_label_png,
     write_label_tiff,
 )
 from tests.synthetic import disk
@@ -119,19 +118,6 @@ def test_label_tiff_uint32_beyond_65535(tmp_path):
     data = tifffile.imread(path)
     assert data.dtype == np.uint32 and np.array_equal(data, labels)
     assert read_pixel_size(path) == pytest.approx(0.35)
-
-
-def test_label_png_16_bit_and_refuses_to_wrap(tmp_path, labels):
-    path = tmp_path / "labels.png"
-    big = labels.astype(np.int64) * 1000  # labels up to 5,000: past 8 bits
-    write_label_png(big, path)
-    back = np.asarray(Image.open(path))
-    assert np.array_equal(back.astype(np.int64), big)
-    too_many = np.zeros((2, 2), np.int64)
-    too_many[0, 0] = 65536
-    with pytest.raises(ValueError, match="TIFF"):
-        write_label_png(too_many, tmp_path / "wrap.png")
-    assert not (tmp_path / "wrap.png").exists()
 
 
 def test_read_pixel_size_from_metadata(tmp_path):

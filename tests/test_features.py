@@ -3,13 +3,12 @@
 import numpy as np
 import pytest
 
+from baselines.context import context_features, context_reach
 from baselines.features import (
     FeatureBank,
     cached_features,
     clear_feature_cache,
     colour_channels,
-    context_features,
-    context_reach,
     downsample_mean,
     upsample,
 )

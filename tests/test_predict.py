@@ -426,8 +426,9 @@ def test_overlay_image_equals_draw_overlay():
 def test_estimated_scale_keeps_large_image_counts(tmp_path, factor):
     """The shipped large images rescaled 0.5x and 2x: the default scale estimate must give the true counts.
 
-    Uses the committed default model (``results/models/unet``), or the model
-    folder in ``$WBC_MODEL``; skipped when neither exists.
+    Uses the default model shipped with the package
+    (:func:`compare.pipeline.model.default_model_dir`), or the model folder in
+    ``$WBC_MODEL``; skipped when neither exists.
     """
     from compare.pipeline.instances import label_truth
     from compare.pipeline.model import default_model_dir

@@ -19,7 +19,7 @@ from compare.suite.report.build import (
     run_command,
     summary_table,
 )
-from compare.suite.report.html import broken_images
+from compare.suite.report.html import broken_links
 from compare.suite.report.run_data import load_run
 from compare.suite.runner import RunConfig, run
 from compare.suite.summary import summarise
@@ -50,7 +50,9 @@ def test_report_from_a_real_run(threshold_run, tmp_path):
     # Images are linked relative to the page, and every one of them exists.
     srcs = re.findall(r'<img src="([^"]+)"', html)
     assert len(srcs) >= 4 and not any(src.startswith("data:") for src in srcs)
-    assert broken_images(path) == []
+    assert broken_links(path) == [] and broken_links(out / "report.md") == []
+    # predictions/ stays out of the committed results, so the report never links into it.
+    assert "predictions/" not in " ".join(re.findall(r'(?:href|src)="([^"]+)"', html))
     assert len(html.encode()) < 4_000_000
     assert "threshold" in md and "highest mean Dice" in md
     for section in ("## Methods", "## Limitations", "## The same cells side by side", "## Per image: the large images"):
@@ -236,15 +238,35 @@ def test_no_shift_section_without_shift_rows(tmp_path):
     build_report(root)
     md = (root / "report.md").read_text()
     assert "## Domain shift" not in md and "One microscope" in md
-    assert broken_images(root / "report.html") == []
+    assert broken_links(root / "report.html") == []
 
 
-def test_broken_images_finds_missing_files_and_bad_data_uris(tmp_path):
+def test_broken_links_finds_missing_files_and_bad_data_uris(tmp_path):
     (tmp_path / "a.png").write_bytes(b"x")
     page = tmp_path / "p.html"
     page.write_text('<img src="a.png"><img src="gone.jpg"><img src="data:image/png;base64,!!">'
                     '<img src="data:image/png;base64,eA=="><a href="#top">x</a><a href="missing.png">y</a>')
-    assert broken_images(page) == ["gone.jpg", "data:image/png;base64,!!", "missing.png"]
+    assert broken_links(page) == ["gone.jpg", "data:image/png;base64,!!", "missing.png"]
+
+
+def test_broken_links_reads_markdown_links_and_anchors(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"x")
+    (tmp_path / "other.md").write_text("# Other page\n\n## The part\n")
+    page = tmp_path / "p.md"
+    page.write_text('# Title\n\n<a id="here"></a>\n\n[![a](a.png)](gone.png) [x](#title) [y](#here) [z](#nowhere)\n'
+                    "[o](other.md#the-part) [p](other.md#missing) [w](https://example.org)\n\n"
+                    "`[not](a/link.md)`\n\n```\n[nor](this.md)\n```\n")
+    assert broken_links(page) == ["gone.png", "#nowhere", "other.md#missing"]
+
+
+@pytest.mark.parametrize("page", ["report.md", "report.html"])
+def test_committed_report_links_only_committed_files(page):
+    """The report a reader opens from the README: every link resolves in a fresh checkout."""
+    from pathlib import Path
+
+    results = Path(__file__).resolve().parents[1] / "results"
+    assert broken_links(results / page) == []
+    assert "](predictions/" not in (results / page).read_text() and 'href="predictions/' not in (results / page).read_text()
 
 
 @pytest.mark.slow

@@ -1,8 +1,6 @@
-"""Scale estimation: red cells by granulometry, the model probe fallback, given scales, the training scale."""
+"""Scale estimation: red cells by granulometry, the model probe fallback, given scales."""
 
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pytest
@@ -13,12 +11,8 @@ from compare.pipeline.scale import (
     MAX_FACTOR,
     SIGTUPLE_PIXEL_SIZE_UM,
     SIGTUPLE_RBC_DIAMETER,
-    ScaleError,
     TrainingScale,
-    estimate_rbc_diameter,
     estimate_scale,
-    scale_factor,
-    training_scale,
 )
 from compare.suite.data import resolve_data_dir
 
@@ -63,6 +57,13 @@ def _chains(diameter: float, shape=(400, 400), overlap: float = 0.2) -> np.ndarr
     return _disk_image(centres, diameter, shape)
 
 
+def _rbc(image: np.ndarray) -> float:
+    """The red-cell diameter :func:`estimate_scale` finds, which must be a confident measurement."""
+    estimate = estimate_scale(image, TRAINING)
+    assert estimate.method == "red-cells" and estimate.confident
+    return estimate.observed_rbc_diameter
+
+
 def _resize(image: np.ndarray, factor: float) -> np.ndarray:
     h, w = image.shape[:2]
     return np.asarray(Image.fromarray(image).resize((round(w * factor), round(h * factor)), Image.Resampling.LANCZOS))
@@ -99,15 +100,15 @@ def test_colours_do_not_matter():
 @pytest.mark.parametrize("factor", [0.5, 2.0])
 def test_synthetic_smear_scales_with_the_image(factor):
     image = _smear(30, shape=(400, 400))
-    assert estimate_rbc_diameter(_resize(image, factor)) == pytest.approx(30 * factor, rel=0.12)
+    assert _rbc(_resize(image, factor)) == pytest.approx(30 * factor, rel=0.12)
 
 
 @pytest.mark.parametrize("factor", [0.5, 2.0])
 def test_shipped_image_scales_with_the_image(factor):
     image = read_image(resolve_data_dir().path / "Train_Data" / "1467973104.jpg")
-    at_one = estimate_rbc_diameter(image)
+    at_one = _rbc(image)
     assert at_one == pytest.approx(SIGTUPLE_RBC_DIAMETER, rel=0.1)
-    assert estimate_rbc_diameter(_resize(image, factor)) == pytest.approx(at_one * factor, rel=0.1)
+    assert _rbc(_resize(image, factor)) == pytest.approx(at_one * factor, rel=0.1)
 
 
 def test_black_field_edge_is_ignored():
@@ -192,38 +193,8 @@ def test_factor_out_of_range_is_clamped_and_not_confident():
 
 def test_blank_image_cannot_be_measured():
     blank = np.full((200, 200, 3), 240, np.uint8)
-    with pytest.raises(ScaleError, match="blank.png"):
-        estimate_rbc_diameter(blank, name="blank.png")
     estimate = estimate_scale(blank, TRAINING, name="blank.png")
     assert (estimate.method, estimate.factor, estimate.confident) == ("none", 1.0, False)
-
-
-def test_training_scale_from_instances(tmp_path):
-    (tmp_path / "instances.json").write_text(json.dumps({"threshold": 0.5, "min_area": 800, "split_area": 5000,
-                                                          "min_distance": 18}))
-    assert training_scale(tmp_path) == TrainingScale(wbc_diameter=pytest.approx(60.0),
-                                                     rbc_diameter=SIGTUPLE_RBC_DIAMETER)
-    (tmp_path / "scale.json").write_text(json.dumps({"wbc_diameter_px": 70, "rbc_diameter_px": 35}))
-    assert training_scale(tmp_path) == TrainingScale(70.0, 35.0)
-
-
-def test_training_scale_needs_a_model_folder(tmp_path):
-    with pytest.raises(ScaleError, match="instances.json"):
-        training_scale(tmp_path)
-
-
-def test_scale_factor_options():
-    training = TrainingScale(wbc_diameter=60.0, rbc_diameter=30.0)
-    image = _smear(60, shape=(600, 600), cover=0.5)
-    assert scale_factor(image, training) == 1.0
-    assert scale_factor(image, training, wbc_diameter=120) == pytest.approx(0.5)
-    assert scale_factor(image, training, auto=True) == pytest.approx(0.5, rel=0.12)
-    with pytest.raises(ValueError, match="either"):
-        scale_factor(image, training, wbc_diameter=120, auto=True)
-    with pytest.raises(ValueError, match="positive"):
-        scale_factor(image, training, wbc_diameter=-3)
-    with pytest.raises(ScaleError):
-        scale_factor(np.full((100, 100, 3), 240, np.uint8), training, auto=True)
 
 
 def test_probe_stops_at_the_image_scale_when_the_wbc_fits():
@@ -255,7 +226,7 @@ def test_probe_stops_at_the_first_factor_that_fits():
 def test_block_mean_is_the_mean_of_each_block():
     from skimage.measure import block_reduce
 
-    from compare.pipeline.scale import _block_mean
+    from compare.pipeline.red_cells import _block_mean
 
     image = np.random.default_rng(0).integers(0, 256, (37, 50, 3), dtype=np.uint8)
     for step in (2, 3, 6):
@@ -267,33 +238,33 @@ def test_block_mean_is_the_mean_of_each_block():
 
 
 def test_downsampled_ruler_agrees_with_full_resolution(monkeypatch):
-    import compare.pipeline.scale as scale
+    import compare.pipeline.red_cells as red_cells
 
     # 40-px cells on an 800-px smear are measured downsampled (3x here).
     image = _smear(40, shape=(800, 800), cover=0.6)
     steps = []
-    measure = scale._measure_at_resolution
-    monkeypatch.setattr(scale, "_measure_at_resolution", lambda im: steps.append(800 // im.shape[0]) or measure(im))
+    measure = red_cells._measure_at_resolution
+    monkeypatch.setattr(red_cells, "_measure_at_resolution", lambda im: steps.append(800 // im.shape[0]) or measure(im))
     downsampled = estimate_scale(image, TRAINING).observed_rbc_diameter
-    assert steps[0] >= scale._COARSE_STEP and min(steps) > 1
-    monkeypatch.setattr(scale, "_COARSE_MIN_SIDE", 10 ** 6)  # never coarse: full resolution
+    assert steps[0] >= red_cells._COARSE_STEP and min(steps) > 1
+    monkeypatch.setattr(red_cells, "_COARSE_MIN_SIDE", 10 ** 6)  # never coarse: full resolution
     full = estimate_scale(image, TRAINING).observed_rbc_diameter
     assert downsampled == pytest.approx(full, rel=0.06)
     assert downsampled == pytest.approx(40, rel=0.12)
 
 
 def test_red_cell_measurement_is_remembered_by_content_inside_the_block_only(monkeypatch):
-    import compare.pipeline.scale as scale
+    import compare.pipeline.red_cells as red_cells
 
-    scale.forget_red_cell_measurements()
+    red_cells.forget_red_cell_measurements()
     calls = []
-    measure = scale._measure_red_cells_uncached
-    monkeypatch.setattr(scale, "_measure_red_cells_uncached", lambda im: calls.append(1) or measure(im))
+    measure = red_cells._measure_red_cells_uncached
+    monkeypatch.setattr(red_cells, "_measure_red_cells_uncached", lambda im: calls.append(1) or measure(im))
     image = _smear(31, seed=5)
     first = estimate_scale(image, TRAINING)
     estimate_scale(image, TRAINING)
     assert len(calls) == 2  # outside the block: measured every time
-    with scale.remembering_red_cells():
+    with red_cells.remembering_red_cells():
         estimate_scale(image, TRAINING)
         again = estimate_scale(image.copy(), TRAINING)  # same pixels, another array
         assert len(calls) == 3 and again == first
@@ -301,7 +272,7 @@ def test_red_cell_measurement_is_remembered_by_content_inside_the_block_only(mon
         changed[0, 0] = 0
         estimate_scale(changed, TRAINING)
         assert len(calls) == 4  # one pixel differs: measured afresh
-    scale.forget_red_cell_measurements()
-    with scale.remembering_red_cells():
+    red_cells.forget_red_cell_measurements()
+    with red_cells.remembering_red_cells():
         estimate_scale(image, TRAINING)
     assert len(calls) == 5

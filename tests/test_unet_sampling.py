@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from unet.config import TrainConfig
 from unet.sampling import add_field_edge, mosaic_crop
-from unet.train import TrainConfig
 
 
 def _coded_pair(code, size=32):

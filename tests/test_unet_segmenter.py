@@ -70,21 +70,21 @@ def test_same_seed_same_model(data, fitted):
 
 
 def test_kept_trainer_gives_the_weights_of_a_freshly_compiled_one(data):
-    from unet import train
+    from unet import trainers
 
     images, masks = data
     options = dict(tile=64, overlap=16, context=8, **TINY)
-    train._TRAINERS.clear()
+    trainers._TRAINERS.clear()
     # The first fit compiles a trainer and keeps it; its Adam moments and
     # dropout seed are then those of its own step.
     first = UNetSegmenter("default", random_state=1, **options).fit(images[:6], masks[:6])
     first_weights = [w.copy() for w in first.model_.get_weights()]
-    assert train._TRAINERS
+    assert trainers._TRAINERS
     reused = UNetSegmenter("default", random_state=2, **options).fit(images[2:], masks[2:])
     # The earlier model is its own copy: the next fit did not change it.
     for before, after in zip(first_weights, first.model_.get_weights()):
         np.testing.assert_array_equal(before, after)
-    train._TRAINERS.clear()
+    trainers._TRAINERS.clear()
     fresh = UNetSegmenter("default", random_state=2, **options).fit(images[2:], masks[2:])
     for kept, new in zip(reused.model_.get_weights(), fresh.model_.get_weights()):
         np.testing.assert_array_equal(kept, new)
@@ -146,9 +146,11 @@ def test_factories_and_profiles():
 
 def test_training_loop_schedule_and_best_weights(data):
     """The own loop: cosine rates as scheduled, early stopping honoured, best epoch's weights restored."""
+    from unet.batches import fit_to_size, split_validation
+    from unet.config import TrainConfig, scheduled_rate
     from unet.losses import get_loss
     from unet.model import UNetConfig
-    from unet.train import TrainConfig, _validate, fit_to_size, scheduled_rate, split_validation, train_unet
+    from unet.train import _validate, train_unet
 
     images, masks = data
     model_cfg = UNetConfig(base_width=4, depth=2, dropout=0.0, batch_norm=True, input_scale=1)

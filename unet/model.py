@@ -7,7 +7,6 @@ under the TensorFlow, JAX or PyTorch backend (``KERAS_BACKEND``).
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,20 +67,13 @@ class UNetConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "UNetConfig":
+    def from_dict(cls, data: dict[str, Any]) -> UNetConfig:
         """Build from a dict; unknown keys are rejected (they signal a typo or a version skew)."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"Unknown UNetConfig key(s) {unknown}; known keys are {sorted(known)}.")
         return cls(**data)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> "UNetConfig":
-        return cls.from_dict(json.loads(text))
 
 
 def _conv_block(x, filters: int, batch_norm: bool, name: str):

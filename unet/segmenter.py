@@ -33,8 +33,10 @@ from sklearn.exceptions import NotFittedError
 
 import unet  # noqa: F401 -- sets TF log level before keras loads
 from tiling.validation import check_image, check_training_set
+from unet.config import TrainConfig
+from unet.device import configure_threads
 from unet.model import UNetConfig, build_unet  # noqa: F401 -- build_unet re-exported for convenience
-from unet.train import TrainConfig, configure_threads, train_unet
+from unet.train import train_unet
 
 __all__ = ["PROFILES", "PredictConfig", "UNetSegmenter", "default_segmenter", "paper_segmenter"]
 

@@ -25,15 +25,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="fit and evaluate segmenters through the cv, large, test and shift protocols",
+    run = sub.add_parser("run", help="fit and evaluate segmenters through the cv, large, test, shift and "
+                                     "cellavision protocols",
                          description="Fit and evaluate segmenters; writes per_image.csv, summary.csv, summary.md, "
                                      "config.json, splits.json, env.json, models/, predictions/ and a report.")
     which = run.add_mutually_exclusive_group(required=True)
     which.add_argument("--all", action="store_true", help="every registered segmenter (slow ones only with --include-slow)")
     which.add_argument("--segmenters", type=_csv_list, metavar="A,B", help="comma-separated registry names (see 'list')")
     run.add_argument("--include-slow", action="store_true", help="with --all, also run segmenters marked slow")
-    run.add_argument("--protocols", type=_csv_list, default=["cv", "large", "test", "shift"], metavar="P,Q",
-                     help="any of cv,large,test,shift (default: all four)")
+    run.add_argument("--protocols", type=_csv_list, default=["cv", "large", "test", "shift", "cellavision"],
+                     metavar="P,Q", help="any of cv,large,test,shift,cellavision (default: all five; cellavision "
+                                         "scores the final model on the CellaVision crops, found in "
+                                         "$WBC_CELLAVISION, ../shared/data/cellavision or the user cache)")
     run.add_argument("--folds", type=int, default=5, help="grouped folds for cv (default 5)")
     run.add_argument("--seed", type=int, default=0, help="seed of splits, sampling and training (default 0)")
     run.add_argument("--data", type=Path, action="append", default=None, metavar="DIR",
@@ -54,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict = sub.add_parser("predict", help="locate, delineate and count WBCs in your own images")
     predict.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files or folders of images")
     predict.add_argument("--model", type=Path, default=None,
-                         help="a model folder saved by 'run' (default: results/models/unet, the committed U-Net)")
+                         help="a model folder saved by 'run' (default: the U-Net shipped with the package)")
     predict.add_argument("--out", type=Path, default=Path("predictions"), help="output folder (default: predictions)")
     predict.add_argument("--wbc-diameter", type=float, default=None, metavar="PX",
                          help="typical WBC diameter in these images, in pixels (default: each image's scale is "
@@ -72,30 +75,41 @@ def build_parser() -> argparse.ArgumentParser:
                          help="a Dask distributed scheduler to spread images over (default: run locally)")
     score = sub.add_parser("score", help="score a saved model on labelled folders from other labs (no fitting)",
                            description="The held-out check: the model, with default settings, predicts every "
-                                       "labelled image of each folder (images/ + masks/, or the SigTuple layout; "
-                                       "one lab or microscope each) and is scored as in 'run'. Writes "
-                                       "per_image.csv, summary.csv and summary.md.")
+                                       "labelled image of each folder (images/ + masks/, the SigTuple layout or "
+                                       "the CellaVision one, Dataset 2/; one lab or microscope each) and is scored "
+                                       "as in 'run'; where the masks mark the nucleus (levels 0, 128, 255) the "
+                                       "nucleus Dice and N:C error are scored too. Writes per_image.csv, "
+                                       "summary.csv and summary.md.")
     score.add_argument("folders", nargs="+", type=Path, metavar="FOLDER", help="labelled data folders")
     score.add_argument("--model", type=Path, default=None,
-                       help="a model folder saved by 'run' (default: results/models/unet, the committed U-Net)")
+                       help="a model folder saved by 'run' (default: the U-Net shipped with the package)")
     score.add_argument("--out", type=Path, default=Path("scores"), help="output folder (default: scores)")
     score.add_argument("--resume", action="store_true", help="reuse the folders finished by an earlier call into --out")
     _add_data_parser(sub)
     return parser
 
 
+#: The data sets ``data fetch`` and ``data info`` know (compare.suite.fetch.SOURCES).
+_DATASETS = ("sigtuple", "cellavision")
+
+
 def _add_data_parser(sub) -> None:
-    """``data fetch [--to DIR]`` and ``data info [--data DIR]``."""
-    data = sub.add_parser("data", help="download the SigTuple data set, or show where it is found",
-                          description="The SigTuple data is not shipped: it is found in --data, $WBC_DATA, "
-                                      "../shared/data/sigtuple or the user cache, and downloaded from its "
-                                      "pinned public source on first use (see docs/data.md).")
+    """``data fetch [NAME] [--to DIR]`` and ``data info [NAME] [--data DIR]``."""
+    data = sub.add_parser("data", help="download a data set (SigTuple, CellaVision), or show where each is found",
+                          description="No data set is shipped: each is found in --data, its environment variable "
+                                      "($WBC_DATA, $WBC_CELLAVISION), ../shared/data/NAME or the user cache, and "
+                                      "downloaded from its pinned public source on first use (see docs/data.md).")
     actions = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
-    fetch = actions.add_parser("fetch", help="download and verify the data (once; a rerun resumes)")
+    fetch = actions.add_parser("fetch", help="download and verify a data set (once; a rerun resumes)")
+    fetch.add_argument("name", nargs="?", choices=_DATASETS, default="sigtuple",
+                       help="which set (default: sigtuple)")
     fetch.add_argument("--to", type=Path, default=None,
-                       help="folder to install into (default: $WBC_DATA if set, else the user cache)")
-    info = actions.add_parser("info", help="where the data resolves from, its file count and whether it verifies")
-    info.add_argument("--data", type=Path, default=None, help="a data folder to check instead of the resolved one")
+                       help="folder to install into (default: the set's variable, $WBC_DATA or $WBC_CELLAVISION, "
+                            "if set, else the user cache)")
+    info = actions.add_parser("info", help="where each data set resolves from, its file count and whether it verifies")
+    info.add_argument("name", nargs="?", choices=_DATASETS, default=None, help="one set (default: both)")
+    info.add_argument("--data", type=Path, default=None,
+                      help="a data folder to check instead of the resolved one (of NAME; without NAME, of sigtuple)")
 
 
 def _cmd_list() -> int:
@@ -117,7 +131,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     resolve_data_dir(main_data)
     from compare.pipeline.segmenters import default_names
     from compare.suite.runner import RunConfig, run
-    from compare.suite.summary import READABLE, markdown_table
+    from compare.suite.summary import markdown_table, readable_columns
 
     names = default_names(args.include_slow) if args.all else args.segmenters
     config = RunConfig(segmenters=names, protocols=args.protocols, folds=args.folds, seed=args.seed,
@@ -136,7 +150,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             except Exception as exc:  # the results are written; a report problem must not hide them
                 print(f"warning: the report failed ({type(exc).__name__}: {exc}); the results are complete. "
                       f"Rebuild it with: python -m compare report {args.out}", file=sys.stderr)
-    print(markdown_table(summary, READABLE))
+    print(markdown_table(summary, readable_columns(summary)))
     print(f"Results are in {args.out}/ (summary.md, per_image.csv, predictions/, models/).")
     errors_file = args.out / "errors.csv"
     n_errors = 0
@@ -159,29 +173,47 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_data(args: argparse.Namespace) -> int:
-    import os
+def _data_info(name: str, data: Path | None, *, optional: bool) -> int:
+    """Print where one data set resolves and whether it verifies; its exit code (0, 1, 2).
 
-    from compare.suite.data import DATA_ENV, resolve_data_dir, user_cache_dir
-    from compare.suite.fetch import MANIFEST, fetch, verify
+    An ``optional`` set that is missing is reported without failing.
+    """
+    from compare.suite.data import resolve_dataset
+    from compare.suite.fetch import SOURCES, verify
 
-    if args.data_command == "fetch":
-        env = os.environ.get(DATA_ENV)
-        path = fetch(args.to or (Path(env) if env else user_cache_dir()))
-        print(f"The SigTuple data is in {path}; every file matches the manifest.")
-        return 0
-    resolved = resolve_data_dir(args.data, fetch=False)
-    print(f"data: {resolved.path} ({resolved.describe()})")
+    source = SOURCES[name]
+    resolved = resolve_dataset(name, data, fetch=False)
+    print(f"{source.title} ({name}): {resolved.path} ({resolved.describe()})")
     if not resolved.path.is_dir():
-        print("missing: nothing there yet; run: python -m compare data fetch", file=sys.stderr)
-        return 2
-    check = verify(resolved.path)
-    print(f"files: {check.present} of the {check.expected} in the manifest {MANIFEST.name}")
+        command = "python -m compare data fetch" + ("" if name == "sigtuple" else f" {name}")
+        print(f"missing: nothing there yet; run: {command}", file=sys.stderr)
+        return 0 if optional else 2
+    manifest = source.manifest_path()
+    check = verify(resolved.path, manifest)
+    print(f"files: {check.present} of the {check.expected} in the manifest {manifest.name}")
     if check.ok:
         print("verified: yes, every SHA-256 matches")
         return 0
     print(f"verified: no ({len(check.missing)} missing, {len(check.bad)} different)")
     return 1
+
+
+def _cmd_data(args: argparse.Namespace) -> int:
+    import os
+
+    from compare.suite.fetch import SOURCES, fetch, user_cache_dir
+
+    if args.data_command == "fetch":
+        source = SOURCES[args.name]
+        env = os.environ.get(source.data_env)
+        path = fetch(args.to or (Path(env) if env else user_cache_dir(source.name)), source=source)
+        print(f"The {source.title} is in {path}; every file matches the manifest.")
+        return 0
+    if args.name is not None:
+        return _data_info(args.name, args.data, optional=False)
+    # Both sets: SigTuple is needed by every protocol; CellaVision, not yet fetched, is no failure.
+    codes = [_data_info("sigtuple", args.data, optional=False), _data_info("cellavision", None, optional=True)]
+    return max(codes)
 
 
 def _cmd_score(args: argparse.Namespace) -> int:

@@ -1,9 +1,10 @@
 """Spreading ``compare predict`` over a Dask distributed cluster.
 
 One task per image; a worker loads the model once and keeps it.  An image
-larger than :data:`compare.pipeline.model.WHOLE` pixels a side is spread block by
-block instead, and its instances are separated on the calling machine (the
-one step that needs the whole image).  Input paths and the model folder must
+larger than :data:`compare.pipeline.blocks.WHOLE` pixels a side is spread
+block by block instead (:meth:`compare.pipeline.model.WBCModel.segment_block`),
+and its instances are separated on the calling machine (the one step that
+needs the whole image).  Input paths and the model folder must
 be readable by the workers (shared storage); results come back and are
 written by the caller, so they equal a local run's.
 """
@@ -19,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from compare.io.atomic import safe_stem
-from compare.pipeline.model import WHOLE, WBCModel
+from compare.pipeline.blocks import WHOLE
+from compare.pipeline.model import WBCModel, load_model
 
 __all__ = ["distributed_results"]
 
@@ -35,7 +37,7 @@ class _WorkerModels:
         with self._lock:
             model = self._models.get(folder)
             if model is None:
-                model = self._models[folder] = WBCModel.load(folder)
+                model = self._models[folder] = load_model(folder)
             return model
 
 
@@ -52,8 +54,7 @@ def _worker_predict(model_dir: str, path: str, options: dict[str, Any]) -> Any:
 
 def _worker_block(model_dir: str, crop: np.ndarray) -> np.ndarray:
     """The task run on a Dask worker for one block of a huge image."""
-    model = _WORKER_MODELS.get(model_dir)
-    return np.asarray(model.segmenter_.predict_proba(crop), dtype=np.float32)
+    return _WORKER_MODELS.get(model_dir).segment_block(crop)
 
 
 def _cluster_map_blocks(client: Any, model_dir: str) -> Callable[[Iterator[np.ndarray]], Iterator[np.ndarray]]:
@@ -91,18 +92,18 @@ def _image_size(path: Path) -> tuple[int, int] | None:
         return None
 
 
-def distributed_results(address: str, model: WBCModel, model_dir: Path, files: Sequence[Path],
-                        indices: Sequence[int], options: dict[str, Any]) -> Iterator[tuple[int, Any]]:
-    """Yield ``(index, ImageResult or exception)`` as the cluster finishes images.
+def distributed_results(address: str, model: WBCModel, files: Sequence[Path], indices: Sequence[int],
+                        options: dict[str, Any]) -> Iterator[tuple[int, Any]]:
+    """Yield ``(index, (Prediction, FileFacts) or exception)`` as the cluster finishes images.
 
     Parameters
     ----------
     address : str
         The scheduler's address, e.g. ``tcp://host:8786``.
     model : WBCModel
-        Loaded here too, for the blocks of huge images.
-    model_dir : Path
-        The folder the workers load the model from.
+        Loaded from a folder (:func:`compare.pipeline.model.load_model`);
+        the workers load it from the same folder (``model.manifest_.folder``),
+        and it predicts the huge images here.
     files : sequence of Path
     indices : sequence of int
         Which of ``files`` to predict.
@@ -114,7 +115,7 @@ def distributed_results(address: str, model: WBCModel, model_dir: Path, files: S
     from compare.commands.predict_file import predict_path
 
     with Client(address) as client:
-        model_arg = str(Path(model_dir).resolve())
+        model_arg = str(model.manifest_.folder)
         futures = {}
         huge = []
         for i in indices:

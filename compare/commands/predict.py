@@ -11,16 +11,16 @@ reliable scale, colours unlike the training images).  ``predict.json``
 records the model (folder and manifest hash), the options, package versions
 and the device.
 
-Without ``--model`` the committed ``results/models/unet`` is used.  Images
-larger than :data:`compare.pipeline.model.WHOLE` pixels a side are predicted in blocks
-so memory stays bounded.  With ``--scheduler`` images are spread over a Dask
+Without ``--model`` the default U-Net shipped with the package is used
+(:func:`compare.pipeline.model.default_model_dir`).  Images larger than
+:data:`compare.pipeline.blocks.WHOLE` pixels a side are predicted in blocks so
+memory stays bounded.  With ``--scheduler`` images are spread over a Dask
 cluster (:mod:`compare.commands.distributed`).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from collections.abc import Iterable, Sequence
@@ -33,7 +33,7 @@ from compare.commands.predict_file import predict_path
 from compare.io.atomic import safe_stem, write_text_atomic
 from compare.io.images import IMAGE_SUFFIXES, DataError, list_images, read_image
 from compare.io.outputs import ExportOptions, PredictionWriter
-from compare.pipeline.model import default_model_dir, load_model
+from compare.pipeline.model import ModelManifest, load_model
 from compare.pipeline.scale import ScaleError
 
 __all__ = [
@@ -117,15 +117,11 @@ def _error_message(path: Path, exc: BaseException) -> str:
     return f"{path}: prediction failed ({type(exc).__name__}: {exc})."
 
 
-def _model_facts(folder: Path) -> dict[str, Any]:
-    manifest = folder / "model.json"
-    text = manifest.read_bytes() if manifest.is_file() else b""
-    facts: dict[str, Any] = {"folder": str(folder.resolve()), "manifest_sha256": hashlib.sha256(text).hexdigest()}
-    if text:
-        data = json.loads(text)
-        facts.update(segmenter=data.get("segmenter"), training_data_sha256=data.get("training_data_sha256"),
-                     package_version=data.get("package_version"))
-    return facts
+def _model_facts(manifest: ModelManifest) -> dict[str, Any]:
+    """What ``predict.json`` records of the model: its folder, manifest hash, segmenter and training data."""
+    return {"folder": str(manifest.folder), "manifest_sha256": manifest.sha256, "segmenter": manifest.segmenter,
+            "training_data_sha256": manifest.data["training_data_sha256"],
+            "package_version": manifest.data["package_version"]}
 
 
 def predict(paths: Sequence[str | Path], *, model_dir: str | Path | None = None, out: str | Path = "predictions",
@@ -165,14 +161,14 @@ def predict(paths: Sequence[str | Path], *, model_dir: str | Path | None = None,
     from compare.io.progress import progress
     from compare.pipeline.device import current_device, env_facts, select_device
 
-    for flag, value, unit in (("--wbc-diameter", wbc_diameter, "pixels"), ("--pixel-size", pixel_size_um, "micrometres")):
+    for flag, value, unit in (("--wbc-diameter", wbc_diameter, "pixels"),
+                              ("--pixel-size", pixel_size_um, "micrometres")):
         if value is not None and (not np.isfinite(value) or value <= 0):
             raise ValueError(f"{flag} must be a positive number of {unit}, not {value}.")
     if wbc_diameter is not None and pixel_size_um is not None:
         raise ValueError("Give either --wbc-diameter or --pixel-size, not both.")
     out = Path(out)
     select_device(device)  # before Keras is imported: it reads the backend and visible GPUs once
-    folder = default_model_dir() if model_dir is None else Path(model_dir)
     # Loaded here even with a cluster: a wrong --model fails at once.
     model = load_model(model_dir)
     device_used = current_device()  # now that a U-Net, if any, is loaded
@@ -180,7 +176,7 @@ def predict(paths: Sequence[str | Path], *, model_dir: str | Path | None = None,
     names = output_names(files)
     writer = PredictionWriter(out, exports, resume=resume)
     write_text_atomic(out / "predict.json", json.dumps({
-        "model": _model_facts(folder),
+        "model": _model_facts(model.manifest_),
         "options": {"wbc_diameter": wbc_diameter, "pixel_size_um": pixel_size_um, "rois": exports.rois,
                     "geojson": exports.geojson, "tiff": exports.tiff, "resume": resume, "scheduler": scheduler},
         "device": device_used,
@@ -201,7 +197,7 @@ def predict(paths: Sequence[str | Path], *, model_dir: str | Path | None = None,
     else:
         from compare.commands.distributed import distributed_results
 
-        results = distributed_results(scheduler, model, folder, files, todo, options)
+        results = distributed_results(scheduler, model, files, todo, options)
 
     failed: dict[int, tuple[str, str]] = {}
     bar = progress(results, desc="predict", unit="img", total=len(todo)) if show_progress else results
@@ -213,7 +209,8 @@ def predict(paths: Sequence[str | Path], *, model_dir: str | Path | None = None,
         try:
             # The overlay needs the pixels; reading again here keeps them off
             # the wire when a cluster did the prediction.
-            writer.write(name, path, read_image(path), result)
+            prediction, facts = result
+            writer.write(name, path, read_image(path), prediction, facts)
         except Exception as exc:
             failed[index] = (str(path), _error_message(path, exc))
     # Rows in input order, the order of an uninterrupted run.

@@ -4,17 +4,25 @@ This is the held-out check of a model that was trained elsewhere: no
 fitting, no flags, the pipeline a user gets from ``predict`` (white balance,
 stain anchor, scale estimate, nucleus check), scored image by image with
 the evaluator ``compare run`` uses.  Each folder is one domain (one lab, one
-microscope) in either layout :func:`compare.suite.data.load_domain` reads
-(``images/`` + ``masks/``, or SigTuple's ``Train_Data/``).
+microscope) in any layout :func:`compare.suite.data.load_domain` reads
+(``images/`` + ``masks/``, SigTuple's ``Train_Data/``, CellaVision's
+``Dataset 2/``).  Where a folder's masks mark the nucleus (three levels:
+0, 128, 255), the nucleus is scored too.
 
 Written into ``out``:
 
 - ``per_image.csv``: one row per image and folder (Dice, IoU, boundary and
-  object scores, true and predicted counts, the scale used and how it was
-  found, warnings);
+  object scores, true and predicted counts, ``border_extra``: predicted WBCs
+  touching the border and no true WBC, the scale used and how it was found,
+  warnings; with nucleus masks also ``nucleus_dice``, ``nc_true``,
+  ``nc_pred``, ``nc_rel_error``, N:C being nucleus / whole-cell area);
 - ``summary.csv`` / ``summary.md``: per folder, the mean Dice with a
-  bootstrap 95 % interval, the share of images counted exactly, the mean
-  count error and the share of images carrying a warning;
+  bootstrap 95 % interval, the share of images counted exactly (border
+  extras left out: a crop's mask leaves partial neighbours out), the mean
+  count error and the share of images carrying a warning; with nucleus
+  masks also the mean nucleus Dice with its interval, the share of images
+  whose nucleus was found, and over those the median N:C relative error
+  and the Spearman rank correlation of predicted and expert N:C;
 - ``errors.csv`` when an image could not be read or predicted (the others
   are still scored);
 - ``parts/FOLDER.json``, one per finished folder, so ``--resume`` skips
@@ -34,11 +42,13 @@ import pandas as pd
 
 from compare.io.atomic import json_default, safe_stem, write_text_atomic
 
-__all__ = ["score_folders", "summarise_scores", "SUMMARY_COLUMNS"]
+__all__ = ["SUMMARY_COLUMNS", "score_folders", "summarise_scores"]
 
 #: Columns of ``summary.csv``, in order.
 SUMMARY_COLUMNS = ["folder", "n_images", "dice_mean", "dice_ci_low", "dice_ci_high", "dice_median",
-                   "count_exact", "count_mae", "warned", "n_errors"]
+                   "count_exact", "count_mae", "warned", "n_errors", "border_extra", "nucleus_dice_mean",
+                   "nucleus_dice_ci_low", "nucleus_dice_ci_high", "nucleus_found", "nc_rel_error_median",
+                   "nc_rank_corr"]
 
 
 def _folder_key(folder: Path) -> str:
@@ -79,10 +89,10 @@ def score_folders(folders: Sequence[str | Path], *, model_dir: str | Path | None
         If a folder has no labelled image in a known layout (before any
         scoring, so nothing is half done).
     """
-    from compare.evaluation.evaluate import evaluate
     from compare.io.images import DataError
-    from compare.pipeline.model import default_model_dir, load_model
+    from compare.pipeline.model import load_model
     from compare.suite.data import load_domain
+    from compare.suite.protocols import evaluate_domain
 
     out = Path(out)
     folders = [Path(f) for f in folders]
@@ -92,8 +102,7 @@ def score_folders(folders: Sequence[str | Path], *, model_dir: str | Path | None
         errors: list[DataError] = []
         loaded.append((folder, load_domain(folder, on_error="skip", errors=errors), errors))
     model = load_model(model_dir)  # None: the default, with a message saying how to make it if missing
-    model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
-    model_sha = hashlib.sha256((model_dir / "model.json").read_bytes()).hexdigest()
+    model_sha = model.manifest_.sha256
     parts = out / "parts"
     rows: list[dict[str, Any]] = []
     problems: list[dict[str, str]] = []
@@ -113,8 +122,8 @@ def score_folders(folders: Sequence[str | Path], *, model_dir: str | Path | None
                           "message": f"{sample.path}: prediction failed ({type(exc).__name__}: {exc}); "
                                      "check that it is an RGB smear image."})
 
-        scored = evaluate(model, samples, on_error=failed,
-                          progress_desc=f"score {folder.name or folder}" if show_progress else None)
+        scored = evaluate_domain(model, samples, on_error=failed,
+                                 progress_desc=f"score {folder.name or folder}" if show_progress else None)
         for row in scored:
             row["folder"] = str(folder)
         part = {"folder": str(folder), "model_sha256": model_sha, "rows": scored, "problems": found}
@@ -125,7 +134,7 @@ def score_folders(folders: Sequence[str | Path], *, model_dir: str | Path | None
     if len(per_image):
         per_image = per_image[["folder", "image"] + [c for c in per_image.columns if c not in ("folder", "image")]]
     summary = summarise_scores(per_image, [str(f) for f in folders], pd.DataFrame(problems))
-    _write_outputs(out, per_image, summary, problems, model_dir)
+    _write_outputs(out, per_image, summary, problems, model.manifest_.folder)
     return per_image, summary
 
 
@@ -137,7 +146,8 @@ def summarise_scores(per_image: pd.DataFrame, folders: Sequence[str], problems: 
     ----------
     per_image : DataFrame
         Rows of :func:`score_folders` (``folder``, ``dice``, ``true_count``,
-        ``pred_count``, ``warning``).
+        ``pred_count``, ``warning``; ``border_extra`` and the nucleus scores
+        where present).
     folders : sequence of str
         The folders, in the order of the output.
     problems : DataFrame, optional
@@ -146,6 +156,7 @@ def summarise_scores(per_image: pd.DataFrame, folders: Sequence[str], problems: 
         Seed of the bootstrap interval.
     """
     from compare.suite.stats import bootstrap_ci
+    from compare.suite.summary import count_error, nucleus_summary
 
     out = []
     for folder in folders:
@@ -156,12 +167,15 @@ def summarise_scores(per_image: pd.DataFrame, folders: Sequence[str], problems: 
             continue
         dice = group["dice"].to_numpy(float)
         low, high = bootstrap_ci(dice, seed=seed)
-        error = (group["pred_count"] - group["true_count"]).abs()
+        error = count_error(group).abs()
+        extras = pd.to_numeric(group["border_extra"], errors="coerce") if "border_extra" in group else None
         out.append({
             "folder": folder, "n_images": len(group), "dice_mean": float(np.nanmean(dice)), "dice_ci_low": low,
             "dice_ci_high": high, "dice_median": float(np.nanmedian(dice)),
             "count_exact": float((error == 0).mean()), "count_mae": float(error.mean()),
             "warned": float((group["warning"].fillna("") != "").mean()), "n_errors": n_errors,
+            "border_extra": int(extras.fillna(0).sum()) if extras is not None else float("nan"),
+            **nucleus_summary(group, seed=seed),
         })
     return pd.DataFrame(out, columns=SUMMARY_COLUMNS)
 
@@ -172,8 +186,12 @@ def _write_outputs(out: Path, per_image: pd.DataFrame, summary: pd.DataFrame, pr
 
     write_text_atomic(out / "per_image.csv", per_image.to_csv(index=False))
     write_text_atomic(out / "summary.csv", summary.to_csv(index=False))
+    # Nucleus columns only where some folder's masks mark the nucleus.
+    shown = [c for c in summary.columns if not c.startswith(("nucleus_", "nc_")) or summary[c].notna().any()]
     text = (f"# Scores of `{model_dir}` on labelled folders\n\n"
-            "Default settings, no flags: `python -m compare score FOLDER ...`.\n\n" + markdown_table(summary))
+            "Default settings, no flags: `python -m compare score FOLDER ...`. `count_exact` leaves out "
+            "`border_extra`, predicted WBCs that touch the image border and no true WBC.\n\n"
+            + markdown_table(summary, shown))
     write_text_atomic(out / "summary.md", text)
     errors_path = out / "errors.csv"
     if problems:

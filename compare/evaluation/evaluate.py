@@ -46,8 +46,7 @@ def score_labels(mask: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
 
     predicted = labels > 0
     row: dict[str, Any] = dict(pixel_scores(mask, predicted))
-    if hasattr(metrics, "boundary_scores"):
-        row.update(metrics.boundary_scores(mask, predicted))
+    row.update(metrics.boundary_scores(mask, predicted))
     match = match_instances(label_truth(mask), labels)
     row.update(true_count=match.true_count, pred_count=int(labels.max()), tp=match.tp, fp=match.fp, fn=match.fn,
                object_f1=match.f1, panoptic_quality=match.panoptic_quality,

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "write_text_atomic", "write_bytes_atomic", "json_default", "safe_stem", "inside"]
+__all__ = ["atomic_path", "write_text_atomic", "json_default", "safe_stem", "inside"]
 
 
 def atomic_path(target: Path, write: Callable[[Path], None]) -> None:
@@ -51,11 +51,6 @@ def _umask() -> int:
 def write_text_atomic(target: Path, text: str) -> None:
     """Write UTF-8 text to ``target`` atomically."""
     atomic_path(target, lambda p: p.write_text(text, encoding="utf-8"))
-
-
-def write_bytes_atomic(target: Path, data: bytes) -> None:
-    """Write bytes to ``target`` atomically."""
-    atomic_path(target, lambda p: p.write_bytes(data))
 
 
 def json_default(value: Any) -> Any:

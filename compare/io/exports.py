@@ -6,9 +6,9 @@
 - :func:`write_geojson`: a QuPath-compatible GeoJSON FeatureCollection, one
   Feature per WBC with its measurements (File > Import objects);
 - :func:`write_label_tiff`: the label image as a uint16 TIFF (uint32 past
-  65,535 WBCs) carrying the pixel size;
-- :func:`write_label_png`: the label image as a 16-bit PNG, refusing label
-  images it cannot hold rather than wrapping them.
+  65,535 WBCs) carrying the pixel size.
+
+The label PNG is :func:`compare.io.overlay.save_label_png`.
 
 Outlines are :func:`skimage.measure.find_contours` at level 0.5 around each
 WBC, which pass half-way between the centres of the WBC's border pixels and
@@ -45,7 +45,6 @@ __all__ = [
     "write_geojson",
     "read_geojson",
     "write_label_tiff",
-    "write_label_png",
     "read_pixel_size",
 ]
 
@@ -351,30 +350,6 @@ def write_label_tiff(labels: np.ndarray, path: str | Path, *, pixel_size_um: flo
         kwargs["resolution"] = (1e4 / pixel_size_um, 1e4 / pixel_size_um)
         kwargs["resolutionunit"] = "CENTIMETER"
     atomic_path(Path(path), lambda p: tifffile.imwrite(p, data, **kwargs))
-
-
-def write_label_png(labels: np.ndarray, path: str | Path) -> None:
-    """Write a label image as a 16-bit greyscale PNG.
-
-    Parameters
-    ----------
-    labels : ndarray, shape (H, W), int
-    path : str or Path
-
-    Raises
-    ------
-    ValueError
-        When a label exceeds 65,535, which a PNG cannot hold.
-    """
-    from PIL import Image
-
-    labels = _check_labels(labels)
-    top = int(labels.max()) if labels.size else 0
-    if top > PNG_MAX_LABEL:
-        raise ValueError(f"{path}: a PNG holds labels up to {PNG_MAX_LABEL}, but this image has {top} WBCs; "
-                         "write the label image as a TIFF instead (write_label_tiff, uint32).")
-    image = Image.fromarray(labels.astype(np.uint16))
-    atomic_path(Path(path), lambda p: image.save(p, format="PNG"))
 
 
 _UM_PER_UNIT = {

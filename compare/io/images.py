@@ -3,7 +3,9 @@
 Every image comes back as ``(H, W, 3) uint8`` RGB whatever it was stored as
 (grey, RGBA, palette, 16-bit, CMYK), and every mask as ``(H, W) bool``
 (``mask >= 128`` on its grey levels, since JPEG masks carry compression
-noise).  Anything that cannot be read raises :class:`DataError` with one
+noise).  A three-level mask (0 background, 128 cytoplasm, 255 nucleus, stored
+losslessly, as the CellaVision set's) also gives the nucleus:
+:func:`read_mask_levels`.  Anything that cannot be read raises :class:`DataError` with one
 sentence naming the file, what is wrong and what to do.  :class:`Sample` is
 one labelled image as the loaders and the evaluator pass it on.
 """
@@ -18,8 +20,19 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["DataError", "Sample", "IMAGE_SUFFIXES", "MAX_IMAGE_PIXELS", "MASK_SUFFIX", "read_image", "read_mask",
-           "list_images", "natural_key"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "MASK_SUFFIX",
+    "MAX_IMAGE_PIXELS",
+    "DataError",
+    "Sample",
+    "list_images",
+    "natural_key",
+    "read_image",
+    "read_mask",
+    "read_mask_levels",
+    "three_levels",
+]
 
 #: Stem ending of a mask stored beside its image (SigTuple: ``NAME-mask.jpg``).
 MASK_SUFFIX = "-mask"
@@ -54,6 +67,9 @@ class Sample:
         Samples of one group show the same region and must share a fold.
     path : Path
         Where the image was read from.
+    nucleus : ndarray, shape (H, W), bool, or None
+        Nucleus pixels where the mask has three levels (whole cell and
+        nucleus); None where it gives the whole cell only.
     """
 
     name: str
@@ -61,6 +77,7 @@ class Sample:
     mask: np.ndarray | None
     group: str
     path: Path
+    nucleus: np.ndarray | None = None
 
 
 def _open_checked(path: Path) -> Image.Image:
@@ -153,8 +170,91 @@ def read_image(path: str | Path) -> np.ndarray:
         return _to_rgb_uint8(_decode(img, path))
 
 
+#: Image formats that store grey levels exactly; only these can hold a three-level mask.
+_LOSSLESS = frozenset({"PNG", "BMP", "TIFF", "GIF", "PPM"})
+
+#: Share of pixels that may stray from the three levels (all of them below 64,
+#: so background): the CellaVision masks hold up to 0.2 % of such pixels.
+_STRAY_SHARE = 0.01
+
+#: Least share of the cell that must be exactly 128 (cytoplasm) for a mask to
+#: count as three-level rather than a binary mask with a stray mid-grey pixel.
+_MIN_CYTOPLASM_SHARE = 0.01
+
+
+def three_levels(grey: np.ndarray) -> bool:
+    """Whether an 8-bit grey mask encodes background 0, cytoplasm 128 and nucleus 255.
+
+    True only when both 128 and 255 are present, 128 covers at least 1 % of
+    the cell, no pixel lies in ``[64, 192)`` other than 128 or in
+    ``[192, 255)``, and at most 1 % of pixels stray from the three levels
+    (all of them below 64).  A binary mask with smoothed or noisy edges has
+    levels between 64 and 255, so it is never taken for one.
+
+    Parameters
+    ----------
+    grey : ndarray, shape (H, W), uint8
+
+    Returns
+    -------
+    bool
+    """
+    counts = np.bincount(np.asarray(grey, dtype=np.uint8).ravel(), minlength=256)
+    cytoplasm, nucleus = int(counts[128]), int(counts[255])
+    if not cytoplasm or not nucleus or cytoplasm < _MIN_CYTOPLASM_SHARE * (cytoplasm + nucleus):
+        return False
+    if counts[64:192].sum() != cytoplasm or counts[192:255].any():
+        return False
+    stray = int(counts.sum()) - int(counts[0]) - cytoplasm - nucleus
+    return stray <= _STRAY_SHARE * counts.sum()
+
+
+def read_mask_levels(path: str | Path, shape: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read a mask file as the whole cell and, for a three-level mask, its nucleus.
+
+    A mask stored losslessly (PNG, BMP, TIFF) whose grey levels are 0, 128
+    and 255 (:func:`three_levels`) gives whole cell = ``grey >= 64`` and
+    nucleus = ``grey >= 192``; any other mask gives ``grey >= 128`` (JPEG
+    masks carry compression noise) and no nucleus.
+
+    Parameters
+    ----------
+    path : str or Path
+    shape : (int, int), optional
+        The ``(H, W)`` of the image it belongs to; a mask of another size is
+        refused.
+
+    Returns
+    -------
+    mask : ndarray, shape (H, W), bool
+        The whole cell (nucleus and cytoplasm).
+    nucleus : ndarray, shape (H, W), bool, or None
+        None for a mask without the three levels.
+    """
+    path = Path(path)
+    nucleus = None
+    with _open_checked(path) as img:
+        img = _decode(img, path)
+        if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+            arr = np.asarray(img, dtype=np.float64)
+            # A 16-bit mask is either 0/1 labels or 0..65535 grey.
+            mask = arr > (0.5 if arr.max() <= 1 else arr.max() / 2)
+        else:
+            grey = np.asarray(img.convert("L"), dtype=np.uint8)
+            if img.format in _LOSSLESS and three_levels(grey):
+                mask, nucleus = grey >= 64, grey >= 192
+            else:
+                mask = grey >= 128
+    if shape is not None and mask.shape != tuple(shape[:2]):
+        raise DataError(
+            f"{path}: the mask is {mask.shape[1]} x {mask.shape[0]} but its image is "
+            f"{shape[1]} x {shape[0]} (width x height); the mask must have the image's size."
+        )
+    return mask, nucleus
+
+
 def read_mask(path: str | Path, shape: tuple[int, int] | None = None) -> np.ndarray:
-    """Read a mask file as boolean foreground (grey level >= 128).
+    """Read a mask file as boolean foreground (grey level >= 128; ``>= 64`` for a three-level mask).
 
     Parameters
     ----------
@@ -166,23 +266,9 @@ def read_mask(path: str | Path, shape: tuple[int, int] | None = None) -> np.ndar
     Returns
     -------
     ndarray, shape (H, W), bool
+        The whole cell; :func:`read_mask_levels` also gives the nucleus.
     """
-    path = Path(path)
-    with _open_checked(path) as img:
-        img = _decode(img, path)
-        if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-            arr = np.asarray(img, dtype=np.float64)
-            # A 16-bit mask is either 0/1 labels or 0..65535 grey.
-            grey = arr > (0.5 if arr.max() <= 1 else arr.max() / 2)
-            mask = grey
-        else:
-            mask = np.asarray(img.convert("L"), dtype=np.uint8) >= 128
-    if shape is not None and mask.shape != tuple(shape[:2]):
-        raise DataError(
-            f"{path}: the mask is {mask.shape[1]} x {mask.shape[0]} but its image is "
-            f"{shape[1]} x {shape[0]} (width x height); the mask must have the image's size."
-        )
-    return mask
+    return read_mask_levels(path, shape)[0]
 
 
 def list_images(folder: str | Path) -> list[Path]:

@@ -38,7 +38,7 @@ import pandas as pd
 
 from compare.io.atomic import atomic_path, inside, write_text_atomic
 
-__all__ = ["COUNT_COLUMNS", "ExportOptions", "PredictionWriter"]
+__all__ = ["COUNT_COLUMNS", "ExportOptions", "FileFacts", "PredictionWriter"]
 
 #: Columns of ``counts.csv``.
 COUNT_COLUMNS = ("image", "path", "wbc_count", "width", "height", "scale", "scale_method", "scale_detail",
@@ -62,6 +62,22 @@ class ExportOptions:
     rois: bool = False
     geojson: bool = False
     tiff: bool = False
+
+
+@dataclass(frozen=True)
+class FileFacts:
+    """What predicting one image file learned besides its WBCs.
+
+    Attributes
+    ----------
+    pixel_size_um : float or None
+        Given, or read from the file's metadata; None when unknown.
+    seconds : float
+        Wall time of reading, scaling, prediction and measuring.
+    """
+
+    pixel_size_um: float | None = None
+    seconds: float = 0.0
 
 
 class PredictionWriter:
@@ -99,7 +115,7 @@ class PredictionWriter:
         part = self._done.get(name)
         return part is not None and part["count"].get("path") == str(path)
 
-    def write(self, name: str, path: Path, image: np.ndarray, result: Any) -> dict[str, Any]:
+    def write(self, name: str, path: Path, image: np.ndarray, prediction: Any, facts: FileFacts) -> dict[str, Any]:
         """Write one image's pictures, exports, part and the updated tables.
 
         Parameters
@@ -110,7 +126,11 @@ class PredictionWriter:
             Its input file.
         image : ndarray, shape (H, W, 3), uint8
             Its pixels (for the overlay).
-        result : compare.commands.predict_file.ImageResult
+        prediction : compare.pipeline.prediction.Prediction
+            What the model found in it (``labels``, ``nuclei``, ``cells``,
+            ``scale``, ``warnings``).
+        facts : FileFacts
+            Its pixel size and the time it took.
 
         Returns
         -------
@@ -120,27 +140,29 @@ class PredictionWriter:
         from compare.io.overlay import overlay_image, save_label_png, save_rgb_png
 
         out = self.out
-        save_label_png(inside(out, out / "masks" / f"{name}.png"), result.labels)
-        if result.nuclei is not None:
-            save_label_png(inside(out, out / "nuclei" / f"{name}.png"), result.nuclei)
-        picture = overlay_image(image, result.labels)
+        labels = prediction.labels
+        save_label_png(inside(out, out / "masks" / f"{name}.png"), labels)
+        if prediction.nuclei is not None:
+            save_label_png(inside(out, out / "nuclei" / f"{name}.png"), prediction.nuclei)
+        picture = overlay_image(image, labels)
         save_rgb_png(inside(out, out / "overlays" / f"{name}.png"), picture)
         del picture
         if any((self.exports.rois, self.exports.geojson, self.exports.tiff)):
             from compare.io import exports
 
             if self.exports.tiff:
-                exports.write_label_tiff(result.labels, inside(out, out / "masks" / f"{name}.tif"),
-                                         pixel_size_um=result.pixel_size_um)
+                exports.write_label_tiff(labels, inside(out, out / "masks" / f"{name}.tif"),
+                                         pixel_size_um=facts.pixel_size_um)
             if self.exports.rois:
-                exports.write_imagej_rois(result.labels, inside(out, out / "rois" / f"{name}.zip"))
+                exports.write_imagej_rois(labels, inside(out, out / "rois" / f"{name}.zip"))
             if self.exports.geojson:
-                exports.write_geojson(result.labels, inside(out, out / "geojson" / f"{name}.geojson"), result.cells)
-        count = {"image": name, "path": str(path), "wbc_count": int(len(result.cells)), "width": result.width,
-                 "height": result.height, "scale": round(result.scale.factor, 4), "scale_method": result.scale.method,
-                 "scale_detail": result.scale.detail, "pixel_size_um": result.pixel_size_um,
-                 "warning": "; ".join(result.warnings), "seconds": round(result.seconds, 3)}
-        cells = result.cells.copy()
+                exports.write_geojson(labels, inside(out, out / "geojson" / f"{name}.geojson"), prediction.cells)
+        scale = prediction.scale
+        count = {"image": name, "path": str(path), "wbc_count": int(len(prediction.cells)), "width": labels.shape[1],
+                 "height": labels.shape[0], "scale": round(scale.factor, 4), "scale_method": scale.method,
+                 "scale_detail": scale.detail, "pixel_size_um": facts.pixel_size_um,
+                 "warning": "; ".join(prediction.warnings), "seconds": round(facts.seconds, 3)}
+        cells = prediction.cells.copy()
         cells.insert(0, "image", name)
         part = {"count": count, "cells": json.loads(cells.to_json(orient="records", double_precision=6))}
         write_text_atomic(self.parts / f"{name}.json", json.dumps(part) + "\n")

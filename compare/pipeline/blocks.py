@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["WHOLE", "BLOCK", "BLOCK_MARGIN", "predict_proba_blocked", "resize_rgb", "resize_prob",
+__all__ = ["WHOLE", "BLOCK", "BLOCK_MARGIN", "predict_proba_blocked", "scaled_shape", "resize_rgb", "resize_prob",
            "resize_labels", "compact_labels"]
 
 #: Images up to this many pixels on both sides are predicted whole.
@@ -24,6 +24,11 @@ BLOCK = 1024
 #: Mirrored margin read around each block and discarded, in pixels: wider
 #: than the reach of the segmenters' filters and receptive fields.
 BLOCK_MARGIN = 96
+
+
+def scaled_shape(shape: tuple[int, ...], factor: float) -> tuple[int, int]:
+    """``(H, W)`` of an image of ``shape`` resized by ``factor``, at least one pixel a side."""
+    return max(1, round(shape[0] * factor)), max(1, round(shape[1] * factor))
 
 
 def resize_rgb(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

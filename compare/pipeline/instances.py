@@ -22,10 +22,8 @@ to the truth is :mod:`compare.evaluation.matching`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -43,7 +41,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class InstanceParams:
-    """Settings of the instance stage; saved beside each fitted model.
+    """Settings of the instance stage; saved in each model's manifest.
 
     Attributes
     ----------
@@ -69,22 +67,6 @@ class InstanceParams:
     min_distance: int = 15
     max_elongation: float = 0.0
     min_solidity: float = 0.0
-
-    def to_json(self, path: str | Path) -> None:
-        """Write the parameters as JSON (atomically)."""
-        from compare.io.atomic import write_text_atomic
-
-        write_text_atomic(Path(path), json.dumps(asdict(self), indent=2) + "\n")
-
-    @classmethod
-    def from_json(cls, path: str | Path) -> "InstanceParams":
-        """Read parameters written by :meth:`to_json`; unknown keys are refused."""
-        data = json.loads(Path(path).read_text())
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"{path}: unknown instance parameters {sorted(unknown)}; known ones are {sorted(known)}.")
-        return cls(**data)
 
 
 def label_truth(mask: np.ndarray, min_area: int = 20) -> np.ndarray:
@@ -169,7 +151,8 @@ def tune_instance_params(masks: Sequence[np.ndarray], *, threshold: float = 0.5)
             elongations.append(elongation)
             solidities.append(solidity)
     if not areas:
-        raise ValueError("No whole WBC in the training masks (all empty or touching the border); cannot tune the instance stage.")
+        raise ValueError("No whole WBC in the training masks (all empty or touching the border); "
+                         "cannot tune the instance stage.")
     areas_arr = np.asarray(areas, float)
     radius = np.sqrt(np.median(areas_arr) / np.pi)
     return InstanceParams(

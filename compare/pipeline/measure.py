@@ -1,4 +1,8 @@
-"""Per-WBC measurements and the nucleus inside each WBC.
+"""The measure stage: per-WBC measurements and the nucleus inside each WBC.
+
+:func:`measure_cells` is the stage :meth:`compare.pipeline.model.WBCModel.predict`
+ends with: the found WBCs brought back to the image's own size, their nuclei
+and one table row each, measured on the image as it was given.
 
 :func:`cell_table` measures every WBC of a label image with
 :func:`skimage.measure.regionprops_table` (size, shape, mean colour), in
@@ -34,8 +38,12 @@ from skimage.filters import threshold_otsu
 from skimage.measure import regionprops_table
 from skimage.morphology import disk
 
+from compare.pipeline.blocks import compact_labels, resize_labels, resize_prob
+
 __all__ = [
     "NucleusParams",
+    "MeasuredCells",
+    "measure_cells",
     "nucleus_labels",
     "lobe_counts",
     "cell_table",
@@ -60,10 +68,24 @@ class NucleusParams:
     ----------
     min_separability : float
         Smallest Otsu separability (between-class over total variance of the
-        haematoxylin inside the WBC) for the WBC's own threshold to be used;
-        a normal, unimodal spread scores 0.64, the WBCs of the SigTuple
-        images 0.79-0.90. Below it the cell is taken as uniform and the
-        threshold pooled over all WBCs of the image is used.
+        haematoxylin inside the WBC) for the WBC's own threshold to be used
+        outright; a normal, unimodal spread scores 0.64, the WBCs of the
+        SigTuple images 0.79-0.90.
+    min_coherent_separability : float
+        A WBC whose separability lies between this and ``min_separability``
+        still keeps its own threshold when the pixels above it form solid
+        regions (``min_coherence``).  A nucleus that fills most of its cell
+        (a lymphocyte) makes a lopsided split that scores 0.58-0.69 although
+        it is real, and so does noise; what tells them apart is that noise
+        split in two is speckle.
+    min_coherence : float
+        Share of the above-threshold pixels that survive an opening with a
+        disk of ``opening_radius``: 0.96-0.99 for the real nuclei of the
+        odd-numbered CellaVision images that score below
+        ``min_separability``, 0.27 for a uniform synthetic cell's noise.
+        Below it the cell is taken as uniform and the threshold pooled over
+        all WBCs of the image is used (docs/experiments.md, "Nucleus of
+        lymphocytes").
     min_pooled_separability : float
         The same for the pooled threshold; below it no nucleus is reported
         for that WBC (its nucleus columns are 0 / NaN).
@@ -85,6 +107,8 @@ class NucleusParams:
     """
 
     min_separability: float = 0.72
+    min_coherent_separability: float = 0.5
+    min_coherence: float = 0.8
     min_pooled_separability: float = 0.72
     opening_radius: int = 1
     max_hole_fraction: float = 0.02
@@ -121,6 +145,15 @@ def _otsu(values: np.ndarray) -> tuple[float, float]:
         return t, 0.0
     p = high.size / values.size
     return t, float(p * (1.0 - p) * (high.mean() - low.mean()) ** 2 / values.var())
+
+
+def _coherence(mask: np.ndarray, radius: int) -> float:
+    """Share of ``mask``'s pixels left by an opening with a disk of ``radius`` (1.0 for solid regions)."""
+    total = np.count_nonzero(mask)
+    if total == 0 or radius <= 0:
+        return 1.0 if total else 0.0
+    opened = ndi.binary_opening(np.pad(mask, radius), disk(radius))[radius:-radius, radius:-radius]
+    return np.count_nonzero(opened) / total
 
 
 def _fill(mask: np.ndarray, opening_radius: int, min_area: float, max_hole: float) -> np.ndarray:
@@ -180,7 +213,9 @@ def nucleus_labels(labels: np.ndarray, image: np.ndarray, params: NucleusParams 
     for index, box, cell, h in crops:
         values = h[cell]
         t, sep = _otsu(values)
-        if sep < params.min_separability:
+        if sep < params.min_separability and not (sep >= params.min_coherent_separability
+                                                   and _coherence((h > t) & cell, params.opening_radius)
+                                                   >= params.min_coherence):
             # A nearly uniform cell: its own Otsu split would cut noise.
             if pooled_sep < params.min_pooled_separability:
                 continue
@@ -343,5 +378,67 @@ def cell_table(labels: np.ndarray, image: np.ndarray, *, pixel_size_um: float | 
 # ``cell_table`` takes a ``nucleus_labels`` argument, which hides the function
 # of that name inside it.
 _nuclei = nucleus_labels
+
+
+@dataclass(frozen=True)
+class MeasuredCells:
+    """What the measure stage hands on, at the image's own size.
+
+    Attributes
+    ----------
+    labels : ndarray, shape (H, W), uint16 (int32 beyond 65,535 WBCs)
+        0 background, 1..n one per WBC.
+    probability : ndarray, shape (H, W), float32
+        WBC probability.
+    nuclei : ndarray, shape (H, W), same dtype as ``labels``, or None
+        Each WBC's nucleus labelled with the WBC's id (:func:`nucleus_labels`);
+        None when the cells were not measured.
+    cells : pandas.DataFrame
+        :func:`cell_table`, or the ``id`` column alone when not measured.
+    """
+
+    labels: np.ndarray
+    probability: np.ndarray
+    nuclei: np.ndarray | None
+    cells: pd.DataFrame
+
+
+def measure_cells(labels: np.ndarray, probability: np.ndarray, image: np.ndarray, *, factor: float,
+                  pixel_size_um: float | None = None, cells: bool = True) -> MeasuredCells:
+    """The measure stage: WBCs found at the working scale, back at the image's size and measured there.
+
+    Parameters
+    ----------
+    labels : ndarray, shape (h, w), int
+        WBCs found at the working scale, 1..n.
+    probability : ndarray, shape (h, w), float32
+        WBC probability at the working scale.
+    image : ndarray, shape (H, W, 3), uint8
+        The image as given: the colours the table reports.
+    factor : float, keyword-only
+        The resize factor from the image to the working scale; 1.0 leaves
+        the labels as they are.
+    pixel_size_um : float, optional, keyword-only
+        Adds micrometre columns (:func:`cell_table`).
+    cells : bool, keyword-only
+        Find the nuclei and measure every WBC; False leaves the table with
+        the ``id`` column only, which is faster.
+
+    Returns
+    -------
+    MeasuredCells
+    """
+    if factor != 1.0:
+        # A cell too small to survive the mapping back is dropped; the rest
+        # keep their order, renumbered 1..m.
+        shape = image.shape[:2]
+        labels = compact_labels(resize_labels(labels, shape))
+        probability = resize_prob(probability, shape)
+    if not cells:
+        return MeasuredCells(labels=labels, probability=probability, nuclei=None,
+                             cells=pd.DataFrame({"id": np.arange(1, int(labels.max()) + 1)}))
+    nuclei = nucleus_labels(labels, image)
+    table = cell_table(labels, image, pixel_size_um=pixel_size_um, probability=probability, nucleus_labels=nuclei)
+    return MeasuredCells(labels=labels, probability=probability, nuclei=nuclei, cells=table)
 
 

@@ -4,7 +4,7 @@
 share their inputs: five segmenters prepare the same training folds
 (:mod:`compare.pipeline.preparation`), and every model scored on the shift battery
 measures the red cells of the same shifted images
-(:func:`compare.pipeline.scale.remembering_red_cells`).  Outside the run that work
+(:func:`compare.pipeline.red_cells.remembering_red_cells`).  Outside the run that work
 must stay uncached, so that a lone fit or a predict timing costs what a
 first sight costs.  :class:`ScopedMemo` holds values by key only while at
 least one of its scopes is open, in any thread.

@@ -54,7 +54,7 @@ _RING = 4
 #: smear of its dark rim or a cell cut by it, which the annotations leave
 #: out.  On the saved models' predictions of the shifted large images and
 #: patches no true WBC reached 0.001, and the edge objects held 0.047-0.27
-#: (``benchmarks/nucleus_check_objects.py``).
+#: (``experiments/nucleus_check_objects.py``).
 MAX_UNLIT_FRACTION = 0.02
 
 
@@ -66,7 +66,7 @@ MAX_UNLIT_FRACTION = 0.02
 #: denser than the plasma (:data:`MIN_CELL_DENSITY_RATIO`; see
 #: :func:`interior_texture`), in an image where no object passes a density
 #: test.  On the committed models' objects that fail both density tests
-#: (``benchmarks/nucleus_check_objects.py``) the false ones as dense as cells
+#: (``experiments/nucleus_check_objects.py``) the false ones as dense as cells
 #: reach 0.69 and the true WBCs start at 0.86.  Applied to every object that
 #: fails them, it also let in fragments and red cells beside a WBC that
 #: passed (docs/experiments.md, "Pale nuclei by texture").

@@ -1,4 +1,4 @@
-"""The scale of a blood-smear image: how many pixels a cell spans.
+"""The scale stage: how many pixels a cell spans, and the factor that brings an image to the training scale.
 
 Microscopes, objectives and cameras differ, so the same WBC may be 30 px wide
 in one lab's images and 170 px in another's, while a model has only seen the
@@ -8,60 +8,37 @@ that applies):
 
 1. the user's typical WBC diameter (``wbc_diameter``, method ``"wbc-diameter"``);
 2. the user's pixel size in micrometres (``pixel_size_um``, ``"pixel-size"``);
-3. the red cells of the image (``"red-cells"``): their diameter varies far less
-   between people (about 7-8 um) than pixel sizes vary between microscopes,
-   and a smear shows hundreds of them;
+3. the red cells of the image (``"red-cells"``, :func:`compare.pipeline.red_cells.measure_red_cells`):
+   their diameter varies far less between people (about 7-8 um) than pixel
+   sizes vary between microscopes, and a smear shows hundreds of them;
 4. a fitted model (``probe``, ``"wbc-probe"``) run at a few trial scales, for
    crops (one WBC and the cells around it: under :data:`MIN_RULER_SIDE` px a
    side, or too few whole red cells): the trial whose largest WBC comes out
    nearest the training WBC size wins, the image's own scale preferred.
 
-The red-cell measurement is a granulometry of the cell layer by maximal
-inscribed disks, which is robust to touching and overlapping cells:
-
-* the cell layer is everything that absorbs light against the image's own
-  bright background: the optical density ``OD = sum_c -log((I_c + 1) /
-  (bg_c + 1))`` over the three channels, thresholded by Otsu's method, so no
-  stain colour is assumed (a yellow background or a bluer stain change ``bg``
-  and the OD's spectrum, not the cells' contrast); the black edge of a
-  microscope's field of view is left out of both;
-* holes (the pale centres of red cells) are filled, and the Euclidean
-  distance transform is taken: at the centre of each cell it equals the
-  radius of the largest disk that fits inside the cell.  Where two cells
-  touch or overlap, the distance at each centre is still that cell's own
-  radius (the neck between them is a saddle, not a maximum), which is why no
-  solitary cells are needed;
-* the local maxima of the distance whose disk lies wholly inside the image
-  (cells cut by the border or the field-of-view edge would read too small)
-  give one radius per cell (a few per elongated cell), and the peak of their
-  area-weighted log-radius distribution is the typical red-cell radius.
-  Platelets (a third of a red cell across) and WBCs (twice, and few) fall
-  outside the peak.
-
-No operation before measuring has a fixed size in pixels other than 3 x 3
-neighbourhoods, so the estimate scales with the image: on the five large
-SigTuple images rescaled by 0.5x, 2x and 3x it moves by the same factor within
-a few per cent (``benchmarks/scale_accuracy.py``).
-
-:func:`training_scale` says what scale a saved model was trained at;
-:func:`estimate_rbc_diameter` and :func:`scale_factor` are the earlier, narrower
-entry points, kept as wrappers.
+:func:`choose_scale` is the stage :meth:`compare.pipeline.model.WBCModel.predict`
+runs once per image: the estimate, and the factor applied (none within
+:data:`SCALE_TOLERANCE` of 1, since training covers that range and
+resampling would only blur).  :func:`fit_training_scale` learns the
+:class:`TrainingScale` a model holds.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-from scipy import ndimage as ndi
 
-from compare.pipeline.memo import ScopedMemo
-from stain.normalise import summed_density
+from compare.pipeline.blocks import predict_proba_blocked, resize_rgb, scaled_shape
+from compare.pipeline.colour import Colour
+from compare.pipeline.instances import InstanceParams, median_wbc_diameter, separate_instances
+from compare.pipeline.red_cells import (
+    MIN_CELLS,
+    SIGTUPLE_RBC_DIAMETER,
+    measure_red_cells,
+    remembering_red_cells,
+)
 
 __all__ = [
     "SIGTUPLE_RBC_DIAMETER",
@@ -75,18 +52,12 @@ __all__ = [
     "TrainingScale",
     "ScaleEstimate",
     "ScaleError",
-    "training_scale",
-    "remembering_red_cells",
-    "forget_red_cell_measurements",
+    "ScaleChoice",
     "estimate_scale",
-    "estimate_rbc_diameter",
-    "scale_factor",
+    "choose_scale",
+    "fit_training_scale",
+    "remembering_red_cells",
 ]
-
-#: Median red-cell equivalent diameter in pixels of the SigTuple images
-#: (training patches and large images share one scale): 32.0, 31.0, 30.7, 33.2
-#: and 31.0 px on the five large training images.
-SIGTUPLE_RBC_DIAMETER = 31.0
 
 #: Mean diameter of a normal red cell in micrometres (the textbook 7.5 um;
 #: the normal range is about 6.2-8.2 um, so a pixel size derived from it is
@@ -120,49 +91,6 @@ PROBE_CONFIDENT = 1.35
 #: measured by it rather than by their red cells: a crop shows too few whole
 #: red cells, and those it shows are often cut or crowded around the WBC.
 MIN_RULER_SIDE = 300
-
-#: Ratio of a red cell's equivalent (area) diameter to the diameter of the
-#: largest disk inscribed in it, which is what the granulometry measures: red
-#: cells are slightly oval and the measurement sees the short axis.  Measured
-#: on the five large SigTuple images (inscribed diameters 27.8, 28.8, 27.8, 27.8
-#: and 30.1 px against :data:`SIGTUPLE_RBC_DIAMETER`).
-_EQUIVALENT_PER_INSCRIBED = SIGTUPLE_RBC_DIAMETER / 28.2
-
-#: Largest area, in pixels, looked at when measuring red cells; bigger images
-#: are sampled in windows so the cost is bounded whatever the image size.
-_MAX_SAMPLE_PIXELS = 1_500_000
-_WINDOW = 1024
-#: Fewer whole red cells than this in the peak and the red-cell scale is not
-#: trusted (a single-WBC crop shows a handful).
-_MIN_CELLS = 25
-#: Smallest inscribed radius, in pixels, counted: below it the distance
-#: transform is too coarse to say anything (a red cell at 0.25x is ~4 px across).
-_MIN_RADIUS = 1.5
-#: Width (in natural-log units) of the kernel smoothing the radius distribution.
-_LOG_BANDWIDTH = 0.08
-#: Half-width of the peak (log units): radii within it count as red cells.
-_PEAK_HALF_WIDTH = 0.25
-#: Red cells are measured in the image block-mean downsampled by the largest
-#: step (at most ``_MAX_STEP``) that keeps them this many pixels across: the
-#: granulometry costs in proportion to the pixels, and a cell 14 px across
-#: still gives its inscribed radius to within a few per cent.  Every shift of
-#: the SigTuple scale from 0.5x to 3x is then measured with cells 14-16 px
-#: across, so the small bias of a coarse grid is the same for all of them.
-_RULER_DIAMETER = 14.0
-_MAX_STEP = 8
-#: The first, coarse look that finds the step shrinks the image to about
-#: ``_COARSE_PIXELS`` pixels, and at least ``_COARSE_STEP`` times; it is taken
-#: when the shrunk image keeps ``_COARSE_MIN_SIDE`` px a side.
-_COARSE_STEP = 3
-_COARSE_PIXELS = 250_000
-_COARSE_MIN_SIDE = 100
-#: A downsampled measurement under this share of ``_RULER_DIAMETER`` is
-#: repeated at full resolution.
-_MIN_RULER_FRACTION = 0.7
-#: Smallest fraction of the cell layer the peak's cells must cover to be taken as red cells.
-_MIN_COVER = 0.25
-#: Holes at least this round (inscribed-disk area / hole area) are filled as pale centres.
-_MIN_HOLE_ROUNDNESS = 0.4
 
 
 class ScaleError(ValueError):
@@ -213,276 +141,6 @@ class ScaleEstimate:
     detail: str = ""
 
 
-def training_scale(model_dir: str | Path) -> TrainingScale:
-    """The training scale of a model folder written by ``compare run``.
-
-    A ``scale.json`` (``{"wbc_diameter_px": ..., "rbc_diameter_px": ...}``)
-    in the folder wins.  Otherwise the WBC diameter is derived from
-    ``instances.json``: :func:`compare.pipeline.instances.tune_instance_params` sets
-    ``min_distance`` to 0.6 times the median training WBC radius, so the
-    diameter is ``2 * min_distance / 0.6`` (within the rounding of
-    ``min_distance`` to whole pixels, under 3 % for SigTuple WBCs); the red-cell
-    diameter is the SigTuple one, the only training data the suite knows.
-
-    Parameters
-    ----------
-    model_dir : str or Path
-
-    Returns
-    -------
-    TrainingScale
-    """
-    model_dir = Path(model_dir)
-    scale_file = model_dir / "scale.json"
-    if scale_file.is_file():
-        data = json.loads(scale_file.read_text())
-        try:
-            return TrainingScale(float(data["wbc_diameter_px"]), float(data["rbc_diameter_px"]))
-        except (KeyError, TypeError, ValueError):
-            raise ScaleError(f"{scale_file}: expected numbers under 'wbc_diameter_px' and 'rbc_diameter_px'; "
-                             "fix or delete the file.") from None
-    instances_file = model_dir / "instances.json"
-    if not instances_file.is_file():
-        raise ScaleError(f"{instances_file}: missing, so the training scale is unknown; "
-                         "use a model folder saved by 'compare run'.")
-    min_distance = float(json.loads(instances_file.read_text())["min_distance"])
-    return TrainingScale(wbc_diameter=2.0 * min_distance / 0.6, rbc_diameter=SIGTUPLE_RBC_DIAMETER)
-
-
-# -- red cells -----------------------------------------------------------------
-
-def _sample_windows(shape: tuple[int, int]) -> list[tuple[slice, slice]]:
-    """Windows spread evenly over an image, at most ``_MAX_SAMPLE_PIXELS`` in all."""
-    height, width = shape
-    if height * width <= _MAX_SAMPLE_PIXELS:
-        return [(slice(0, height), slice(0, width))]
-    n = max(1, _MAX_SAMPLE_PIXELS // (_WINDOW * _WINDOW))
-    rows = max(1, min(int(np.ceil(np.sqrt(n * height / width))), max(1, height // _WINDOW)))
-    cols = max(1, min(int(np.ceil(n / rows)), max(1, width // _WINDOW)))
-    wh, ww = min(_WINDOW, height), min(_WINDOW, width)
-    ys = np.linspace(0, height - wh, rows).round().astype(int)
-    xs = np.linspace(0, width - ww, cols).round().astype(int)
-    return [(slice(y, y + wh), slice(x, x + ww)) for y in ys for x in xs]
-
-
-def cell_layer(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The light-absorbing cells of a smear, whatever its stain colours.
-
-    Parameters
-    ----------
-    rgb : ndarray, shape (H, W, 3), uint8
-
-    Returns
-    -------
-    cells : ndarray, shape (H, W), bool
-        Pixels whose summed optical density against the image's background is
-        above Otsu's threshold, holes filled.
-    lit : ndarray, shape (H, W), bool
-        Pixels inside the microscope's field of view (False on its black edge).
-    """
-    from skimage.filters import threshold_otsu
-
-    rgb = np.asarray(rgb, np.uint8)
-    # Statistics from a sparse grid are as good as from every pixel and keep
-    # the cost to the per-pixel lookups below.
-    step = max(1, int(np.sqrt(rgb.shape[0] * rgb.shape[1] / 40_000)))
-    sample = rgb[::step, ::step].reshape(-1, 3).astype(np.int32)
-    brightness = sample.sum(axis=1)
-    # The plasma is the brightest large class in a smear: even a crowded
-    # field leaves more than 5 % of its pixels between cells or in pale centres.
-    bright = sample[brightness >= np.percentile(brightness, 95)]
-    background = np.median(bright, axis=0).astype(float)
-    brightest = rgb.max(axis=2)
-    # The black edge of a field of view is far darker than any stained cell
-    # (a nucleus keeps one channel above half the background).
-    lit = brightest > 0.2 * background.max()
-    lit_sample = sample[sample.max(axis=1) > 0.2 * background.max()]
-    empty = np.zeros(rgb.shape[:2], bool)
-    if len(lit_sample) < 50:
-        return empty, lit
-    od = summed_density(rgb, background)
-    sample_od = summed_density(lit_sample, background)
-    # Nuclei are far denser than red cells; clipping them keeps Otsu's split
-    # between plasma and red cells rather than between nuclei and the rest.
-    sample_od = np.minimum(sample_od, np.percentile(sample_od, 95))
-    if sample_od.max() - sample_od.min() < 0.05:
-        return empty, lit
-    cells = (od > threshold_otsu(sample_od)) & lit
-    return _fill_round_holes(cells), lit
-
-
-def _fill_round_holes(cells: np.ndarray) -> np.ndarray:
-    """Fill the holes that look like a red cell's pale centre, not like a gap between touching cells.
-
-    A pale centre is a round hole; the gap enclosed by three touching cells is
-    a concave triangle whose inscribed disk covers under half of it (0.47 for
-    equal disks, less once the distance transform's half-pixel offset is taken
-    off).  Holes of one or two pixels are filled whatever their shape.
-    """
-    holes = ndi.binary_fill_holes(cells) & ~cells
-    labels, n = ndi.label(holes)
-    if n == 0:
-        return cells
-    # Per-hole maximum and area over the hole pixels only: scipy's labelled
-    # maximum over the whole image sorts every pixel, most of the cost.
-    where = labels > 0
-    hole_of = labels[where]
-    inscribed = np.zeros(n + 1)
-    np.maximum.at(inscribed, hole_of, ndi.distance_transform_edt(holes)[where])
-    inscribed = inscribed[1:]
-    area = np.bincount(hole_of, minlength=n + 1)[1:].astype(float)
-    roundness = np.pi * np.maximum(inscribed - 0.5, 0.0) ** 2 / area
-    fill = np.concatenate([[False], (roundness >= _MIN_HOLE_ROUNDNESS) | (area <= 2)])
-    return cells | fill[labels]
-
-
-def _inscribed_disks(rgb: np.ndarray) -> np.ndarray:
-    """The largest disks inside each whole cell of one window.
-
-    Returns
-    -------
-    disks : ndarray, shape (N, 3), float
-        Radius, row and column of each local maximum of the distance transform
-        whose disk lies inside the window and the field of view.
-    area : int
-        Pixels of the cell layer.
-    """
-    cells, lit = cell_layer(rgb)
-    if not cells.any():
-        return np.zeros((0, 3)), 0
-    distance = ndi.distance_transform_edt(cells)
-    peaks = (distance == ndi.maximum_filter(distance, size=3)) & (distance >= _MIN_RADIUS)
-    # A disk that reaches the image border or the field-of-view edge belongs
-    # to a cell that is cut there: its size is unknown, so it is left out.
-    height, width = cells.shape
-    yy, xx = np.nonzero(peaks)
-    radii = distance[yy, xx]
-    room = np.minimum(np.minimum(yy + 1, height - yy), np.minimum(xx + 1, width - xx)).astype(float)
-    if not lit.all():
-        room = np.minimum(room, ndi.distance_transform_edt(lit)[yy, xx])
-    keep = radii < room - 1.0
-    return np.column_stack([radii[keep], yy[keep], xx[keep]]), int(cells.sum())
-
-
-def _radius_peak(radii: np.ndarray) -> float:
-    """The typical radius: the peak of the area-weighted log-radius density."""
-    log_r = np.log(radii)
-    grid = np.arange(np.log(_MIN_RADIUS), np.log(max(radii.max(), 2 * _MIN_RADIUS)) + 0.01, 0.01)
-    density = np.zeros_like(grid)
-    # Area weighting counts each cell by the pixels it covers, as an opening
-    # spectrum does; ridge points of small debris then weigh little.
-    weights = radii ** 2
-    for chunk in np.array_split(np.arange(len(radii)), max(1, len(radii) // 2000)):
-        density += (weights[chunk][None, :]
-                    * np.exp(-0.5 * ((grid[:, None] - log_r[chunk][None, :]) / _LOG_BANDWIDTH) ** 2)).sum(axis=1)
-    return float(np.exp(grid[int(np.argmax(density))]))
-
-
-def _block_mean(image: np.ndarray, step: int) -> np.ndarray:
-    """An RGB image shrunk by an integer ``step``: the mean of each ``step`` x ``step`` block, uint8.
-
-    Rows and columns beyond the last whole block are dropped rather than
-    padded, so no block mixes in a fill value that would read as a dark cell.
-    Summing rows then columns in 16 bits is four times faster here than
-    ``skimage.measure.block_reduce(..., np.mean)``, which sums over both block
-    axes at once in floating point; the result is the same block mean.
-    """
-    if step == 1:
-        return image
-    height, width = (image.shape[0] // step) * step, (image.shape[1] // step) * step
-    total = np.asarray(image[:height, :width], np.uint16)
-    total = total.reshape(height // step, step, width, 3).sum(axis=1, dtype=np.uint16)
-    total = total.reshape(height // step, width // step, step, 3).sum(axis=2, dtype=np.uint16)
-    return ((total + step * step // 2) // (step * step)).astype(np.uint8)
-
-
-#: Red-cell measurements of recent images, by content digest (see
-#: :func:`_measure_red_cells`); kept between blocks, at most 4096.
-_RED_CELL_MEMO = ScopedMemo(max_entries=4096, clear_on_close=False)
-
-
-def remembering_red_cells() -> AbstractContextManager[None]:
-    """Within this block, the red-cell measurement of an image is remembered by its pixels and reused.
-
-    For scoring several models on the same images (the ``shift`` protocol of
-    ``compare run``): their white-balanced images are the same pixels (the
-    backgrounds come from the same training images), so every model after
-    the first skips the measurement.  Outside such blocks each image is
-    measured afresh, so that predict timings are those of a first sight.
-    Hashing the pixels costs 1-10 % of measuring them (30 % on a
-    3x-enlarged large image, where the coarse look is cheap).
-    """
-    return _RED_CELL_MEMO.scope()
-
-
-def forget_red_cell_measurements() -> None:
-    """Empty the memo of :func:`remembering_red_cells`."""
-    _RED_CELL_MEMO.clear()
-
-
-def _measure_red_cells(image: np.ndarray) -> tuple[float | None, int]:
-    """:func:`_measure_red_cells_uncached`, from the memo inside :func:`remembering_red_cells`."""
-    if not _RED_CELL_MEMO.active:
-        return _measure_red_cells_uncached(image)
-    image = np.ascontiguousarray(image)
-    key = (image.shape, image.dtype.str, hashlib.blake2b(image, digest_size=16).digest())
-    return _RED_CELL_MEMO.get(key, lambda: _measure_red_cells_uncached(image))
-
-
-def _measure_red_cells_uncached(image: np.ndarray) -> tuple[float | None, int]:
-    """Typical red-cell equivalent diameter of an image and how many whole cells of that size it shows.
-
-    A first, coarse look (at least ``_COARSE_STEP`` times coarser, for
-    images big enough) says how large the red cells are; they are then
-    measured at the coarsest step that keeps them ``_RULER_DIAMETER`` px
-    across, or at full resolution when the coarse look finds too few.
-    """
-    step = 1
-    height, width = image.shape[:2]
-    coarse_step = max(_COARSE_STEP, int(np.ceil(np.sqrt(height * width / _COARSE_PIXELS))))
-    if min(height, width) >= coarse_step * _COARSE_MIN_SIDE:
-        coarse, coarse_cells = _measure_at_resolution(_block_mean(image, coarse_step))
-        if coarse is not None and coarse_cells >= _MIN_CELLS:
-            step = int(np.clip(coarse * coarse_step // _RULER_DIAMETER, 1, _MAX_STEP))
-            if step >= coarse_step:  # the coarse look already saw the cells large enough
-                return coarse * coarse_step, coarse_cells
-    diameter, cells = _measure_at_resolution(_block_mean(image, step))
-    if step > 1 and (diameter is None or diameter < _MIN_RULER_FRACTION * _RULER_DIAMETER):
-        # The coarse look took something larger (merged cells) for the red
-        # cells: measure again at full resolution rather than trust cells a
-        # few pixels across.
-        step = 1
-        diameter, cells = _measure_at_resolution(image)
-    return (None if diameter is None else diameter * step), cells
-
-
-def _measure_at_resolution(image: np.ndarray) -> tuple[float | None, int]:
-    """:func:`_measure_red_cells` at the image's own resolution, in its pixels."""
-    windows = _sample_windows(image.shape[:2])
-    disks, areas = zip(*[_inscribed_disks(image[window]) for window in windows])
-    radii = np.concatenate([d[:, 0] for d in disks])
-    if len(radii) == 0:
-        return None, 0
-    peak = _radius_peak(radii)
-    # Cells, not maxima: an elongated cell has a ridge of maxima, so the
-    # maxima near the peak are counted once per square of the peak radius.
-    cells = 0
-    room = 0.0
-    for window, found in zip(windows, disks):
-        near = found[np.abs(np.log(found[:, 0] / peak)) < _PEAK_HALF_WIDTH]
-        cells += len(np.unique(np.floor(near[:, 1:] / peak).astype(np.int64), axis=0))
-        height = window[0].stop - window[0].start
-        width = window[1].stop - window[1].start
-        room += max(0.0, height - 2 * peak) * max(0.0, width - 2 * peak)
-    # No more whole cells than fit, hexagonally packed, with their centres a
-    # radius away from the border: a crop around one WBC cannot pass.
-    cells = min(cells, int(room / (0.866 * (2 * peak) ** 2)))
-    # Red cells are most of a smear's cell layer; where the cells found at
-    # the peak cover little of it (a crop filled by one WBC, whose lobes or
-    # texture made the peak), the peak is not the red cells.
-    if cells * np.pi * (peak * _EQUIVALENT_PER_INSCRIBED) ** 2 < _MIN_COVER * sum(areas):
-        cells = min(cells, _MIN_CELLS - 1)
-    return 2.0 * peak * _EQUIVALENT_PER_INSCRIBED, cells
 
 
 def _check_image(image: np.ndarray, name: str) -> np.ndarray:
@@ -496,7 +154,8 @@ def _check_image(image: np.ndarray, name: str) -> np.ndarray:
 
 def _clamped(factor: float, method: str, rbc: float | None, detail: str, confident: bool = True) -> ScaleEstimate:
     if not np.isfinite(factor) or factor <= 0:
-        return ScaleEstimate(1.0, "none", rbc, False, f"{detail}; the factor was not a positive number, so none is applied.")
+        return ScaleEstimate(1.0, "none", rbc, False,
+                             f"{detail}; the factor was not a positive number, so none is applied.")
     if factor < MIN_FACTOR or factor > MAX_FACTOR:
         bounded = float(np.clip(factor, MIN_FACTOR, MAX_FACTOR))
         return ScaleEstimate(bounded, method, rbc, False,
@@ -541,8 +200,8 @@ def _probe_estimate(probe: Callable[[float], Sequence[float]], training: Trainin
     # factor is refined by that size only towards a smaller image: a WBC that
     # reads too small is far more often half-found than small.  On stains the
     # model has not seen it finds the nucleus and misses the pale cytoplasm,
-    # and enlarging the image for that made the scale worse in all 213 such
-    # cases of a full run's shift battery, and the segmentation with it
+    # and enlarging the image for it moves the scale away from the truth in
+    # every such case of the shift battery, and the segmentation with it
     # (docs/experiments.md, "Probe refinement").
     refined = min(best, best * training.wbc_diameter / diameter)
     factor = best if abs(np.log(refined / best)) <= np.log(SCALE_TOLERANCE) else refined
@@ -602,10 +261,10 @@ def estimate_scale(image: np.ndarray, training: TrainingScale, *, wbc_diameter: 
                         f"{name}: pixel size given as {pixel_size_um:g} um "
                         f"(training {training_pixel_um:.3f} um, assuming {RBC_DIAMETER_UM} um red cells).")
     image = _check_image(image, name)
-    rbc, cells = _measure_red_cells(image)
+    rbc, cells = measure_red_cells(image)
     rbc_factor = training.rbc_diameter / rbc if rbc else None
     small = min(image.shape[:2]) < MIN_RULER_SIDE
-    if rbc is not None and cells >= _MIN_CELLS:
+    if rbc is not None and cells >= MIN_CELLS:
         estimate = _clamped(rbc_factor, "red-cells", rbc,
                             f"{name}: red cells {rbc:.1f} px across (training {training.rbc_diameter:.1f} px), "
                             f"from about {cells} whole cells.")
@@ -621,70 +280,124 @@ def estimate_scale(image: np.ndarray, training: TrainingScale, *, wbc_diameter: 
     return ScaleEstimate(1.0, "none", rbc, False, f"{why}; the image is used as it is.")
 
 
-# -- earlier entry points ----------------------------------------------------------
+# -- the stage ---------------------------------------------------------------------
 
-def estimate_rbc_diameter(image: np.ndarray, *, name: str = "the image") -> float:
-    """Typical red-cell equivalent diameter of a blood-smear image, in pixels.
+@dataclass(frozen=True)
+class ScaleChoice:
+    """What the scale stage hands on.
 
-    Parameters
+    Attributes
     ----------
-    image : ndarray, shape (H, W, 3), uint8
-        RGB smear.
-    name : str, keyword-only
-        How errors refer to the image (its file name).
-
-    Returns
-    -------
-    float
-
-    Raises
-    ------
-    ScaleError
-        If too few whole red cells are found (not a smear, a crop around one
-        cell, or too blurred to measure).
+    estimate : ScaleEstimate
+        As the prediction reports it: an estimated factor within
+        :data:`SCALE_TOLERANCE` of 1 is reported as 1.0, its detail saying so.
+    applied : float
+        The resize factor the image is segmented at (1.0: its own scale).
+    warnings : tuple of str
+        Why the scale is not to be trusted; empty when it is.
     """
-    image = _check_image(image, name)
-    rbc, cells = _measure_red_cells(image)
-    if rbc is None or cells < _MIN_CELLS:
-        raise ScaleError(f"{name}: only about {cells} whole red cells were found, too few to measure the "
-                         "scale; pass --wbc-diameter or --pixel-size instead.")
-    return rbc
+
+    estimate: ScaleEstimate
+    applied: float
+    warnings: tuple[str, ...] = ()
 
 
-def scale_factor(image: np.ndarray, training: TrainingScale, *, wbc_diameter: float | None = None,
-                 auto: bool = False, name: str = "the image") -> float:
-    """The factor by which to resize an image so that its cells match the training scale.
+def _probe(colour: Colour, segmenter, params: InstanceParams,
+           kept: dict[float, np.ndarray]) -> Callable[[float], np.ndarray]:
+    """``probe(factor)``: equivalent diameters, in pixels of the image resized by ``factor``, of the WBCs found there.
+
+    The image is anchored on the first call only (large images are never
+    probed); the probability map at factor 1 is put in ``kept``.
+    """
+    anchored: list[np.ndarray] = []
+
+    def probe(factor: float) -> np.ndarray:
+        if not anchored:
+            anchored.append(colour.anchored(colour.balanced))
+        image = anchored[0]
+        work = image if factor == 1.0 else resize_rgb(image, scaled_shape(image.shape, factor))
+        prob = predict_proba_blocked(segmenter, work)
+        if factor == 1.0:
+            kept[1.0] = prob
+        areas = np.bincount(separate_instances(prob, params).ravel())[1:]
+        return 2.0 * np.sqrt(areas[areas > 0] / np.pi)
+
+    return probe
+
+
+def choose_scale(colour: Colour, training: TrainingScale, *, segmenter, params: InstanceParams, auto: bool,
+                 factor: float | None = None, wbc_diameter: float | None = None, pixel_size_um: float | None = None,
+                 name: str = "the image") -> tuple[ScaleChoice, np.ndarray | None]:
+    """The scale stage: estimate the image's scale and choose the factor it is segmented at.
 
     Parameters
     ----------
-    image : ndarray, shape (H, W, 3), uint8
+    colour : Colour
+        The colour stage's result; its balanced image is measured.
     training : TrainingScale
-    wbc_diameter : float, optional, keyword-only
-        The user's typical WBC diameter in this image, in pixels.
+    segmenter : object with ``predict_proba``, keyword-only
+        Probed at trial scales when the red cells cannot give the scale.
+    params : InstanceParams, keyword-only
+        Separate the probe's WBCs.
     auto : bool, keyword-only
-        Estimate the scale from the image's red cells.
+        Estimate the scale; False keeps the image's own unless a size is given.
+    factor : float, optional, keyword-only
+        A resize factor to use as it is; skips estimation.
+    wbc_diameter, pixel_size_um : float, optional, keyword-only
+        See :func:`estimate_scale`.
     name : str, keyword-only
-        For error messages.
+        How messages refer to the image.
 
     Returns
     -------
-    float
-        1.0 when neither option is given; above 1 enlarges the image.
-
-    Raises
-    ------
-    ScaleError
-        If ``auto`` and the red cells give no reliable scale.
+    choice : ScaleChoice
+    at_own_scale : ndarray, shape (H, W), float32, or None
+        The probability map the probe computed at the image's own scale,
+        for the segment stage to reuse; None when the probe did not run there.
     """
-    if wbc_diameter is not None and auto:
-        raise ValueError("Give either --wbc-diameter or --auto-scale, not both.")
-    if wbc_diameter is not None:
-        if not np.isfinite(wbc_diameter) or wbc_diameter <= 0:
-            raise ValueError(f"--wbc-diameter must be a positive number of pixels, not {wbc_diameter}.")
-        return training.wbc_diameter / float(wbc_diameter)
-    if auto:
-        estimate = estimate_scale(image, training, name=name)
-        if not estimate.confident:
-            raise ScaleError(estimate.detail + " Pass --wbc-diameter or --pixel-size instead.")
-        return estimate.factor
-    return 1.0
+    kept: dict[float, np.ndarray] = {}
+    if factor is not None:
+        estimate = ScaleEstimate(factor=float(factor), method="given", observed_rbc_diameter=None, confident=True,
+                                 detail="factor given by the caller")
+    elif not auto and wbc_diameter is None and pixel_size_um is None:
+        estimate = ScaleEstimate(factor=1.0, method="none", observed_rbc_diameter=None, confident=True,
+                                 detail="scale estimation is off for this model")
+    else:
+        estimate = estimate_scale(colour.balanced, training, wbc_diameter=wbc_diameter, pixel_size_um=pixel_size_um,
+                                  probe=_probe(colour, segmenter, params, kept), name=name)
+    warnings: tuple[str, ...] = ()
+    if not estimate.confident:
+        warnings = (f"no reliable scale ({estimate.detail}); pass --wbc-diameter or --pixel-size",)
+    measured = estimate.factor
+    applied = measured if factor is not None or max(measured, 1 / measured) > SCALE_TOLERANCE else 1.0
+    if applied != measured:
+        estimate = ScaleEstimate(factor=1.0, method=estimate.method,
+                                 observed_rbc_diameter=estimate.observed_rbc_diameter, confident=estimate.confident,
+                                 detail=f"{estimate.detail.rstrip('.')}; estimated x{measured:.2f} is within "
+                                        f"x{SCALE_TOLERANCE} of the training scale, not applied")
+    return ScaleChoice(estimate=estimate, applied=applied, warnings=warnings), kept.pop(1.0, None)
+
+
+def fit_training_scale(masks: Sequence[np.ndarray], balanced: Sequence[np.ndarray]) -> TrainingScale:
+    """The training scale: the training WBCs' median diameter and the red-cell ruler of the training images.
+
+    Parameters
+    ----------
+    masks : sequence of ndarray, shape (H, W), bool
+    balanced : sequence of ndarray, shape (H, W, 3), uint8
+        The white-balanced training images, measured as new images will be.
+
+    Returns
+    -------
+    TrainingScale
+        128-px patches show too few whole red cells to count; when no image
+        gives a confident red-cell measurement the SigTuple value (measured
+        the same way on its large images) stands in.
+    """
+    wbc_diameter = median_wbc_diameter(masks)
+    provisional = TrainingScale(wbc_diameter=wbc_diameter, rbc_diameter=SIGTUPLE_RBC_DIAMETER)
+    rbc = [e.observed_rbc_diameter for e in (estimate_scale(im, provisional) for im in balanced
+                                              if min(im.shape[:2]) >= MIN_RULER_SIDE)
+           if e.method == "red-cells" and e.confident]
+    return TrainingScale(wbc_diameter=wbc_diameter,
+                         rbc_diameter=float(np.median(rbc)) if rbc else SIGTUPLE_RBC_DIAMETER)

@@ -1,6 +1,6 @@
 """The registry: every segmenter the suite can compare, by name.
 
-A segmenter follows the scikit-learn-style contract of DESIGN.md::
+A segmenter follows the scikit-learn-style contract of docs/architecture.md::
 
     fit(images, masks) -> self          # images (H, W, 3) uint8, masks (H, W) bool
     predict_proba(image) -> (H, W) float32 in [0, 1], any image size
@@ -74,17 +74,17 @@ REGISTRY: dict[str, SegmenterSpec] = {
         SegmenterSpec(
             "threshold", "baselines.threshold:ThresholdSegmenter", "baselines.threshold:ThresholdSegmenter",
             "Otsu threshold on Lab -b* with closing and hole filling; learns nothing",
-            # Otsu adapts to each image already; the gain cost it cv Dice
-            # (0.870 -> 0.859) for no gain under the shifts (docs/experiments.md).
+            # Otsu adapts to each image already: the gain lowers its cv Dice by
+            # about 0.01 and buys nothing under the shifts (docs/experiments.md).
             stain_anchor="none",
         ),
         SegmenterSpec(
             "rf", "baselines.factories:rf_segmenter", "baselines.pixel:PixelClassifierSegmenter",
             "random forest pixel classifier on a multi-scale colour/texture feature bank",
-            # 1.15 (svm's and mlp's) lifts the rapid-stain shifts (fold 1:
-            # 0.826 -> 0.860) but its final model takes a red cell cut by the
-            # field-of-view edge of large image 54A84627F362 for a WBC, in two
-            # full runs; 1.0 counts all five (docs/experiments.md).
+            # 1.0, not svm's and mlp's 1.15: stronger copies help the rapid-stain
+            # shifts but teach rf to take a red cell cut by the field-of-view
+            # edge of large image 54A84627F362 for a WBC; at 1.0 it counts all
+            # five large images exactly (docs/experiments.md).
             stain_copies=3, stain_copy_strength=1.0,
         ),
         SegmenterSpec(
@@ -149,7 +149,8 @@ def load_segmenter(name: str, folder: Path) -> Any:
             "use a model folder saved by 'compare run' (skops or .keras files)."
         )
     if not folder.exists():
-        raise FileNotFoundError(f"{folder}: no such model folder; pass a folder saved by 'compare run' (results/models/NAME).")
+        raise FileNotFoundError(f"{folder}: no such model folder; pass a folder saved by 'compare run' "
+                                "(RUN/models/NAME).")
     if not folder.is_dir():
         raise ValueError(f"{folder}: is a file; pass the model folder that holds it (saved by 'compare run').")
     return _resolve(get_spec(name).cls).load(folder)

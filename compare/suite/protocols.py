@@ -1,9 +1,12 @@
-"""The evaluation protocols as functions: grouped cross-validation and the shift battery.
+"""The evaluation protocols as functions: cross-validation, the shift battery, another lab.
 
-:func:`cross_validate` runs ``compare run``'s ``cv`` for one segmenter, and
+:func:`cross_validate` runs ``compare run``'s ``cv`` for one segmenter,
 :func:`evaluate_shifts` scores a fitted model on the synthetic domain shifts
-of :mod:`compare.suite.shifts`.  The runner adds persistence and
-``--resume`` around them; the benchmark scripts call them directly.
+of :mod:`compare.suite.shifts`, and :func:`evaluate_domain` scores it on
+another lab's labelled images as they are (``compare score`` and the
+``cellavision`` protocol), with the nucleus where the masks mark it.  The
+runner adds persistence and ``--resume`` around them; the benchmark scripts
+call them directly.
 """
 
 from __future__ import annotations
@@ -14,10 +17,105 @@ from typing import Any
 import pandas as pd
 
 from compare.evaluation.evaluate import evaluate, fit_model
+from compare.evaluation.metrics import border_extras, nucleus_scores
 from compare.io.images import Sample
 from compare.suite.data import grouped_kfold
 
-__all__ = ["cross_validate", "evaluate_shifts"]
+__all__ = ["cross_validate", "domain_scores", "evaluate_domain", "evaluate_shifts"]
+
+
+def domain_scores(sample: Sample, prediction: Any) -> dict[str, Any]:
+    """The scores of one prediction that another lab's crops add to :func:`evaluate`'s row.
+
+    Parameters
+    ----------
+    sample : Sample
+        Labelled; with ``nucleus`` where its mask marks the nucleus.
+    prediction : Prediction
+        The model's prediction of ``sample.image``; its ``nuclei`` (nuclei
+        labelled by WBC id) are used where it has them, else they are found
+        with :func:`compare.pipeline.measure.nucleus_labels`.
+
+    Returns
+    -------
+    dict
+        ``border_extra`` (:func:`compare.evaluation.metrics.border_extras`)
+        for a labelled sample, and :func:`compare.evaluation.metrics.nucleus_scores`'s
+        keys for one with a nucleus mask; empty without a mask.
+    """
+    if sample.mask is None:
+        return {}
+    labels = prediction.labels
+    row: dict[str, Any] = {"border_extra": border_extras(sample.mask, labels)}
+    if sample.nucleus is not None:
+        nuclei = getattr(prediction, "nuclei", None)
+        if nuclei is None:
+            from compare.pipeline.measure import nucleus_labels
+
+            nuclei = nucleus_labels(labels, sample.image)
+        row.update(nucleus_scores(sample.mask, sample.nucleus, labels, nuclei))
+    return row
+
+
+def evaluate_domain(model: Any, samples: Sequence[Sample], *,
+                    on_result: Callable[[Sample, Any], None] | None = None,
+                    on_error: Callable[[Sample, BaseException], None] | None = None,
+                    progress_desc: str | None = None, n_jobs: int = 1) -> list[dict[str, Any]]:
+    """Score a fitted model, as it is, on another lab's labelled images.
+
+    Parameters
+    ----------
+    model : WBCModel
+        Fitted elsewhere; predicts with default settings.
+    samples : sequence of Sample
+        One domain's labelled samples (:func:`compare.suite.data.load_domain`);
+        sample names must be unique.
+    on_result, on_error, progress_desc : keyword-only
+        As in :func:`compare.evaluation.evaluate.evaluate`.
+    n_jobs : int, keyword-only
+        Images scored at once, in threads (the model's ``predict`` must be
+        thread-safe, as the registered segmenters' are); the rows come back
+        in the samples' order, the same as with one.  Crops from another
+        lab are probed at several trial scales, so most of their time is
+        prediction, which releases the GIL.
+
+    Returns
+    -------
+    list of dict
+        :func:`compare.evaluation.evaluate.evaluate`'s rows with
+        :func:`domain_scores`'s keys added: ``border_extra``, and
+        ``nucleus_dice, nc_true, nc_pred, nc_rel_error`` where the sample
+        has a nucleus mask.
+    """
+    extra: dict[str, dict[str, Any]] = {}
+
+    def measured(sample: Sample, prediction: Any) -> None:
+        extra[sample.name] = domain_scores(sample, prediction)
+        if on_result is not None:
+            on_result(sample, prediction)
+
+    # Looked up at call time, so a stand-in evaluator (tests) reaches this path too.
+    from compare.evaluation import evaluate as evaluation
+
+    if n_jobs <= 1:
+        rows = evaluation.evaluate(model, samples, on_result=measured, on_error=on_error,
+                                   progress_desc=progress_desc)
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from compare.io.progress import progress
+
+        def one(sample: Sample) -> list[dict[str, Any]]:
+            return evaluation.evaluate(model, [sample], on_result=measured, on_error=on_error)
+
+        with ThreadPoolExecutor(n_jobs, thread_name_prefix="wbc-domain") as pool:
+            found = pool.map(one, samples)
+            if progress_desc:
+                found = progress(found, total=len(samples), desc=progress_desc, leave=False, unit="img")
+            rows = [row for part in found for row in part]
+    for row in rows:
+        row.update(extra.get(row["image"], {}))
+    return rows
 
 
 def evaluate_shifts(model: Any, samples: Sequence[Sample], *, seed: int = 0, shifts: Sequence[str] | None = None,
@@ -42,7 +140,7 @@ def evaluate_shifts(model: Any, samples: Sequence[Sample], *, seed: int = 0, shi
         so that several models are scored on the same inputs without
         making them again (the 3x shifts of large images take seconds).
         The red-cell measurement of each shifted image is likewise
-        remembered for the next model (:func:`compare.pipeline.scale.remembering_red_cells`).
+        remembered for the next model (:func:`compare.pipeline.red_cells.remembering_red_cells`).
     n_jobs : int, keyword-only
         Images scored at once, in threads (the model's ``predict`` must be
         thread-safe, as the registered segmenters' are).  The rows are the
@@ -57,7 +155,7 @@ def evaluate_shifts(model: Any, samples: Sequence[Sample], *, seed: int = 0, shi
         for the k-th crop).
     """
     from compare.io.progress import progress
-    from compare.pipeline.scale import remembering_red_cells
+    from compare.pipeline.red_cells import remembering_red_cells
     from compare.suite.shifts import SHIFTS, apply_shift, shift_kinds
 
     kinds = shift_kinds()

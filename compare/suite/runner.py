@@ -1,6 +1,6 @@
-"""``compare run``: every segmenter through the four protocols, into one run folder.
+"""``compare run``: every segmenter through the protocols, into one run folder.
 
-Protocols (DESIGN.md):
+Protocols (docs/protocols.md):
 
 ``cv``
     grouped K-fold over the patches; each fold fits a fresh segmenter.
@@ -16,7 +16,12 @@ Protocols (DESIGN.md):
     of a seeded subset of each fold's held-out patches, scored with that
     fold's model, and of the large images, scored with the final model: no
     extra fits.  It measures what other labs' images would get.
-
+``cellavision``
+    zero-shot on another lab: the ``large`` protocol's final model (fitted
+    on SigTuple only) scores the 100 CellaVision crops (found by
+    :func:`compare.suite.data.resolve_dataset`, downloaded on first use):
+    whole-cell and nucleus Dice, N:C ratio, objects and counts, with partial
+    neighbours cut by the border counted apart (``border_extra``).
 ``domains``
     with two or more labelled data folders (``--data`` given once per lab):
     fit on all but one, score on the one left out (fold = its folder name).
@@ -55,13 +60,15 @@ from compare.pipeline.instances import label_truth
 from compare.pipeline.model import WBCModel
 from compare.pipeline.preparation import sharing_preparation
 from compare.pipeline.segmenters import get_spec
-from compare.suite.data import grouped_kfold, load_set, resolve_data_dir, without_groups
-from compare.suite.protocols import evaluate_shifts
+from compare.suite.data import grouped_kfold, load_domain, load_set, resolve_data_dir, resolve_dataset, without_groups
+from compare.suite.protocols import evaluate_domain, evaluate_shifts
 from compare.suite.summary import PER_IMAGE_COLUMNS, summarise, write_tables
 
 __all__ = ["RunConfig", "run", "PROTOCOLS"]
 
-PROTOCOLS = ("cv", "large", "test", "shift", "domains")
+PROTOCOLS = ("cv", "large", "test", "shift", "cellavision", "domains")
+
+FINAL_PROTOCOLS = frozenset({"large", "test", "shift", "cellavision"})  # those of the final model
 
 
 @dataclass
@@ -88,11 +95,14 @@ class RunConfig:
     #: Labelled data folders, one per lab / microscope; two or more add the
     #: ``domains`` protocol (leave one domain out).
     domains: list[str] = field(default_factory=list)
+    #: The CellaVision folder; None: found by :func:`compare.suite.data.resolve_dataset`.
+    cellavision: str | None = None
 
     def comparable(self) -> dict[str, Any]:
         """The settings that must match for ``--resume`` to reuse results."""
         return {"folds": self.folds, "seed": self.seed, "data": self.data,
-                "shift_patches_per_fold": self.shift_patches_per_fold, "domains": self.domains}
+                "shift_patches_per_fold": self.shift_patches_per_fold, "domains": self.domains,
+                "cellavision": self.cellavision}
 
 
 def _provenance() -> dict[str, Any]:
@@ -125,6 +135,9 @@ class _Run:
         #: Shifted inputs, made once and scored by every segmenter.
         self.shift_cache: dict[tuple[str, str, int], list] = {}
         self.data_dir = resolve_data_dir(config.data).path
+        self._cellavision: list[Sample] | None = None
+        #: Wall seconds of each segmenter's ``cellavision`` unit, for env.json.
+        self.cellavision_s: dict[str, float] = {}
 
     # -- data ---------------------------------------------------------------
     def load(self, which: str) -> list[Sample]:
@@ -146,6 +159,22 @@ class _Run:
                             "image": image, "error": message})
         progress.write(f"{level}: {message}")
 
+    def cellavision(self) -> list[Sample]:
+        """The CellaVision samples, read once; empty (with a warning) where the set cannot be had."""
+        if self._cellavision is None:
+            errors: list[DataError] = []
+            try:
+                folder = resolve_dataset("cellavision", self.config.cellavision).path
+                self._cellavision = load_domain(folder, on_error="skip", errors=errors)
+            except DataError as exc:
+                # Another lab's set is a check on top of the SigTuple protocols: without it the run goes on.
+                self.error("-", "cellavision", "-", "-", f"{exc} The cellavision protocol is skipped.",
+                           level="warning")
+                self._cellavision = []
+            for exc in errors:
+                self.error("-", "cellavision", "-", "-", str(exc))
+        return self._cellavision
+
     # -- parts --------------------------------------------------------------
     def part_path(self, name: str, protocol: str, fold: str) -> Path:
         return self.parts / name / f"{protocol}-{fold}.json"
@@ -164,8 +193,8 @@ class _Run:
 
 
 def _evaluate(run: _Run, name: str, protocol: str, fold: str, model: WBCModel, samples: Sequence[Sample],
-              prediction_dir: Path | None, overlays: bool) -> tuple[list[dict], float, int]:
-    """Predict and score each sample; returns rows, predict seconds and pixels."""
+              prediction_dir: Path | None, overlays: bool, *, domain: bool = False) -> tuple[list[dict], float, int]:
+    """Predict and score each sample (``domain``: as another lab's, :func:`evaluate_domain`); rows, seconds, pixels."""
 
     def save(sample: Sample, prediction: Any) -> None:
         if prediction_dir is None:
@@ -179,7 +208,12 @@ def _evaluate(run: _Run, name: str, protocol: str, fold: str, model: WBCModel, s
     def failed(sample: Sample, exc: BaseException) -> None:
         run.error(name, protocol, fold, sample.name, f"{sample.path}: prediction failed ({type(exc).__name__}: {exc}).")
 
-    rows = evaluate(model, samples, on_result=save, on_error=failed, progress_desc=f"{name} {protocol} {fold}")
+    desc = f"{name} {protocol} {fold}"
+    if domain:
+        rows = evaluate_domain(model, samples, on_result=save, on_error=failed, progress_desc=desc,
+                               n_jobs=run.config.shift_threads)
+    else:
+        rows = evaluate(model, samples, on_result=save, on_error=failed, progress_desc=desc)
     for row in rows:
         row.update(segmenter=name, protocol=protocol, fold=fold)
     return rows, sum(r["predict_s"] for r in rows), sum(r["height"] * r["width"] for r in rows)
@@ -268,7 +302,9 @@ def _run_final(run: _Run, name: str, patches: list[Sample], protocols: list[str]
     need_large = "large" in protocols and run.read_part(name, "large", "final") is None
     need_test = "test" in protocols and run.read_part(name, "test", "final") is None
     need_shift = "shift" in protocols and run.read_part(name, "shift", "large") is None
-    if not (need_large or need_test or need_shift):
+    need_cellavision = ("cellavision" in protocols and run.read_part(name, "cellavision", "final") is None
+                        and bool(run.cellavision()))
+    if not (need_large or need_test or need_shift or need_cellavision):
         return
     try:
         model, _ = _final_model(run, name, train)
@@ -288,6 +324,12 @@ def _run_final(run: _Run, name: str, patches: list[Sample], protocols: list[str]
     if need_shift:
         rows = _shift_rows(run, name, "large", model, large, "large")
         run.write_part(name, "shift", "large", _unit_part(rows, None, 0.0, 0, None))
+    if need_cellavision:
+        clock = time.perf_counter()
+        rows, predict_s, pixels = _evaluate(run, name, "cellavision", "final", model, run.cellavision(),
+                                            pred_root / "cellavision", overlays=False, domain=True)
+        run.write_part(name, "cellavision", "final", _unit_part(rows, None, predict_s, pixels, None))
+        run.cellavision_s[name] = round(time.perf_counter() - clock, 1)
 
 
 def _run_domains(run: _Run, name: str) -> None:
@@ -435,9 +477,13 @@ def run(config: RunConfig) -> pd.DataFrame:
                 _run_cv(run_state, name, patches, splits)
                 stages["cv and its shifts"] = round(time.perf_counter() - clock, 1)
                 clock = time.perf_counter()
-            if {"large", "test", "shift"} & set(config.protocols):
+            if FINAL_PROTOCOLS & set(config.protocols):
                 _run_final(run_state, name, patches, config.protocols)
-                stages["final fit, large, test and their shifts"] = round(time.perf_counter() - clock, 1)
+                elapsed = time.perf_counter() - clock
+                if name in run_state.cellavision_s:
+                    stages["cellavision"] = run_state.cellavision_s[name]
+                    elapsed -= run_state.cellavision_s[name]
+                stages["final fit, large, test and their shifts"] = round(elapsed, 1)
                 clock = time.perf_counter()
             if len(config.domains) >= 2:
                 _run_domains(run_state, name)

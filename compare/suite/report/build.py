@@ -1,7 +1,7 @@
 """The comparison report: which segmenter wins, by how much, how sure, at what cost.
 
 :func:`build_report` reads a finished run folder (the files listed in
-DESIGN.md) and writes, without recomputing any prediction:
+``docs/protocols.md``) and writes, without recomputing any prediction:
 
 - ``report.md`` and ``report.html`` (images linked relative to the run
   folder, so the page stays small; copy the folder with ``plots/`` and
@@ -14,12 +14,11 @@ The sections built from pictures and saved files live in
 :mod:`compare.suite.report.sections`; the Methods text in :mod:`compare.suite.report.methods`.
 
 Benchmarks are read from ``RUN_DIR/benchmarks/pytest-benchmark.json`` when
-present (the README's benchmark command writes it for ``results/``).
+present (the benchmark command of ``docs/benchmarks.md`` writes it for ``results/``).
 """
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +26,10 @@ import numpy as np
 import pandas as pd
 
 from compare.io.atomic import write_text_atomic
+from compare.suite.report.domains import domains_section
 from compare.suite.report.html import Document, Figure, Section, Table, Text, to_html, to_markdown
 from compare.suite.report.methods import ANNOTATION_DICE, run_meta
+from compare.suite.report.reproduce import benchmark_command, report_command, run_command
 from compare.suite.report.run_data import BENCHMARK_FILE, RunData, load_run
 from compare.suite.report.sections import (
     _environment_section,
@@ -49,51 +50,6 @@ __all__ = ["build_report", "load_run", "RunData", "BENCHMARK_FILE", "benchmark_c
 
 #: Family-wise significance level of the paired tests.
 ALPHA = 0.05
-
-
-
-# -- reading the run folder ----------------------------------------------------
-
-# -- commands shown beside each section ----------------------------------------
-
-def run_command(config: dict[str, Any], run_dir: Path) -> str:
-    """The ``python -m compare run`` command line that reproduces a run's config."""
-    from compare.pipeline.segmenters import default_names
-
-    names = list(config.get("segmenters") or [])
-    if names == default_names(False):
-        which = ["--all"]
-    elif names == default_names(True):
-        which = ["--all", "--include-slow"]
-    else:
-        which = ["--segmenters", ",".join(names) or "NAME"]
-    args = ["python", "-m", "compare", "run", *which]
-    from compare.suite.runner import RunConfig
-
-    default = RunConfig(segmenters=[]).protocols
-    protocols = list(config.get("protocols") or default)
-    if protocols != list(default):
-        args += ["--protocols", ",".join(protocols)]
-    if config.get("folds", 5) != 5:
-        args += ["--folds", str(config["folds"])]
-    if config.get("seed", 0) != 0:
-        args += ["--seed", str(config["seed"])]
-    if config.get("data"):
-        args += ["--data", str(config["data"])]
-    args += ["--out", str(config.get("out") or run_dir)]
-    return shlex.join(args)
-
-
-def report_command(run_dir: Path) -> str:
-    """The command that rebuilds this report from the run folder."""
-    return shlex.join(["python", "-m", "compare", "report", str(run_dir)])
-
-
-def benchmark_command(run_dir: Path) -> str:
-    """The pytest-benchmark command whose JSON the report summarises."""
-    target = (Path(run_dir) / BENCHMARK_FILE).as_posix()
-    return ("python -m pytest tests/benchmarks --benchmark-enable --benchmark-only "
-            f"--benchmark-json {shlex.quote(target)} -m 'slow or not slow'")
 
 
 # -- numbers --------------------------------------------------------------------
@@ -494,6 +450,7 @@ def compose(run: RunData) -> Document:
         _grid_section(run, order, [rebuild]),
         _per_image_section(run, order),
         _shift_section(run, order),
+        domains_section(run, order),
         _plots_section(run, order, protocol, [rebuild]),
         _test_sheet_section(run, order, both),
         _methods_section(run, order),

@@ -39,11 +39,10 @@ N_DISAGREE, N_TEST = 3, 4
 
 @dataclass
 class GridCell:
-    """One picture of the grid: a JPEG, its caption and the full-size file it links to."""
+    """One picture of the grid: a JPEG (None when the segmenter has no saved prediction) and its caption."""
 
     path: Path | None
     caption: str
-    link: Path | None = None
 
 
 @dataclass
@@ -200,12 +199,6 @@ def _read(data_dir: Path, row: GridRow) -> tuple[np.ndarray, np.ndarray | None] 
     return image, mask
 
 
-def _full_size(root: Path, name: str, row: GridRow, fallback: Path) -> Path:
-    """The full-size overlay a cell links to: the run's overlay when it was saved, else the cell itself."""
-    overlay = root / "predictions" / safe_stem(name) / row.protocol / "overlays" / f"{safe_stem(row.image)}.png"
-    return overlay if overlay.is_file() else fallback
-
-
 def build_grid(root: Path, per_image: pd.DataFrame, order: list[str], data_dir: Path) -> tuple[list[GridRow], str]:
     """Write the grid's JPEGs and return its rows (one per crop) and a sentence on what is missing.
 
@@ -275,7 +268,7 @@ def build_grid(root: Path, per_image: pd.DataFrame, order: list[str], data_dir: 
                 else:
                     scores = boundary_scores(truth, pred)
                     caption = f"{name}: Dice {dice(truth, pred):.3f}, HD95 {scores['hd95']:.1f} px"
-                row.cells.append(GridCell(path, caption, _full_size(root, name, row, path)))
+                row.cells.append(GridCell(path, caption))
             rows.append(row)
     note = (f"Not shown (photograph or predictions unreadable): {', '.join(missing)}." if missing else "")
     return rows, note

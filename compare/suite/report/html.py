@@ -4,7 +4,8 @@ The report is composed once as a :class:`Document` of sections holding text,
 tables, images and image grids; :func:`to_markdown` and :func:`to_html` both
 write images as links relative to the run folder (``plots/``,
 ``report_assets/``), so the page stays a few hundred kilobytes and opens from
-the run folder or a copy of it.  Text supports only ``**bold**`` and
+the run folder or a copy of it.  :func:`broken_links` lists the links of an
+HTML or Markdown page that do not resolve.  Text supports only ``**bold**`` and
 ```code``` inline marks, which read the same in both formats.
 """
 
@@ -19,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 __all__ = ["Text", "Table", "Figure", "Grid", "Details", "Section", "Document", "to_markdown", "to_html",
-           "broken_images"]
+           "broken_links"]
 
 
 @dataclass
@@ -48,13 +49,13 @@ class Figure:
 
 @dataclass
 class Grid:
-    """Rows of linked pictures under column headers (the comparison grid).
+    """Rows of pictures under column headers (the comparison grid).
 
-    ``rows`` holds ``(row label, [(image path or None, caption, link path or None), ...])``.
+    ``rows`` holds ``(row label, [(image path or None, caption), ...])``.
     """
 
     columns: list[str]
-    rows: list[tuple[str, list[tuple[Path | None, str, Path | None]]]]
+    rows: list[tuple[str, list[tuple[Path | None, str]]]]
     width: int = 260  # four columns and the row labels fit the page's 1250 px
 
 
@@ -120,12 +121,11 @@ def _md_grid(grid: Grid, root: Path) -> str:
              "|---|" + "|".join("---" for _ in grid.columns) + "|"]
     for label, cells in grid.rows:
         shown = []
-        for path, caption, link in cells:
+        for path, caption in cells:
             if path is None:
                 shown.append(_md_cell(caption))
                 continue
-            picture = f"![{_md_cell(caption)}]({_rel(path, root)})"
-            shown.append((f"[{picture}]({_rel(link, root)})" if link else picture) + "<br>" + _md_cell(caption))
+            shown.append(f"![{_md_cell(caption)}]({_rel(path, root)})<br>{_md_cell(caption)}")
         lines.append(f"| {_md_cell(label)} | " + " | ".join(shown) + " |")
     return "\n".join(lines)
 
@@ -176,15 +176,13 @@ def _html_grid(grid: Grid, root: Path) -> str:
     rows = []
     for label, cells in grid.rows:
         shown = []
-        for path, caption, link in cells:
+        for path, caption in cells:
             text = f"<div class=\"cap\">{_inline_html(caption)}</div>"
             if path is None:
                 shown.append(f"<td>{text}</td>")
                 continue
             img = (f'<img src="{html.escape(_rel(path, root))}" alt="{html.escape(caption)}" '
                    f'width="{grid.width}" height="{grid.width}" loading="lazy">')
-            if link:
-                img = f'<a href="{html.escape(_rel(link, root))}">{img}</a>'
             shown.append(f"<td>{img}{text}</td>")
         rows.append(f"<tr><th class=\"rowlabel\">{_inline_html(label)}</th>{''.join(shown)}</tr>")
     return f'<div class="scroll"><table class="grid"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
@@ -256,27 +254,22 @@ def to_html(doc: Document, root: Path) -> str:
             + "\n".join(body) + "\n</body></html>\n")
 
 
-def broken_images(page: Path) -> list[str]:
-    """The ``<img src>`` and ``<a href>`` targets of an HTML page that do not resolve.
+def _slug(heading: str) -> str:
+    """The anchor GitHub gives a Markdown heading: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"[`*]|<[^>]+>", "", heading.strip().lower())
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
 
-    A target resolves when it is a ``data:image/...;base64,`` URI that
-    decodes, an ``http(s):`` or ``#`` link (not checked), or a file that
-    exists relative to the page's folder.
 
-    Parameters
-    ----------
-    page : Path
-        The HTML file.
+def _anchors(text: str) -> set[str]:
+    """The anchors a page defines: ``id=`` / ``name=`` attributes and, in Markdown, its headings."""
+    found = set(re.findall(r'\s(?:id|name)="([^"]+)"', text))
+    found |= {_slug(m) for m in re.findall(r"^#{1,6}\s+(.+?)\s*#*$", text, flags=re.MULTILINE)}
+    return found
 
-    Returns
-    -------
-    list of str
-        The unresolved targets, in page order (empty when all resolve).
-    """
-    import base64
-    import binascii
+
+def _targets(page: Path, text: str) -> list[str]:
+    """The ``<img src>`` / ``<a href>`` targets of a page and, for Markdown, its ``[...](...)`` targets."""
     from html.parser import HTMLParser
-    from urllib.parse import unquote
 
     targets: list[str] = []
 
@@ -287,11 +280,46 @@ def broken_images(page: Path) -> list[str]:
                 if key == wanted and value is not None:
                     targets.append(value)
 
+    if page.suffix.lower() != ".md":
+        _Collect().feed(text)
+        return targets
+    # Code is not a link: drop fenced blocks and inline code spans first.
+    prose = re.sub(r"`[^`\n]*`", "", re.sub(r"^```.*?^```", "", text, flags=re.MULTILINE | re.DOTALL))
+    _Collect().feed(re.sub(r"\]\([^)]*\)", "]", prose))
+    targets += [m.split()[0] for m in re.findall(r"\]\(([^)\s][^)]*)\)", prose)]
+    return targets
+
+
+def broken_links(page: Path) -> list[str]:
+    """The link and image targets of an HTML or Markdown page that do not resolve.
+
+    A target resolves when it is a ``data:image/...;base64,`` URI that
+    decodes, an ``http(s):`` or ``mailto:`` link (not checked), or a file
+    that exists relative to the page's folder; in a Markdown page a
+    ``#anchor`` (alone or after a ``.md`` file) must also name a heading or
+    an ``id`` of that page.  Links inside Markdown code are not links.
+
+    Parameters
+    ----------
+    page : Path
+        The ``.html`` or ``.md`` file.
+
+    Returns
+    -------
+    list of str
+        The unresolved targets (empty when all resolve): HTML tags' first,
+        then Markdown links', each in page order.
+    """
+    import base64
+    import binascii
+    from urllib.parse import unquote
+
     page = Path(page)
-    _Collect().feed(page.read_text(encoding="utf-8"))
+    text = page.read_text(encoding="utf-8")
+    markdown = page.suffix.lower() == ".md"
     broken = []
-    for target in targets:
-        if target.startswith(("http://", "https://", "#", "mailto:")):
+    for target in _targets(page, text):
+        if target.startswith(("http://", "https://", "mailto:")):
             continue
         if target.startswith("data:"):
             head, _, payload = target.partition(",")
@@ -302,6 +330,11 @@ def broken_images(page: Path) -> list[str]:
             if not ok:
                 broken.append(target[:40])
             continue
-        if not (page.parent / unquote(target)).is_file():
+        file, _, anchor = target.partition("#")
+        path = page if not file else page.parent / unquote(file)
+        # Anchors are checked from Markdown pages (the README, docs/, report.md); an HTML page's
+        # own "#..." links are its generated table of contents.
+        checked = anchor and markdown and path.suffix.lower() in (".md", ".html") and path.is_file()
+        if not path.exists() or (checked and anchor not in _anchors(path.read_text(encoding="utf-8"))):
             broken.append(target)
     return broken

@@ -31,7 +31,7 @@ EDGE_SHARE = 0.94
 EXPLAINED = {
     "unet-paper": ("`unet-paper` is the seed project's U-Net recipe (width 32, Dice loss, Adam 1e-4, 50 epochs), "
                    "registered as a slow segmenter: `run --all` leaves it out, so it appears here only in the "
-                   "benchmarks; `benchmarks/unet_profiles.py` compares it with `unet` side by side."),
+                   "benchmarks; `experiments/unet_profiles.py` compares it with `unet` side by side."),
 }
 
 
@@ -182,6 +182,16 @@ def _generic_text(params: Any, fit: dict) -> str:
     return f"Saved settings: `{saved[:600]}`" if saved not in ("{}", "null") else "No settings were saved."
 
 
+def _manifest(folder: Path) -> dict:
+    """A saved model's manifest, or ``{}`` where the run did not save one (its text then says "not saved")."""
+    from compare.pipeline.model import ModelFormatError, WBCModel
+
+    try:
+        return WBCModel.read_manifest(folder).data
+    except (FileNotFoundError, ModelFormatError):
+        return {}
+
+
 def methods_blocks(root: Path, config: dict, names: list[str]) -> list[tuple[str, str]]:
     """``(segmenter, paragraph)`` pairs describing each segmenter of the run, and the shared stages."""
     from compare.pipeline.segmenters import REGISTRY
@@ -190,10 +200,9 @@ def methods_blocks(root: Path, config: dict, names: list[str]) -> list[tuple[str
     manifests: dict[str, dict] = {}
     for name in names:
         folder = root / "models" / name
-        manifests[name] = _json(folder / "model.json") or {}
-        # The segmenter's own files; a run folder of the older layout kept them beside the model.
-        params = _json(folder / "segmenter" / "params.json") or _json(folder / "params.json") or {}
-        unet_config = _json(folder / "segmenter" / "config.json") or _json(folder / "config.json") or {}
+        manifests[name] = _manifest(folder)
+        params = _json(folder / "segmenter" / "params.json") or {}
+        unet_config = _json(folder / "segmenter" / "config.json") or {}
         fit = _final_fit(root, name)
         if name == "threshold":
             body = _threshold_text(params, fit)

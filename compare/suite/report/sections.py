@@ -144,10 +144,12 @@ def _grid_section(run: RunData, order: list[str], commands: list[str]) -> Sectio
                          "truth, so their cells show the predicted outline only. Rows: each WBC of the large "
                          "images, the cv patches where the segmenters' Dice differs most, each segmenter's worst "
                          "cv patch, and the test images whose predicted counts differ. Captions give Dice and "
-                         "HD95 inside the crop; each picture links to its full-size overlay.")]
+                         "HD95 inside the crop. Each segmenter's overlay of the whole image is "
+                         "`predictions/NAME/PROTOCOL/overlays/IMAGE.png` in the run folder, after a local run "
+                         "(the committed `results/` leaves `predictions/` out).")]
     if rows:
         blocks.append(Grid(order, [(f"{r.image} ({r.protocol}): {r.why}",
-                                    [(c.path, c.caption, c.link) for c in r.cells]) for r in rows]))
+                                    [(c.path, c.caption) for c in r.cells]) for r in rows]))
     else:
         blocks.append(Text("No grid: the predictions or the photographs could not be read."))
     if note:
@@ -272,8 +274,8 @@ def _per_image_section(run: RunData, order: list[str]) -> Section | None:
     frame = frame.sort_values(["image", "_o"], kind="stable").drop(columns="_o")
     if (frame["HD95 px"] == "–").all():
         frame = frame.drop(columns=["HD95 px", "surface Dice @2px"])
-        note = ("This run's `per_image.csv` has no boundary columns (written before they were added); "
-                "rerun to fill HD95 and surface Dice.")
+        note = ("This run's `per_image.csv` holds no boundary scores; rerun it to fill HD95 and "
+                "surface Dice.")
     else:
         note = "Boundary metrics per cv patch are in `per_image.csv` (columns `hd95`, `surface_dice`)."
     return Section("per-image", "Per image: the large images", [

@@ -23,7 +23,7 @@ objects a model finds.
 
 Usage::
 
-    python benchmarks/nucleus_check_objects.py [--models results/models] [--segmenters unet,rf,svm,mlp]
+    python experiments/nucleus_check_objects.py [--models results/models] [--segmenters unet,rf,svm,mlp]
 """
 
 from __future__ import annotations
@@ -63,16 +63,17 @@ def object_rows(model, name: str) -> list[dict]:
     """One row per object the model finds before its nucleus check."""
     from skimage.transform import resize
 
-    import compare.pipeline.measure as morphology
+    import compare.pipeline.model as pipeline
+    import compare.pipeline.nucleus_check as check
 
     seen: list[tuple[np.ndarray, np.ndarray]] = []
-    original = morphology.drop_without_nucleus
+    original = pipeline.drop_without_nucleus
 
     def record(labels, image, min_fraction=None):
         seen.append((np.asarray(labels).copy(), np.asarray(image).copy()))
         return labels
 
-    morphology.drop_without_nucleus = record  # WBCModel.predict imports it at call time
+    pipeline.drop_without_nucleus = record  # the name WBCModel.predict calls
     rows = []
     try:
         for image_name, shift, image, mask in _inputs():
@@ -83,11 +84,11 @@ def object_rows(model, name: str) -> list[dict]:
             labels, work = seen[0]
             if mask.shape != labels.shape:  # the model predicted a resized image
                 mask = resize(mask.astype(float), labels.shape, order=0) > 0.5
-            shares = morphology.nucleus_shares(labels, work)
+            shares = check.nucleus_shares(labels, work)
             if shares is None:
                 continue
             dark, dense, unlit = shares
-            texture, density = morphology.interior_texture(labels, work)
+            texture, density = check.interior_texture(labels, work)
             for k in range(1, int(labels.max()) + 1):
                 obj = labels == k
                 rows.append({"segmenter": name, "image": image_name, "shift": shift, "area": int(obj.sum()),
@@ -95,7 +96,7 @@ def object_rows(model, name: str) -> list[dict]:
                              "dense99": float(dark[k]), "dense95": float(dense[k]), "texture": float(texture[k]),
                              "density": float(density[k])})
     finally:
-        morphology.drop_without_nucleus = original
+        pipeline.drop_without_nucleus = original
     return rows
 
 
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--segmenters", default="unet,rf,svm,mlp")
     args = parser.parse_args(argv)
 
-    import compare.pipeline.measure as morphology
+    import compare.pipeline.nucleus_check as check
     from compare.pipeline.model import load_model
 
     rows = []
@@ -113,14 +114,14 @@ def main(argv: list[str] | None = None) -> int:
         rows += object_rows(load_model(args.models / name), name)
         print(f"{name}: {sum(r['segmenter'] == name for r in rows)} objects", flush=True)
     df = pd.DataFrame(rows)
-    lit = df.unlit < morphology.MAX_UNLIT_FRACTION
-    first = df.dense99 >= morphology.MIN_NUCLEUS_FRACTION
+    lit = df.unlit < check.MAX_UNLIT_FRACTION
+    first = df.dense99 >= check.MIN_NUCLEUS_FRACTION
     df["kept_first_test"] = first & lit
-    df["kept_both_tests"] = (first | (df.dense95 >= morphology.MIN_DENSE_FRACTION)) & lit
+    df["kept_both_tests"] = (first | (df.dense95 >= check.MIN_DENSE_FRACTION)) & lit
     # The texture test decides only in an image where no object passed a density test.
     none_passed = ~df.groupby(["segmenter", "image", "shift"]).kept_both_tests.transform("any")
-    df["kept_all_tests"] = df.kept_both_tests | ((df.texture >= morphology.MIN_TEXTURE_RATIO)
-                                                 & (df.density >= morphology.MIN_CELL_DENSITY_RATIO) & lit
+    df["kept_all_tests"] = df.kept_both_tests | ((df.texture >= check.MIN_TEXTURE_RATIO)
+                                                 & (df.density >= check.MIN_CELL_DENSITY_RATIO) & lit
                                                  & none_passed)
     table = df.groupby(["segmenter", "true_wbc"])[["kept_first_test", "kept_both_tests", "kept_all_tests"]].agg(
         ["sum", "count"])

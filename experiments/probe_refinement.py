@@ -9,7 +9,7 @@ that enlarge the image (a WBC that read too small) and those that shrink it.
 
 Usage::
 
-    python benchmarks/probe_refinement.py results/per_image.csv
+    python experiments/probe_refinement.py results/per_image.csv
 """
 
 from __future__ import annotations

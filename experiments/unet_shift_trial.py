@@ -13,10 +13,10 @@ are scored by the final model instead).  Appends one JSON line to
 
 Run, e.g.::
 
-    python benchmarks/unet_shift_trial.py stain '{"augment": "stain"}' --strength 0.6
-    python benchmarks/unet_shift_trial.py d4 '{"augment": "d4"}'
-    python benchmarks/unet_shift_trial.py rf '{}' --segmenter rf
-    python benchmarks/unet_shift_trial.py rf-copies5 '{}' --segmenter rf --copies 5 --copy-strength 1.0
+    python experiments/unet_shift_trial.py stain '{"augment": "stain"}' --strength 0.6
+    python experiments/unet_shift_trial.py d4 '{"augment": "d4"}'
+    python experiments/unet_shift_trial.py rf '{}' --segmenter rf
+    python experiments/unet_shift_trial.py rf-copies5 '{}' --segmenter rf --copies 5 --copy-strength 1.0
 """
 
 from __future__ import annotations

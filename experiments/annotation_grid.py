@@ -23,7 +23,7 @@ and what the grid alone costs:
 
 Usage::
 
-    python benchmarks/annotation_grid.py [--results results] [--out results/benchmarks]
+    python experiments/annotation_grid.py [--results results] [--out results/benchmarks]
 
 Writes ``annotation_grid.md`` and ``annotation_grid.json`` under ``--out``.
 """
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     result = {"agreement": agreement, "smooth_ceiling_dice": round(ceiling, 4), "segmenters": profiles}
 
     lines = ["# The annotation grid and the remaining Dice gap", "",
-             f"Command: `python benchmarks/annotation_grid.py --results {args.results} --out {args.out}`", "",
+             f"Command: `python experiments/annotation_grid.py --results {args.results} --out {args.out}`", "",
              "## Two annotations of the same pixels", "",
              "| patch | large image | NCC | Dice of the two masks |", "|---|---|---|---|"]
     lines += [f"| {r['patch']} | {r['large']} | {r['ncc']} | {r['dice']:.4f} |" for r in agreement]

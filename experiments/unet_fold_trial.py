@@ -13,7 +13,7 @@ JSON per call.
 
 Usage::
 
-    python benchmarks/unet_fold_trial.py '{"learning_rate": 0.002}' [FOLD] >> results/benchmarks/unet_fold_trials.jsonl
+    python experiments/unet_fold_trial.py '{"learning_rate": 0.002}' [FOLD] >> results/benchmarks/unet_fold_trials.jsonl
 """
 
 import argparse

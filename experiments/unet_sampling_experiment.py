@@ -8,11 +8,11 @@ estimate, segmenter, instance stage, nucleus check) (a) mean per-image Dice
 on fold 0's held-out patches and (b) counts / matches / Dice on the 5 large
 images, with the pipeline's megapixels per second on each.  One fit answers
 both "is it accurate?" and "does it count whole fields?", at half the cost
-of ``benchmarks/unet_profiles.py --large``.
+of ``experiments/unet_profiles.py --large``.
 
 Usage::
 
-    python benchmarks/unet_sampling_experiment.py '{"mosaic": 0.5, "field_edge": 0.25}' TAG
+    python experiments/unet_sampling_experiment.py '{"mosaic": 0.5, "field_edge": 0.25}' TAG
 
 prints one JSON line (``FOLD=k`` in the environment picks another fold).  The
 lines behind the default profile's choices are in

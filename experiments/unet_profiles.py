@@ -15,12 +15,12 @@ Examples
 --------
 The committed side-by-side comparison (paper epochs capped, see --paper-epochs)::
 
-    python benchmarks/unet_profiles.py --profiles default,paper --folds 0 \
+    python experiments/unet_profiles.py --profiles default,paper --folds 0 \
         --paper-epochs 10 --out results/benchmarks/unet_profiles
 
 Experiments with overrides of the default profile::
 
-    python benchmarks/unet_profiles.py --profiles default --folds 0 --set epochs=20 --set base_width=8
+    python experiments/unet_profiles.py --profiles default --folds 0 --set epochs=20 --set base_width=8
 
 This script may import ``compare`` (the loader, the folds and the evaluator);
 the ``unet`` package itself never does.
@@ -207,7 +207,7 @@ def write_report(args, argv, rows) -> None:
         import keras
 
         env = {
-            "command": "python benchmarks/unet_profiles.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "command": "python experiments/unet_profiles.py " + " ".join(argv if argv is not None else sys.argv[1:]),
             "python": platform.python_version(), "keras": keras.__version__,
             "backend": keras.backend.backend(), "cpu_count": os.cpu_count(),
             "machine": platform.machine(), "note": "timings on a CPU machine shared with other jobs",

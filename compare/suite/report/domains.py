@@ -1,0 +1,108 @@
+"""The report's section on another lab: in-domain and CellaVision figures side by side.
+
+Every segmenter's final model is fitted on SigTuple only; the ``cellavision``
+protocol scores it, as it is, on the CellaVision crops (another lab, another
+microscope, another stain).  The section puts the in-domain figures (SigTuple
+cross-validation Dice, the large images counted exactly) beside the other
+lab's (whole-cell Dice, nucleus Dice, N:C error, exact count), and says
+where the ranking of the segmenters flips between the two.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from compare.suite.report.html import Section, Table, Text
+from compare.suite.report.run_data import RunData
+from compare.suite.report.sections import _num
+
+__all__ = ["domain_table", "domains_section"]
+
+#: ``(column title, protocol, summary column, digits)`` of the side-by-side table.
+COLUMNS = (
+    ("SigTuple cv Dice", "cv", "dice_mean", 3),
+    ("SigTuple large exact count", "large", "count_exact", 2),
+    ("CellaVision whole-cell Dice", "cellavision", "dice_mean", 3),
+    ("CellaVision nucleus Dice", "cellavision", "nucleus_dice_mean", 3),
+    ("CellaVision nucleus found", "cellavision", "nucleus_found", 2),
+    ("CellaVision N:C median rel. error", "cellavision", "nc_rel_error_median", 3),
+    ("CellaVision N:C rank corr.", "cellavision", "nc_rank_corr", 2),
+    ("CellaVision object F1", "cellavision", "object_f1", 3),
+    ("CellaVision exact count", "cellavision", "count_exact", 2),
+)
+
+
+def _value(summary: pd.DataFrame, name: str, protocol: str, column: str) -> float:
+    rows = summary[(summary["segmenter"] == name) & (summary["protocol"] == protocol)]
+    if rows.empty or column not in rows:
+        return float("nan")
+    return float(pd.to_numeric(rows[column], errors="coerce").iloc[0])
+
+
+def domain_table(summary: pd.DataFrame, order: list[str]) -> pd.DataFrame:
+    """Numbers of the side-by-side table: one row per segmenter, one column per :data:`COLUMNS` title.
+
+    Parameters
+    ----------
+    summary : DataFrame
+        ``summary.csv`` of a run.
+    order : list of str
+        Segmenters, in the report's order.
+
+    Returns
+    -------
+    DataFrame
+        Index ``segmenter``; NaN where the run lacks the protocol.
+    """
+    names = [n for n in order if n in set(summary["segmenter"])]
+    frame = pd.DataFrame({title: [_value(summary, n, protocol, column) for n in names]
+                          for title, protocol, column, _ in COLUMNS}, index=pd.Index(names, name="segmenter"))
+    return frame
+
+
+def _ranking(values: pd.Series) -> list[str]:
+    return list(values.dropna().sort_values(ascending=False, kind="stable").index)
+
+
+def _flip_text(numbers: pd.DataFrame) -> str:
+    """Where the order of the segmenters by SigTuple cv Dice differs from the order by CellaVision Dice."""
+    home = _ranking(numbers["SigTuple cv Dice"])
+    away = _ranking(numbers["CellaVision whole-cell Dice"])
+    both = [n for n in home if n in away]
+    home, away = both, [n for n in away if n in both]
+    if len(both) < 2:
+        return ""
+    if home == away:
+        return f"The ranking by whole-cell Dice is the same on both labs: {', '.join(home)}."
+    return (f"**The ranking flips.** By SigTuple cv Dice: {', '.join(home)}; by CellaVision whole-cell Dice: "
+            f"{', '.join(away)}. The best segmenter on the lab it was trained on is not the best on another.")
+
+
+def domains_section(run: RunData, order: list[str]) -> Section | None:
+    """In-domain and other-lab figures per segmenter; None when the run has no ``cellavision`` rows."""
+    summary = run.summary
+    if summary.empty or "cellavision" not in set(summary["protocol"]):
+        return None
+    numbers = domain_table(summary, order)
+    shown = pd.DataFrame({"segmenter": numbers.index})
+    for title, _, _, digits in COLUMNS:
+        shown[title] = [_num(v, digits) for v in numbers[title]]
+    n_images: Any = summary.loc[summary["protocol"] == "cellavision", "n_images"].max()
+    blocks: list = [
+        Text("Each segmenter's final model, fitted on the SigTuple patches only (the `large` protocol's model), "
+             f"scored as it is on {int(n_images)} CellaVision crops from another lab (protocol `cellavision`: "
+             "Zheng et al. 2018, expert masks of the whole cell and the nucleus; no fitting, no tuning on them). "
+             "Whole cell = mask >= 64, nucleus = mask >= 192. N:C is nucleus area / whole-cell area of the cell "
+             "the mask marks, against the predicted WBC that overlaps it most, and its nucleus; over the images "
+             "where that nucleus was found (share: `nucleus found`), its error is the median relative error and "
+             "its rank correlation Spearman's. An image is counted exactly when the marked "
+             "cell is found as one WBC and nothing else lies inside the field: a partial neighbouring WBC cut "
+             "by the border, which the mask leaves out, is counted apart (`border_extra` in `per_image.csv`)."),
+        Table(shown, numeric=tuple(shown.columns[1:])),
+    ]
+    flip = _flip_text(numbers)
+    if flip:
+        blocks.append(Text(flip))
+    return Section("domains", "In-domain and another lab (CellaVision, zero-shot)", blocks)

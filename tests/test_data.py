@@ -142,3 +142,24 @@ def test_shipped_overlaps_share_a_fold(shipped_dir):
         names = {patches[i].name for i in test}
         assert ({"train-57", "train-58"} <= names) or not ({"train-57", "train-58"} & names)
         assert ({"train-70", "train-71", "train-72"} <= names) or not ({"train-70", "train-71", "train-72"} & names)
+
+
+def test_shipped_sigtuple_masks_are_read_as_before_without_a_nucleus(shipped_dir):
+    samples = load_patches(shipped_dir) + load_large(shipped_dir)
+    assert all(s.nucleus is None for s in samples)
+    for s in samples[::20] + samples[-5:]:
+        grey = np.asarray(Image.open(s.path.with_name(f"{s.path.stem}-mask.jpg")).convert("L"))
+        assert np.array_equal(s.mask, grey >= 128)
+
+
+def test_shared_cellavision_masks_give_whole_cell_and_nucleus():
+    from compare.suite.data import load_domain, resolve_dataset
+
+    folder = resolve_dataset("cellavision", fetch=False).path
+    if not (folder / "Dataset 2").is_dir():
+        pytest.skip(f"the CellaVision data is not at {folder}; run: python -m compare data fetch cellavision")
+    samples = load_domain(folder)
+    assert len(samples) == 100 and all(s.image.shape == (300, 300, 3) for s in samples)
+    for s in samples:
+        grey = np.asarray(Image.open(s.path.with_suffix(".png")))
+        assert np.array_equal(s.mask, grey >= 64) and np.array_equal(s.nucleus, grey >= 192)

@@ -68,3 +68,32 @@ def test_domains_protocol_needs_two_folders(sigtuple_dir, tmp_path):
     with pytest.raises(ValueError, match="two or more"):
         run(RunConfig(segmenters=["threshold"], protocols=["domains"], data=str(sigtuple_dir),
                       domains=[str(sigtuple_dir)], out=str(tmp_path / "run")))
+
+
+def test_the_report_shows_in_domain_and_cellavision_figures_side_by_side_and_a_flip(tmp_path):
+    from compare.suite.report.domains import domain_table, domains_section
+    from compare.suite.report.html import Document, to_markdown
+    from compare.suite.report.run_data import RunData
+
+    summary = pd.DataFrame([
+        {"segmenter": "mlp", "protocol": "cv", "n_images": 164, "dice_mean": 0.939},
+        {"segmenter": "mlp", "protocol": "large", "n_images": 5, "count_exact": 1.0},
+        {"segmenter": "mlp", "protocol": "cellavision", "n_images": 100, "dice_mean": 0.85, "nucleus_dice_mean": 0.7,
+         "nucleus_found": 0.8, "nc_rel_error_median": 0.12, "nc_rank_corr": 0.5, "object_f1": 0.8,
+         "count_exact": 0.69},
+        {"segmenter": "unet", "protocol": "cv", "n_images": 164, "dice_mean": 0.935},
+        {"segmenter": "unet", "protocol": "large", "n_images": 5, "count_exact": 1.0},
+        {"segmenter": "unet", "protocol": "cellavision", "n_images": 100, "dice_mean": 0.90, "nucleus_dice_mean": 0.76,
+         "nucleus_found": 0.79, "nc_rel_error_median": 0.06, "nc_rank_corr": 0.61, "object_f1": 0.9,
+         "count_exact": 0.92},
+    ])
+    run_data = RunData(tmp_path, pd.DataFrame(), summary)
+    numbers = domain_table(summary, ["unet", "mlp"])
+    assert list(numbers.index) == ["unet", "mlp"]
+    assert numbers.loc["mlp", "SigTuple cv Dice"] == 0.939 and numbers.loc["unet", "CellaVision exact count"] == 0.92
+    section = domains_section(run_data, ["unet", "mlp"])
+    text = to_markdown(Document("t", [], [section]), tmp_path)
+    assert "CellaVision nucleus Dice" in text and "SigTuple large exact count" in text
+    assert "The ranking flips" in text and "mlp, unet" in text and "unet, mlp" in text
+    assert domains_section(RunData(tmp_path, pd.DataFrame(), summary[summary.protocol != "cellavision"]),
+                           ["unet", "mlp"]) is None

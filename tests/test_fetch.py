@@ -243,3 +243,89 @@ def test_data_info_on_a_folder_that_does_not_verify(tmp_path, capsys):
     assert main(["data", "info", "--data", str(tmp_path)]) == 1
     assert "verified: no (399 missing" in capsys.readouterr().out
     assert main(["data", "info", "--data", str(tmp_path / "nothing")]) == 2
+
+
+# -- the second set: CellaVision ------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def cellavision_set(tmp_path_factory) -> tuple[dict[str, bytes], Path]:
+    """``(files, manifest)``: a tiny CellaVision-layout set, listed as the published manifest is (no ``./``)."""
+    from tests.test_cellavision import write_cellavision
+
+    root = write_cellavision(tmp_path_factory.mktemp("cv-source"), n=2)
+    (root / "LICENSE").write_text("GPL-3.0\n")
+    files = {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    manifest = tmp_path_factory.mktemp("cv-manifest") / "cellavision.sha256"
+    manifest.write_text("".join(f"{hashlib.sha256(b).hexdigest()}  {name}\n" for name, b in files.items()))
+    return files, manifest
+
+
+def test_the_cellavision_source_is_pinned_and_its_manifest_matches_the_shared_copy():
+    from compare.suite.fetch import SOURCES
+
+    source = SOURCES["cellavision"]
+    assert source.repo == "zxaoyou/segmentation_WBC" and len(source.commit) == 40
+    url = source.base_url + urllib.parse.quote("Dataset 2/001.bmp")
+    assert url == ("https://raw.githubusercontent.com/zxaoyou/segmentation_WBC/"
+                   "fa9c01622f52bccb9aeb8a6f2628f564e377767d/Dataset%202/001.bmp")
+    entries = read_manifest(source.manifest_path())
+    assert len(entries) == 202 and "Dataset 2/100.png" in entries and "Class Labels of Dataset 2.csv" in entries
+    shared = ROOT.parent / "shared" / "data" / "cellavision" / "MANIFEST.sha256"
+    if shared.is_file():
+        assert read_manifest(shared) == entries
+
+
+def test_cellavision_downloads_verifies_and_loads_with_nuclei(cellavision_set, tmp_path):
+    from compare.suite.data import load_domain
+
+    files, manifest = cellavision_set
+    srv = _Server(files)
+    try:
+        srv.cut.add("Dataset 2/002.png")
+        target = fetch(tmp_path / "cellavision", source="cellavision", base_url=srv.url, manifest=manifest,
+                       progress=False, retries=2, backoff_s=0)
+    finally:
+        srv.close()
+    assert verify(target, manifest).ok and srv.requests["Dataset 2/002.png"] == 2
+    samples = load_domain(target)
+    assert len(samples) == 2 and all(s.nucleus is not None and s.nucleus.any() for s in samples)
+
+
+def test_cellavision_offline_names_its_folder_and_variable(cellavision_set, tmp_path):
+    _, manifest = cellavision_set
+    with pytest.raises(DataError) as info:
+        fetch(tmp_path / "cv", source="cellavision", base_url=f"http://127.0.0.1:{_closed_port()}/",
+              manifest=manifest, progress=False)
+    message = str(info.value)
+    assert "CellaVision" in message and "WBC_CELLAVISION" in message and str(tmp_path / "cv") in message
+
+
+def test_data_fetch_cellavision_and_first_use_through_the_resolver(cellavision_set, tmp_path, monkeypatch, capsys):
+    from compare.suite import data
+    from compare.suite.data import resolve_dataset
+
+    files, manifest = cellavision_set
+    srv = _Server(files)
+    try:
+        monkeypatch.setattr(fetch_module, "CELLAVISION_MANIFEST", manifest)
+        monkeypatch.setenv("WBC_CELLAVISION_URL", srv.url)
+        monkeypatch.delenv("WBC_CELLAVISION", raising=False)
+        assert main(["data", "fetch", "cellavision", "--to", str(tmp_path / "given")]) == 0
+        assert "CellaVision" in capsys.readouterr().out and verify(tmp_path / "given", manifest).ok
+        # No copy beside the project: the first use downloads into the user cache.
+        monkeypatch.setattr(data, "project_root", lambda: tmp_path / "nowhere" / "main")
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+        got = resolve_dataset("cellavision", progress=False)
+        assert (got.path, got.source) == (tmp_path / "xdg" / "wbc-compare" / "cellavision", "cache")
+        assert verify(got.path, manifest).ok
+        assert main(["data", "info", "cellavision"]) == 0
+        assert "verified: yes" in capsys.readouterr().out
+    finally:
+        srv.close()
+
+
+def test_data_info_names_both_sets(shipped_dir, capsys):
+    assert main(["data", "info", "--data", str(shipped_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "SigTuple data (sigtuple)" in out and "CellaVision data (cellavision)" in out
+    assert main(["data", "info", "cellavision", "--data", str(shipped_dir / "nothing")]) == 2

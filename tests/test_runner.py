@@ -17,6 +17,7 @@ import pytest
 from compare.commands.cli import main
 from compare.pipeline.segmenters import get_spec, make_segmenter
 from compare.suite.runner import RunConfig, run
+from tests.test_cellavision import write_cellavision
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMING = ["predict_s"]
@@ -134,7 +135,9 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(sigtuple_dir, tmp_path)
         from compare.commands.cli import main
         sys.exit(main(sys.argv[1:]))
     """))
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # The default protocols include cellavision: a tiny synthetic set keeps this test fast.
+    cellavision = write_cellavision(tmp_path / "cellavision", n=2)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WBC_CELLAVISION": str(cellavision)}
     killed = tmp_path / "killed"
     args = [sys.executable, str(script), "run", "--segmenters", "slow", "--folds", "3", "--data", str(sigtuple_dir),
             "--no-report"]
@@ -232,3 +235,42 @@ def test_shift_patches_flag_and_its_documented_default():
     assert parser.parse_args(["run", "--all"]).shift_patches is None  # RunConfig's default applies
     run_parser = parser._subparsers._group_actions[0].choices["run"]
     assert f"default {RunConfig.shift_patches_per_fold})" in run_parser.format_help()
+
+
+def test_the_cellavision_protocol_scores_the_final_model_zero_shot(sigtuple_dir, tmp_path):
+    cellavision = write_cellavision(tmp_path / "cellavision")
+    out = tmp_path / "run"
+    summary = _run(sigtuple_dir, out, protocols=["large", "cellavision"], cellavision=str(cellavision))
+    per_image = pd.read_csv(out / "per_image.csv", dtype={"image": str})
+    rows = per_image[per_image.protocol == "cellavision"]
+    assert sorted(rows.image) == ["001", "002", "003"] and set(rows.fold) == {"final"}
+    assert rows[["dice", "nucleus_dice", "nc_true", "nc_pred", "border_extra", "object_f1"]].notna().all().all()
+    assert per_image[per_image.protocol == "large"]["nucleus_dice"].isna().all()
+    row = summary.set_index("protocol").loc["cellavision"]
+    assert row.n_images == 3 and 0 <= row.nucleus_dice_mean <= 1 and 0 <= row.count_exact <= 1
+    assert len(list((out / "predictions" / "threshold" / "cellavision" / "masks").glob("*.png"))) == 3
+    env = json.loads((out / "env.json").read_text())
+    assert env["stage_seconds"]["threshold"]["cellavision"] > 0
+    assert "nucleus_dice_mean" in (out / "summary.md").read_text()
+
+    # Only this protocol again, on the saved final model: nothing is fitted.
+    (out / "parts" / "threshold" / "cellavision-final.json").unlink()
+    again = run(RunConfig(segmenters=["threshold"], protocols=["cellavision"], folds=2, data=str(sigtuple_dir),
+                          out=str(out), resume=True, cellavision=str(cellavision)))
+    assert set(again.protocol) == {"large", "cellavision"}
+    figures = ["dice_mean", "nucleus_dice_mean", "count_exact"]
+    assert again.set_index("protocol").loc["cellavision", figures].tolist() == row[figures].tolist()
+
+
+def test_a_missing_cellavision_set_is_a_warning_and_the_run_goes_on(sigtuple_dir, tmp_path, monkeypatch):
+    from compare.io.images import DataError
+
+    def offline(*args, **kwargs):
+        raise DataError("Could not download the CellaVision data (offline).")
+
+    monkeypatch.setattr("compare.suite.runner.resolve_dataset", offline)
+    out = tmp_path / "run"
+    summary = _run(sigtuple_dir, out, protocols=["large", "cellavision"])
+    assert set(summary.protocol) == {"large"}
+    errors = pd.read_csv(out / "errors.csv")
+    assert list(errors.level) == ["warning"] and "cellavision protocol is skipped" in errors.error.iloc[0]

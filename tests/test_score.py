@@ -102,3 +102,18 @@ def test_a_folder_without_labelled_images_is_refused_before_scoring(model_dir, t
         score_folders([lab, tmp_path / "nothing here"], model_dir=model_dir, out=tmp_path / "out",
                       show_progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_partial_neighbour_at_the_border_is_counted_apart_not_as_a_count_error(model_dir, tmp_path):
+    root = tmp_path / "crops"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    image, mask = smear((120, 160), [(60, 80), (60, 2)], radius=18, seed=50, n_red=4)
+    mask[:, :25] = False  # the mask marks the centred WBC only, as crop sets do
+    Image.fromarray(image).save(root / "images" / "crop.png")
+    Image.fromarray((mask * 255).astype(np.uint8)).save(root / "masks" / "crop.png")
+    per_image, summary = score_folders([root], model_dir=model_dir, out=tmp_path / "out", show_progress=False)
+    row = per_image.iloc[0]
+    assert (row.true_count, row.pred_count, row.border_extra) == (1, 2, 1)
+    assert summary.iloc[0]["count_exact"] == 1.0 and summary.iloc[0]["border_extra"] == 1
+    assert np.isnan(summary.iloc[0]["nucleus_dice_mean"])

@@ -9,20 +9,42 @@ benchmarks call it); :func:`hd95` and :func:`surface_dice` measure how far the
 predicted boundary lies from the true one, in pixels, as MONAI's
 ``compute_hausdorff_distance(percentile=95)`` and ``compute_surface_dice``
 (Nikolov et al., 2021) do.
+
+:func:`nucleus_scores` compares a predicted nucleus and N:C ratio with an
+expert's, for data sets whose masks mark the nucleus (CellaVision), and
+:func:`border_extras` counts the predicted objects such crops' masks leave
+out on purpose: partial neighbouring WBCs cut by the image border.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["safe_divide", "confusion", "dice", "pixel_scores", "PIXEL_METRICS", "boundary", "hd95",
-           "surface_dice", "boundary_scores", "BOUNDARY_METRICS", "SURFACE_TOLERANCE"]
+__all__ = [
+    "BOUNDARY_METRICS",
+    "NUCLEUS_METRICS",
+    "PIXEL_METRICS",
+    "SURFACE_TOLERANCE",
+    "border_extras",
+    "boundary",
+    "boundary_scores",
+    "confusion",
+    "dice",
+    "hd95",
+    "nucleus_scores",
+    "pixel_scores",
+    "safe_divide",
+    "surface_dice",
+]
 
 #: Names of the scores :func:`pixel_scores` returns, in column order.
 PIXEL_METRICS = ("dice", "iou", "precision", "recall")
 
 #: Names of the scores :func:`boundary_scores` returns, in column order.
 BOUNDARY_METRICS = ("hd95", "surface_dice")
+
+#: Names of the scores :func:`nucleus_scores` returns, in column order.
+NUCLEUS_METRICS = ("nucleus_dice", "nc_true", "nc_pred", "nc_rel_error")
 
 #: Surface-Dice tolerance in pixels: about half the 4-px grid the masks are drawn on.
 SURFACE_TOLERANCE = 2.0
@@ -245,3 +267,92 @@ def boundary_scores(true: np.ndarray, pred: np.ndarray, tolerance: float = SURFA
     close = sum(int(np.count_nonzero(d <= tolerance)) for d in distances)
     return {"hd95": float(max(np.percentile(d, 95) for d in distances)),
             "surface_dice": close / float(sum(d.size for d in distances))}
+
+
+# -- nucleus and crop counts ------------------------------------------------------
+
+def nucleus_scores(cell: np.ndarray, nucleus: np.ndarray, labels: np.ndarray, nuclei: np.ndarray) -> dict[str, float]:
+    """Nucleus Dice and N:C ratio of a prediction against an expert's cell and nucleus masks.
+
+    N:C is the haematology ratio, nucleus area / cytoplasm area (the
+    cytoplasm being the whole cell less its nucleus), as the cell table's
+    ``nc_ratio`` reports it.  The expert's is that of the cell its mask
+    marks; the predicted one is that of the predicted WBC that overlaps the
+    marked cell most, with that WBC's nucleus.
+
+    Parameters
+    ----------
+    cell : ndarray, shape (H, W), bool
+        True whole cell (nucleus and cytoplasm).
+    nucleus : ndarray, shape (H, W), bool
+        True nucleus.
+    labels : ndarray, shape (H, W), int
+        Predicted WBCs (0 background, 1..n).
+    nuclei : ndarray, shape (H, W), int
+        Predicted nuclei, each carrying the id of its WBC (0 elsewhere).
+
+    Returns
+    -------
+    dict
+        ``nucleus_dice``: Dice of all predicted nucleus pixels against the
+        true nucleus (NaN when both are empty); ``nc_true``; ``nc_pred``
+        (0.0 when the matched WBC has no nucleus, NaN when no WBC overlaps
+        the cell); ``nc_rel_error`` = ``|nc_pred - nc_true| / nc_true``.
+
+    Examples
+    --------
+    >>> cell = np.zeros((10, 10), bool); cell[2:8, 2:8] = True
+    >>> core = np.zeros((10, 10), bool); core[3:6, 3:6] = True
+    >>> scores = nucleus_scores(cell, core, cell.astype(int), core.astype(int))
+    >>> scores["nucleus_dice"], scores["nc_true"], scores["nc_rel_error"]
+    (1.0, 0.3333333333333333, 0.0)
+    """
+    cell, pred_cells = _check_pair(cell, np.asarray(labels) > 0)
+    nucleus, _ = _check_pair(nucleus, np.asarray(nuclei) > 0)
+    labels = np.asarray(labels)
+    nuclei = np.asarray(nuclei)
+    true_nucleus = np.count_nonzero(nucleus & cell)
+    nc_true = safe_divide(true_nucleus, np.count_nonzero(cell) - true_nucleus)
+    overlap = np.bincount(labels[cell & pred_cells].ravel().astype(np.int64))
+    nc_pred = float("nan")
+    if overlap.size > 1 and overlap[1:].any():
+        best = int(np.argmax(overlap[1:])) + 1
+        pred_nucleus = np.count_nonzero(nuclei == best)
+        nc_pred = safe_divide(pred_nucleus, np.count_nonzero(labels == best) - pred_nucleus)
+    error = abs(nc_pred - nc_true) / nc_true if nc_true and np.isfinite(nc_pred) else float("nan")
+    return {"nucleus_dice": dice(nucleus, nuclei > 0), "nc_true": nc_true, "nc_pred": nc_pred,
+            "nc_rel_error": float(error)}
+
+
+def border_extras(truth: np.ndarray, labels: np.ndarray) -> int:
+    """Predicted WBCs that touch the image border and no true WBC pixel.
+
+    In a crop centred on one WBC (CellaVision) the mask marks that WBC only;
+    a neighbouring WBC cut by the border is left as background although it is
+    a real cell.  Such objects are counted apart, not as false positives.
+
+    Parameters
+    ----------
+    truth : ndarray, shape (H, W), bool
+        True WBC pixels.
+    labels : ndarray, shape (H, W), int
+        Predicted WBCs (0 background, 1..n).
+
+    Returns
+    -------
+    int
+
+    Examples
+    --------
+    >>> truth = np.zeros((8, 8), bool); truth[3:5, 3:5] = True
+    >>> labels = np.zeros((8, 8), int); labels[3:5, 3:5] = 1; labels[0:2, 6:8] = 2
+    >>> border_extras(truth, labels)
+    1
+    """
+    truth, _ = _check_pair(truth, np.asarray(labels) > 0)
+    labels = np.asarray(labels)
+    edge = np.zeros(labels.shape, bool)
+    edge[0, :] = edge[-1, :] = edge[:, 0] = edge[:, -1] = True
+    touching = set(np.unique(labels[edge]).tolist()) - {0}
+    overlapping = set(np.unique(labels[truth]).tolist())
+    return len(touching - overlapping)

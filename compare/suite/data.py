@@ -1,15 +1,19 @@
-"""The one data loader: SigTuple-layout folders to RGB images, boolean masks and groups.
+"""The one data loader: data folders to RGB images, boolean masks (cell, nucleus) and groups.
 
-The SigTuple data is not part of the project; :func:`resolve_data_dir` finds
-a copy (``--data``, ``WBC_DATA``, ``../shared/data/sigtuple``, the user cache)
-and downloads it into the cache on first use (:mod:`compare.suite.fetch`).
+No data set is part of the project; :func:`resolve_dataset` finds a copy of
+one (``--data``, its environment variable, ``../shared/data/NAME`` beside
+the project, the user cache) and downloads it into the cache on first use
+(:mod:`compare.suite.fetch`).  :func:`resolve_data_dir` is that for the
+SigTuple set, the one every protocol fits on.
 
-A data folder holds ``Train_Data/`` (images ``NAME.jpg`` with masks
+A SigTuple folder holds ``Train_Data/`` (images ``NAME.jpg`` with masks
 ``NAME-mask.jpg``) and ``Test_Data/`` (images only).  Training images named
 ``train-N`` are the 128 x 128 patches; the other training images are the large
-labelled images.  Any folder in that layout can be read with ``--data DIR``,
-and :func:`load_domain` also reads the generic ``images/`` + ``masks/``
-layout.  Files are read by :mod:`compare.io.images`.
+labelled images.  Any folder in that layout can be read with ``--data DIR``.
+:func:`load_domain` also reads the generic ``images/`` + ``masks/`` layout
+and the CellaVision one (``Dataset 2/NNN.bmp`` with ``NNN.png``), whose
+three-level masks give a nucleus as well as the whole cell.  Files are read
+by :mod:`compare.io.images`.
 """
 
 from __future__ import annotations
@@ -21,24 +25,35 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from compare.io.images import IMAGE_SUFFIXES, MASK_SUFFIX, DataError, Sample, list_images, read_image, read_mask
-from compare.suite.fetch import DATA_ENV, user_cache_dir
+from compare.io.images import (
+    IMAGE_SUFFIXES,
+    MASK_SUFFIX,
+    DataError,
+    Sample,
+    list_images,
+    natural_key,
+    read_image,
+    read_mask_levels,
+)
+from compare.suite.fetch import DATA_ENV, source_of, user_cache_dir
 from compare.suite.fetch import fetch as download
 
 __all__ = [
-    "KNOWN_OVERLAPS",
+    "CELLAVISION_FOLDER",
     "DATA_ENV",
+    "KNOWN_OVERLAPS",
     "ResolvedData",
-    "resolve_data_dir",
     "default_data_dir",
+    "grouped_kfold",
+    "load_domain",
+    "load_large",
+    "load_patches",
+    "load_set",
+    "load_test",
+    "resolve_data_dir",
+    "resolve_dataset",
     "shared_data_dir",
     "user_cache_dir",
-    "load_patches",
-    "load_large",
-    "load_test",
-    "load_set",
-    "load_domain",
-    "grouped_kfold",
     "without_groups",
 ]
 
@@ -60,6 +75,10 @@ KNOWN_OVERLAPS: dict[str, str] = {
 
 _PATCH_NAME = re.compile(r"^train-\d+$")
 
+#: Folder of the CellaVision set (Zheng et al. 2018) holding ``NNN.bmp`` images
+#: beside their ``NNN.png`` masks (0 background, 128 cytoplasm, 255 nucleus).
+CELLAVISION_FOLDER = "Dataset 2"
+
 
 @dataclass(frozen=True)
 class ResolvedData:
@@ -69,21 +88,26 @@ class ResolvedData:
     ----------
     path : Path
         The data folder.
-    source : {"--data", "WBC_DATA", "shared", "cache"}
-        Which rule of :func:`resolve_data_dir` chose it.
+    source : str
+        Which rule of :func:`resolve_dataset` chose it: ``"--data"``,
+        ``"shared"``, ``"cache"`` or the name of the environment variable
+        (``"WBC_DATA"`` for SigTuple, ``"WBC_CELLAVISION"``).
+    dataset : str
+        The data set's name in :data:`compare.suite.fetch.SOURCES`.
     """
 
     path: Path
     source: str
+    dataset: str = "sigtuple"
 
     def describe(self) -> str:
         """The rule that chose the folder, in words."""
-        return {
+        fixed = {
             "--data": "given with --data",
-            "WBC_DATA": f"from the environment variable {DATA_ENV}",
-            "shared": "the shared copy ../shared/data/sigtuple beside the project",
+            "shared": f"the shared copy ../shared/data/{self.dataset} beside the project",
             "cache": "the user cache",
-        }[self.source]
+        }
+        return fixed.get(self.source, f"from the environment variable {self.source}")
 
 
 def project_root() -> Path:
@@ -96,31 +120,40 @@ def shared_data_dir() -> Path:
     return project_root().parent / "shared" / "data" / "sigtuple"
 
 
+def _shared_dir(name: str) -> Path:
+    """``../shared/data/NAME`` beside the project root."""
+    return shared_data_dir() if name == "sigtuple" else project_root().parent / "shared" / "data" / name
+
+
 def _is_missing_or_empty(folder: Path) -> bool:
     return not folder.exists() or (folder.is_dir() and not any(folder.iterdir()))
 
 
-def resolve_data_dir(data: str | Path | None = None, *, fetch: bool = True, progress: bool = True) -> ResolvedData:
-    """Find the data folder; the one place every command, test and benchmark asks.
+def resolve_dataset(name: str, data: str | Path | None = None, *, fetch: bool = True,
+                    progress: bool = True) -> ResolvedData:
+    """Find a data set's folder; the one place every command, test and benchmark asks.
 
     In order:
 
-    1. ``data`` (the ``--data DIR`` option), used as given: any folder in the
-       SigTuple layout, never downloaded into;
-    2. the environment variable ``WBC_DATA``; when that folder is missing or
-       empty, the SigTuple data is downloaded into it (it names where the
-       data set lives);
-    3. ``../shared/data/sigtuple`` beside the project root, when it holds
-       ``Train_Data/``;
+    1. ``data`` (a ``--data DIR`` option), used as given, never downloaded
+       into;
+    2. the set's environment variable (``WBC_DATA`` for SigTuple,
+       ``WBC_CELLAVISION``); when that folder is missing or empty, the set is
+       downloaded into it (it names where the data set lives);
+    3. ``../shared/data/NAME`` beside the project root, when it holds the
+       set's marker folder (``Train_Data/``, ``Dataset 2/``);
     4. the user cache (:func:`user_cache_dir`), downloaded into on first use.
 
     Parameters
     ----------
+    name : str
+        A data set of :data:`compare.suite.fetch.SOURCES` (``"sigtuple"``,
+        ``"cellavision"``).
     data : str or Path, optional
         An explicit folder.
     fetch : bool
-        Download into the ``WBC_DATA`` folder or the cache when it is missing
-        or empty; with False the path is returned as it is.
+        Download into the environment variable's folder or the cache when it
+        is missing or empty; with False the path is returned as it is.
     progress : bool
         Show the download's progress bar.
 
@@ -132,21 +165,42 @@ def resolve_data_dir(data: str | Path | None = None, *, fetch: bool = True, prog
     ------
     DataError
         The download failed (offline, blocked, or a file failed its hash);
-        the message names the folder to put a copy in and ``WBC_DATA``.
+        the message names the folder to put a copy in and the variable.
     """
+    source = source_of(name)
     if data is not None and str(data) != "":
-        return ResolvedData(Path(data).expanduser(), "--data")
-    env = os.environ.get(DATA_ENV, "")
+        return ResolvedData(Path(data).expanduser(), "--data", source.name)
+    env = os.environ.get(source.data_env, "")
     if env:
-        resolved = ResolvedData(Path(env).expanduser(), "WBC_DATA")
-    elif (shared_data_dir() / "Train_Data").is_dir():
-        return ResolvedData(shared_data_dir(), "shared")
+        resolved = ResolvedData(Path(env).expanduser(), source.data_env, source.name)
+    elif (_shared_dir(source.name) / source.marker).is_dir():
+        return ResolvedData(_shared_dir(source.name), "shared", source.name)
     else:
-        resolved = ResolvedData(user_cache_dir(), "cache")
+        resolved = ResolvedData(user_cache_dir(source.name), "cache", source.name)
     if fetch and _is_missing_or_empty(resolved.path):
-
-        download(resolved.path, progress=progress)
+        download(resolved.path, source=source, progress=progress)
     return resolved
+
+
+def resolve_data_dir(data: str | Path | None = None, *, fetch: bool = True, progress: bool = True) -> ResolvedData:
+    """Find the SigTuple data folder: :func:`resolve_dataset` for ``"sigtuple"``.
+
+    In order: ``data`` (``--data DIR``, any folder in the SigTuple layout),
+    ``WBC_DATA`` (downloaded into when missing or empty),
+    ``../shared/data/sigtuple`` when it holds ``Train_Data/``, the user cache
+    (downloaded into on first use).
+
+    Parameters
+    ----------
+    data : str or Path, optional
+    fetch : bool
+    progress : bool
+
+    Returns
+    -------
+    ResolvedData
+    """
+    return resolve_dataset("sigtuple", data, fetch=fetch, progress=progress)
 
 
 def default_data_dir() -> Path:
@@ -172,21 +226,21 @@ def _group_of(name: str) -> str:
 
 def _read_sample(path: Path, find_mask, group: str, on_error: str,
                  errors: list[DataError] | None) -> Sample | None:
-    """Read one image and, when ``find_mask`` is given, the mask it names.
+    """Read one image and, when ``find_mask`` is given, the mask it names (with its nucleus, if it has one).
 
     With ``on_error="skip"`` an unreadable file gives None and its
     :class:`DataError` is appended to ``errors``; otherwise the error is raised.
     """
     try:
         image = read_image(path)
-        mask = None if find_mask is None else read_mask(find_mask(path), image.shape[:2])
+        mask, nucleus = (None, None) if find_mask is None else read_mask_levels(find_mask(path), image.shape[:2])
     except DataError as exc:
         if on_error == "raise":
             raise
         if errors is not None:
             errors.append(exc)
         return None
-    return Sample(path.stem, image, mask, group, path)
+    return Sample(path.stem, image, mask, group, path, nucleus)
 
 
 def load_set(data_dir: str | Path | None, which: str, *, on_error: str = "raise",
@@ -230,13 +284,26 @@ def load_set(data_dir: str | Path | None, which: str, *, on_error: str = "raise"
     return [s for s in samples if s is not None]
 
 
+def _cellavision_images(folder: Path) -> list[Path]:
+    """The ``NNN.bmp`` images of a CellaVision ``Dataset 2/`` folder, in natural order."""
+    images = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() == ".bmp"]
+    if not images:
+        raise DataError(f"{folder}: holds no .bmp images beside their .png masks; check the folder.")
+    return sorted(images, key=natural_key)
+
+
 def load_domain(folder: str | Path, *, on_error: str = "raise",
                 errors: list[DataError] | None = None) -> list[Sample]:
     """Every labelled image of one data folder (one lab, one microscope: a domain).
 
-    Two layouts are read: the generic one, ``images/NAME.ext`` with
-    ``masks/NAME.ext`` (any image suffix, WBC pixels white), and the
-    SigTuple one (``Train_Data/``, patches and large images together).
+    Three layouts are read: the generic one, ``images/NAME.ext`` with
+    ``masks/NAME.ext`` (any image suffix, WBC pixels white), the SigTuple one
+    (``Train_Data/``, patches and large images together) and the CellaVision
+    one (``Dataset 2/NNN.bmp`` with its mask ``NNN.png``).  A mask stored
+    losslessly with the levels 0, 128 and 255 (background, cytoplasm,
+    nucleus) gives each sample a ``nucleus`` as well as the whole cell
+    (:func:`compare.io.images.read_mask_levels`); SigTuple's JPEG masks are
+    read as ``mask >= 128``, without a nucleus.
 
     Parameters
     ----------
@@ -255,7 +322,7 @@ def load_domain(folder: str | Path, *, on_error: str = "raise",
     Raises
     ------
     DataError
-        If the folder has neither layout or no labelled image.
+        If the folder has no known layout or no labelled image.
     """
     root = Path(folder)
     if (root / "Train_Data").is_dir():
@@ -271,12 +338,22 @@ def load_domain(folder: str | Path, *, on_error: str = "raise",
 
         samples = [s for s in (_read_sample(path, mask_of, path.stem, on_error, errors)
                                for path in list_images(root / "images")) if s is not None]
+    elif (root / CELLAVISION_FOLDER).is_dir():
+
+        def png_beside(path: Path) -> Path:
+            mask = path.with_suffix(".png")
+            if not mask.is_file():
+                raise DataError(f"{path}: no mask {mask.name} beside it; add it or remove the image.")
+            return mask
+
+        samples = [s for s in (_read_sample(path, png_beside, path.stem, on_error, errors)
+                               for path in _cellavision_images(root / CELLAVISION_FOLDER)) if s is not None]
     else:
-        raise DataError(f"{root}: neither images/ + masks/ nor the SigTuple layout (Train_Data/); "
-                        "pass a labelled data folder with --data.")
+        raise DataError(f"{root}: neither images/ + masks/, the SigTuple layout (Train_Data/) nor the CellaVision "
+                        f"one ({CELLAVISION_FOLDER}/); pass a labelled data folder with --data.")
     if not samples:
         raise DataError(f"{root}: holds no labelled image; check --data.")
-    return [Sample(s.name, s.image, s.mask, f"{root.name}/{s.group}", s.path) for s in samples]
+    return [Sample(s.name, s.image, s.mask, f"{root.name}/{s.group}", s.path, s.nucleus) for s in samples]
 
 
 def load_patches(data_dir: str | Path | None = None, **kwargs) -> list[Sample]:

@@ -1,11 +1,16 @@
-"""Download the SigTuple data set from its pinned public source and verify every file.
+"""Download a data set from its pinned public source and verify every file.
 
-The project carries no copy of the data (it is not ours and states no
-licence; see ``docs/data.md``).  :func:`fetch` downloads the raw files of the
-folder ``SigTuple_data/`` of the GitHub repository
-``bsrinivas8687/WBC_Segmentaion`` at the pinned commit :data:`SOURCE_COMMIT`
-and checks each one against the SHA-256 manifest kept in the package
-(``compare/sigtuple.sha256``).
+The project carries no copy of its data sets (they are not ours; see
+``docs/data.md``).  :data:`SOURCES` names each one: the GitHub repository
+and commit it is pinned at, the folder its raw files are served from, the
+SHA-256 manifest kept in the package (``compare/suite/NAME.sha256``) and
+the environment variables that point at a copy or a mirror.  :func:`fetch`
+downloads the raw files listed in a set's manifest and checks each one.
+
+- ``sigtuple``: folder ``SigTuple_data/`` of ``bsrinivas8687/WBC_Segmentaion``
+  (the project's training set);
+- ``cellavision``: ``Dataset 2/`` (with its class labels and licence) of
+  ``zxaoyou/segmentation_WBC`` (100 CellaVision crops, a second lab).
 
 The download is atomic: files go into a staging folder ``<target>.partial``
 beside the target, each is verified as soon as it arrives, and the staging
@@ -35,45 +40,105 @@ from tqdm.auto import tqdm
 
 from compare.io.images import DataError
 
-#: Environment variable naming the data folder (second in the search order).
-DATA_ENV = "WBC_DATA"
-
-
-def user_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/wbc-compare/sigtuple``, by default ``~/.cache/wbc-compare/sigtuple``."""
-    base = os.environ.get("XDG_CACHE_HOME", "")
-    # The XDG spec says a relative value is invalid and must be ignored.
-    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".cache"
-    return root / "wbc-compare" / "sigtuple"
-
 __all__ = [
-    "SOURCE_REPO",
+    "BASE_URL",
+    "CELLAVISION_MANIFEST",
+    "DATA_ENV",
+    "MANIFEST",
+    "SOURCES",
     "SOURCE_COMMIT",
     "SOURCE_FOLDER",
-    "BASE_URL",
+    "SOURCE_REPO",
     "URL_ENV",
-    "MANIFEST",
+    "Source",
     "Verification",
+    "fetch",
     "read_manifest",
     "sha256_file",
+    "source_of",
+    "user_cache_dir",
     "verify",
-    "fetch",
 ]
 
-#: The public repository the data is taken from, and the commit it is pinned at.
-SOURCE_REPO = "bsrinivas8687/WBC_Segmentaion"
-SOURCE_COMMIT = "79829dcf46213b6ebc49c3e0ab4b52dcdffc15f2"
-SOURCE_FOLDER = "SigTuple_data"
 
-#: Raw-file URL of the pinned folder; a manifest path is appended (URL-quoted).
-BASE_URL = f"https://raw.githubusercontent.com/{SOURCE_REPO}/{SOURCE_COMMIT}/{SOURCE_FOLDER}/"
+@dataclass(frozen=True)
+class Source:
+    """Where one data set comes from and how a copy of it is recognised.
 
-#: Environment variable that replaces :data:`BASE_URL` (a mirror, or a local
-#: server in tests).
-URL_ENV = "WBC_DATA_URL"
+    Attributes
+    ----------
+    name : str
+        Key in :data:`SOURCES`, the ``data fetch NAME`` argument and the
+        folder name under ``../shared/data`` and the user cache.
+    title : str
+        The set in words, for messages.
+    repo : str
+        GitHub ``owner/name`` the raw files are served from.
+    commit : str
+        The pinned commit (40 hex digits).
+    folder : str
+        Folder of the repository the manifest's paths are relative to
+        (``""``: the repository root).
+    manifest : str
+        Name of the module attribute holding the manifest's path (read at
+        call time, so tests can point it at a tiny manifest).
+    data_env : str
+        Environment variable naming a folder that holds (or receives) the set.
+    url_env : str
+        Environment variable that replaces :attr:`base_url` (a mirror, or a
+        local server in tests).
+    marker : str
+        A folder every copy holds, by which the shared copy is recognised.
+    """
 
-#: The committed list of ``SHA-256  ./relative/path`` lines, one per file.
+    name: str
+    title: str
+    repo: str
+    commit: str
+    folder: str
+    manifest: str
+    data_env: str
+    url_env: str
+    marker: str
+
+    @property
+    def base_url(self) -> str:
+        """Raw-file URL of the pinned folder; a manifest path is appended (URL-quoted)."""
+        folder = f"{self.folder}/" if self.folder else ""
+        return f"https://raw.githubusercontent.com/{self.repo}/{self.commit}/{folder}"
+
+    def manifest_path(self) -> Path:
+        """The committed manifest of this set."""
+        return Path(globals()[self.manifest])
+
+
+#: The committed list of ``SHA-256  ./relative/path`` lines of the SigTuple set.
 MANIFEST = Path(__file__).with_name("sigtuple.sha256")
+
+#: The committed manifest of the CellaVision set (paths from the repository root).
+CELLAVISION_MANIFEST = Path(__file__).with_name("cellavision.sha256")
+
+#: Every data set the project can download, by name.
+SOURCES: dict[str, Source] = {
+    "sigtuple": Source("sigtuple", "SigTuple data", "bsrinivas8687/WBC_Segmentaion",
+                       "79829dcf46213b6ebc49c3e0ab4b52dcdffc15f2", "SigTuple_data", "MANIFEST",
+                       "WBC_DATA", "WBC_DATA_URL", "Train_Data"),
+    "cellavision": Source("cellavision", "CellaVision data", "zxaoyou/segmentation_WBC",
+                          "fa9c01622f52bccb9aeb8a6f2628f564e377767d", "", "CELLAVISION_MANIFEST",
+                          "WBC_CELLAVISION", "WBC_CELLAVISION_URL", "Dataset 2"),
+}
+
+#: The SigTuple source, as single names (the default of every function here).
+SOURCE_REPO = SOURCES["sigtuple"].repo
+SOURCE_COMMIT = SOURCES["sigtuple"].commit
+SOURCE_FOLDER = SOURCES["sigtuple"].folder
+BASE_URL = SOURCES["sigtuple"].base_url
+
+#: Environment variable that replaces the SigTuple :data:`BASE_URL`.
+URL_ENV = SOURCES["sigtuple"].url_env
+
+#: Environment variable naming the SigTuple data folder (second in the search order).
+DATA_ENV = SOURCES["sigtuple"].data_env
 
 #: Name the manifest is copied to inside an installed data folder, so
 #: ``sha256sum -c MANIFEST.sha256`` works there.
@@ -86,6 +151,29 @@ TIMEOUT_S = 30.0
 #: errors, hash mismatches).  A refused connection or an unknown host is not
 #: retried: that is being offline, and waiting would not help.
 RETRIES = 3
+
+
+def source_of(name: str | Source) -> Source:
+    """The :class:`Source` named ``name`` (a Source is returned as it is).
+
+    Raises
+    ------
+    ValueError
+        For a name not in :data:`SOURCES`.
+    """
+    if isinstance(name, Source):
+        return name
+    if name not in SOURCES:
+        raise ValueError(f"Unknown data set {name!r}; choose one of {', '.join(SOURCES)}.")
+    return SOURCES[name]
+
+
+def user_cache_dir(name: str = "sigtuple") -> Path:
+    """``$XDG_CACHE_HOME/wbc-compare/NAME``, by default ``~/.cache/wbc-compare/NAME``."""
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    # The XDG spec says a relative value is invalid and must be ignored.
+    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".cache"
+    return root / "wbc-compare" / source_of(name).name
 
 _CHUNK = 1 << 16
 
@@ -151,7 +239,7 @@ def read_manifest(path: str | Path | None = None) -> dict[str, str]:
             continue
         digest, sep, name = line.partition("  ")
         name = name.lstrip("*")
-        rel = PurePosixPath(name[2:] if name.startswith("./") else name)
+        rel = PurePosixPath(name.removeprefix("./"))
         if (not sep or len(digest) != 64 or any(c not in "0123456789abcdefABCDEF" for c in digest)
                 or not rel.parts or rel.is_absolute() or ".." in rel.parts):
             raise DataError(f"{path}:{number}: not a 'SHA256  ./relative/path' line; fix or restore the manifest.")
@@ -195,10 +283,10 @@ def verify(folder: str | Path, manifest: str | Path | dict[str, str] | None = No
     return result
 
 
-def _offline_error(target: Path, source: str, reason: str) -> DataError:
+def _offline_error(target: Path, url: str, reason: str, source: Source) -> DataError:
     return DataError(
-        f"Could not download the SigTuple data from {source} ({reason}); put a copy of it in {target} "
-        f"or point {DATA_ENV} at a folder that holds one, then run the command again."
+        f"Could not download the {source.title} from {url} ({reason}); put a copy of it in {target} "
+        f"or point {source.data_env} at a folder that holds one, then run the command again."
     )
 
 
@@ -226,7 +314,7 @@ def _download(url: str, dest: Path, digest: str, timeout: float) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _fetch_one(url: str, dest: Path, digest: str, *, target: Path, source: str, timeout: float,
+def _fetch_one(url: str, dest: Path, digest: str, *, target: Path, base: str, source: Source, timeout: float,
                retries: int, backoff_s: float) -> None:
     last = ""
     for attempt in range(max(1, retries)):
@@ -239,21 +327,21 @@ def _fetch_one(url: str, dest: Path, digest: str, *, target: Path, source: str, 
             if exc.code in (408, 425, 429) or exc.code >= 500:
                 last = f"HTTP {exc.code} for {url}"
                 continue
-            raise _offline_error(target, source, f"HTTP {exc.code} {exc.reason} for {url}") from None
+            raise _offline_error(target, base, f"HTTP {exc.code} {exc.reason} for {url}", source) from None
         except urllib.error.URLError as exc:
             reason = exc.reason
             if isinstance(reason, (socket.timeout, TimeoutError, ConnectionResetError)):
                 last = f"{reason or 'timed out'} for {url}"
                 continue
             # Refused, unknown host, no route: offline or blocked; fail at once.
-            raise _offline_error(target, source, str(reason)) from None
-        except (socket.timeout, TimeoutError, ConnectionError, http.client.HTTPException) as exc:
+            raise _offline_error(target, base, str(reason), source) from None
+        except (TimeoutError, ConnectionError, http.client.HTTPException) as exc:
             last = f"the transfer of {url} broke off ({type(exc).__name__})"
         except _Transient as exc:
             last = f"{url}: {exc}"
     raise DataError(
         f"{last} after {max(1, retries)} attempt(s); nothing unverified was kept, so run the command again "
-        f"to resume, or put a verified copy in {target} or point {DATA_ENV} at one."
+        f"to resume, or put a verified copy in {target} or point {source.data_env} at one."
     )
 
 
@@ -266,21 +354,25 @@ def _remove_empty_dirs(root: Path) -> None:
         root.rmdir()
 
 
-def fetch(to: str | Path | None = None, *, base_url: str | None = None, manifest: str | Path | None = None,
-          progress: bool = True, timeout: float = TIMEOUT_S, retries: int = RETRIES,
-          backoff_s: float = 1.0) -> Path:
-    """Download the data set into a folder, verifying every file, atomically.
+def fetch(to: str | Path | None = None, *, source: str | Source = "sigtuple", base_url: str | None = None,
+          manifest: str | Path | None = None, progress: bool = True, timeout: float = TIMEOUT_S,
+          retries: int = RETRIES, backoff_s: float = 1.0) -> Path:
+    """Download a data set into a folder, verifying every file, atomically.
 
     Parameters
     ----------
     to : str or Path, optional
         Folder to install into; it must be missing, empty or already complete.
-        Default: the user cache (:func:`user_cache_dir`).
+        Default: the set's user cache (:func:`user_cache_dir`).
+    source : str or Source, keyword-only
+        The data set, a name of :data:`SOURCES` (default ``"sigtuple"``).
     base_url : str, optional
         URL the manifest's relative paths are appended to.  Default: the
-        environment variable ``WBC_DATA_URL`` if set, else :data:`BASE_URL`.
+        set's URL variable (``WBC_DATA_URL`` for SigTuple) if set, else its
+        :attr:`Source.base_url`.
     manifest : str or Path, optional
-        The list of files and their SHA-256.  Default: :data:`MANIFEST`.
+        The list of files and their SHA-256.  Default: the set's committed
+        manifest (:data:`MANIFEST` for SigTuple).
     progress : bool
         Show a progress bar (files) on standard error.
     timeout : float
@@ -299,15 +391,16 @@ def fetch(to: str | Path | None = None, *, base_url: str | None = None, manifest
     ------
     DataError
         Offline or blocked (one sentence naming the folder to put a copy in
-        and ``WBC_DATA``), a file that keeps failing its hash, or a target
-        that already holds other files.
+        and the set's folder variable, ``WBC_DATA`` for SigTuple), a file that
+        keeps failing its hash, or a target that already holds other files.
     """
-    target = Path(to).expanduser() if to is not None else user_cache_dir()
-    manifest_path = Path(manifest) if manifest is not None else MANIFEST
+    src = source_of(source)
+    target = Path(to).expanduser() if to is not None else user_cache_dir(src.name)
+    manifest_path = Path(manifest) if manifest is not None else src.manifest_path()
     entries = read_manifest(manifest_path)
-    source = base_url or os.environ.get(URL_ENV) or BASE_URL
-    if not source.endswith("/"):
-        source += "/"
+    base = base_url or os.environ.get(src.url_env) or src.base_url
+    if not base.endswith("/"):
+        base += "/"
 
     if target.is_dir() and any(target.iterdir()):
         if verify(target, entries).ok:
@@ -317,7 +410,7 @@ def fetch(to: str | Path | None = None, *, base_url: str | None = None, manifest
             "move it away or empty it, then fetch again."
         )
     if target.exists() and not target.is_dir():
-        raise DataError(f"{target}: is a file, not a folder; choose another target with --to or {DATA_ENV}.")
+        raise DataError(f"{target}: is a file, not a folder; choose another target with --to or {src.data_env}.")
 
     staging = target.with_name(target.name + ".partial")
     staging.mkdir(parents=True, exist_ok=True)
@@ -337,14 +430,14 @@ def fetch(to: str | Path | None = None, *, base_url: str | None = None, manifest
         todo.append((rel, digest))
 
     # The bar appears after a second, so an offline failure prints only its sentence.
-    bar = tqdm(total=len(todo), desc="SigTuple data", unit="file", file=sys.stderr, delay=1.0,
+    bar = tqdm(total=len(todo), desc=src.title, unit="file", file=sys.stderr, delay=1.0,
                disable=not progress or not todo, dynamic_ncols=True)
     try:
         for rel, digest in todo:
             dest = staging / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
-            url = source + urllib.parse.quote(rel)
-            _fetch_one(url, dest, digest, target=target, source=source, timeout=timeout, retries=retries,
+            url = base + urllib.parse.quote(rel)
+            _fetch_one(url, dest, digest, target=target, base=base, source=src, timeout=timeout, retries=retries,
                        backoff_s=backoff_s)
             bar.update(1)
     except BaseException:

@@ -12,7 +12,18 @@ import pandas as pd
 from compare.io.atomic import atomic_path, write_text_atomic
 from compare.suite.stats import bootstrap_ci
 
-__all__ = ["PER_IMAGE_COLUMNS", "SUMMARY_COLUMNS", "BOUNDARY_COLUMNS", "summarise", "markdown_table", "write_tables"]
+__all__ = [
+    "BOUNDARY_COLUMNS",
+    "NUCLEUS_SUMMARY",
+    "PER_IMAGE_COLUMNS",
+    "SUMMARY_COLUMNS",
+    "count_error",
+    "markdown_table",
+    "nucleus_summary",
+    "readable_columns",
+    "summarise",
+    "write_tables",
+]
 
 #: Contract columns of ``per_image.csv`` (more may follow them).
 PER_IMAGE_COLUMNS = ("segmenter", "protocol", "fold", "image", "dice", "iou", "precision", "recall",
@@ -22,7 +33,12 @@ PER_IMAGE_COLUMNS = ("segmenter", "protocol", "fold", "image", "dice", "iou", "p
 SUMMARY_COLUMNS = ("segmenter", "protocol", "n_images", "dice_mean", "dice_ci_low", "dice_ci_high", "iou_mean",
                    "object_f1", "panoptic_quality", "count_mae", "count_exact", "fit_s", "predict_mpx_s",
                    "precision_mean", "recall_mean", "pred_count_mean", "n_fits", "hd95_mean", "hd95_inf",
-                   "surface_dice_mean", "shift")
+                   "surface_dice_mean", "shift", "nucleus_dice_mean", "nucleus_dice_ci_low", "nucleus_dice_ci_high",
+                   "nucleus_found", "nc_rel_error_median", "nc_rank_corr", "border_extra")
+
+#: Summary columns of the nucleus scores (:func:`nucleus_summary`), where masks mark the nucleus.
+NUCLEUS_SUMMARY = ("nucleus_dice_mean", "nucleus_dice_ci_low", "nucleus_dice_ci_high", "nucleus_found",
+                   "nc_rel_error_median", "nc_rank_corr")
 
 #: Per-image boundary columns; a run written without them still summarises.
 BOUNDARY_COLUMNS = ("hd95", "surface_dice")
@@ -38,6 +54,58 @@ def _finite_mean(series: pd.Series) -> tuple[float, int]:
     values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=float)
     finite = np.isfinite(values)
     return (float(values[finite].mean()) if finite.any() else float("nan")), int(np.isinf(values).sum())
+
+
+def nucleus_summary(group: pd.DataFrame, *, seed: int = 0) -> dict[str, float]:
+    """Nucleus figures of a group of per-image rows with ``nucleus_dice``, ``nc_true``, ``nc_pred``, ``nc_rel_error``.
+
+    Parameters
+    ----------
+    group : DataFrame
+        Per-image rows; rows without nucleus scores (NaN) are left out.
+    seed : int, keyword-only
+        Seed of the bootstrap interval.
+
+    Returns
+    -------
+    dict
+        :data:`NUCLEUS_SUMMARY`: the mean nucleus Dice with its bootstrap
+        95 % interval (an image whose nucleus was missed scores 0),
+        ``nucleus_found``, the share of images whose matched WBC has a
+        nucleus, and over those images the median N:C relative error and
+        the Spearman rank correlation of the predicted with the expert N:C
+        (a missed nucleus has no N:C to rank; ``nucleus_found`` counts it);
+        empty when the rows carry no nucleus scores.
+    """
+    from scipy.stats import spearmanr
+
+    if "nucleus_dice" not in group:
+        return {}
+    dice = pd.to_numeric(group["nucleus_dice"], errors="coerce")
+    if not dice.notna().any():
+        return {}
+    low, high = bootstrap_ci(dice, seed=seed)
+    nc = group[["nc_true", "nc_pred", "nc_rel_error"]].apply(pd.to_numeric, errors="coerce")
+    scored = nc[nc["nc_true"].notna()]
+    found = scored[scored["nc_pred"] > 0]
+    rho = float(spearmanr(found["nc_true"], found["nc_pred"])[0]) if len(found) >= 3 else float("nan")
+    return {"nucleus_dice_mean": _nanmean(dice), "nucleus_dice_ci_low": low, "nucleus_dice_ci_high": high,
+            "nucleus_found": len(found) / len(scored) if len(scored) else float("nan"),
+            "nc_rel_error_median": float(found["nc_rel_error"].median()) if len(found) else float("nan"),
+            "nc_rank_corr": rho}
+
+
+def count_error(group: pd.DataFrame) -> pd.Series:
+    """Predicted minus true WBC count per row, border extras left out.
+
+    Where a row has ``border_extra`` (crops whose mask marks one WBC, as the
+    CellaVision set's), the predicted WBCs touching the border and no true
+    WBC are not counted: the mask leaves such partial neighbours out.
+    """
+    error = pd.to_numeric(group["pred_count"]) - pd.to_numeric(group["true_count"])
+    if "border_extra" in group:
+        error = error - pd.to_numeric(group["border_extra"], errors="coerce").fillna(0)
+    return error
 
 
 def _groups(per_image: pd.DataFrame):
@@ -71,6 +139,9 @@ def summarise(per_image: pd.DataFrame, units: dict[str, dict], *, seed: int = 0)
     HD95 is the mean over images with a finite distance, ``hd95_inf`` the
     number of images where one mask was empty (infinite distance); both
     boundary means are NaN when ``per_image`` has no boundary columns.
+    Where rows carry nucleus scores (protocol ``cellavision``) the summary
+    adds :func:`nucleus_summary`'s figures, and the count error leaves out
+    border extras (:func:`count_error`), whose total is ``border_extra``.
     Rows of protocol ``"shift"`` (a ``shift`` column names the shift, a
     ``source`` column says ``"cv"`` or ``"large"``) are summarised per shift;
     their count error and exact-count share use only the rows where a count
@@ -111,7 +182,7 @@ def summarise(per_image: pd.DataFrame, units: dict[str, dict], *, seed: int = 0)
             tp, fp, fn = (float(pd.to_numeric(group[c]).sum()) for c in ("tp", "fp", "fn"))
             matched = float(pd.to_numeric(group.get("matched_iou_sum", pd.Series(dtype=float))).sum())
             counted = _count_rows(group, protocol, shift)
-            error = pd.to_numeric(counted["pred_count"]) - pd.to_numeric(counted["true_count"])
+            error = count_error(counted)
             if all(c in group for c in BOUNDARY_COLUMNS):
                 hd95_mean, hd95_inf = _finite_mean(group["hd95"])
                 row.update(hd95_mean=hd95_mean, hd95_inf=hd95_inf, surface_dice_mean=_nanmean(group["surface_dice"]))
@@ -123,7 +194,10 @@ def summarise(per_image: pd.DataFrame, units: dict[str, dict], *, seed: int = 0)
                 panoptic_quality=matched / (tp + 0.5 * (fp + fn)) if (tp + fp + fn) else float("nan"),
                 count_mae=float(error.abs().mean()) if len(error) else float("nan"),
                 count_exact=float((error == 0).mean()) if len(error) else float("nan"),
+                **nucleus_summary(group, seed=seed),
             )
+            if "border_extra" in group and group["border_extra"].notna().any():
+                row["border_extra"] = int(pd.to_numeric(group["border_extra"], errors="coerce").fillna(0).sum())
         rows.append(row)
     summary = pd.DataFrame(rows)
     for column in SUMMARY_COLUMNS:
@@ -158,7 +232,12 @@ def markdown_table(frame: pd.DataFrame, columns: list[str] | None = None) -> str
 #: Columns of the readable summary (the CSV has them all).
 READABLE = ["segmenter", "protocol", "shift", "n_images", "dice_mean", "dice_ci_low", "dice_ci_high", "iou_mean",
             "hd95_mean", "surface_dice_mean", "object_f1", "panoptic_quality", "count_mae", "count_exact", "fit_s",
-            "predict_mpx_s"]
+            "predict_mpx_s", "nucleus_dice_mean", "nucleus_found", "nc_rel_error_median", "nc_rank_corr"]
+
+
+def readable_columns(summary: pd.DataFrame) -> list[str]:
+    """:data:`READABLE`, less the nucleus columns where no row has nucleus scores."""
+    return [c for c in READABLE if c not in NUCLEUS_SUMMARY or (c in summary and summary[c].notna().any())]
 
 
 def _write_csv(path: Path, frame: pd.DataFrame) -> None:
@@ -172,7 +251,7 @@ def write_tables(out: Path, per_image: pd.DataFrame, summary: pd.DataFrame, unit
     out = Path(out)
     _write_csv(out / "per_image.csv", per_image)
     _write_csv(out / "summary.csv", summary)
-    text = "# Summary\n\n" + markdown_table(summary, READABLE)
+    text = "# Summary\n\n" + markdown_table(summary, readable_columns(summary))
     if errors:
         text += f"\n{len(errors)} problem(s) were recorded; see errors.csv.\n"
     write_text_atomic(out / "summary.md", text)

@@ -223,6 +223,45 @@ def test_probe_stops_at_the_first_factor_that_fits():
     assert calls == [1.0, 0.5, 1 / 3] and estimate.factor == pytest.approx(1 / 3, rel=0.06)
 
 
+def _lobed_probe(calls: list, whole_at_half: float):
+    """A neutrophil twice the training size: three lobes of training size at factor 1, one cell at 0.5."""
+    def probe(factor):
+        calls.append(factor)
+        if factor == 1.0:
+            return [1.05 * TRAINING.wbc_diameter, 0.9 * TRAINING.wbc_diameter, 0.8 * TRAINING.wbc_diameter]
+        return [whole_at_half * factor / 0.5]
+    return probe
+
+
+def test_lobes_of_one_cell_are_measured_whole_at_the_next_factor():
+    """Several training-sized objects at factor 1 that factor 0.5 sees as one training-sized cell: 0.5 wins."""
+    calls = []
+    estimate = estimate_scale(_crop_with_one_wbc(120, 300), TRAINING,
+                              probe=_lobed_probe(calls, whole_at_half=TRAINING.wbc_diameter))
+    assert calls == [1.0, 0.5]
+    assert (estimate.method, estimate.factor, estimate.confident) == ("wbc-probe", 0.5, True)
+
+
+def test_touching_cells_at_the_training_scale_stay_at_factor_1():
+    """Two training-sized WBCs that touch read half the training size at 0.5 (merged: 0.7x): factor 1 is kept."""
+    image = _crop_with_one_wbc(60, 200)
+    for at_half in ([0.5 * TRAINING.wbc_diameter] * 2, [0.7 * TRAINING.wbc_diameter]):
+        calls = []
+
+        def probe(factor, at_half=at_half):
+            calls.append(factor)
+            return [TRAINING.wbc_diameter] * 2 if factor == 1.0 else at_half
+        estimate = estimate_scale(image, TRAINING, probe=probe)
+        assert calls == [1.0, 0.5] and estimate.factor == 1.0
+
+
+def test_one_object_at_factor_1_is_not_second_guessed():
+    """A single training-sized WBC at factor 1 costs no further trial, whatever 0.5 would say."""
+    calls = []
+    estimate_scale(_crop_with_one_wbc(60, 120), TRAINING, probe=lambda f: calls.append(f) or [TRAINING.wbc_diameter])
+    assert calls == [1.0]
+
+
 def test_block_mean_is_the_mean_of_each_block():
     from skimage.measure import block_reduce
 

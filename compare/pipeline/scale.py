@@ -14,7 +14,8 @@ that applies):
 4. a fitted model (``probe``, ``"wbc-probe"``) run at a few trial scales, for
    crops (one WBC and the cells around it: under :data:`MIN_RULER_SIDE` px a
    side, or too few whole red cells): the trial whose largest WBC comes out
-   nearest the training WBC size wins, the image's own scale preferred.
+   nearest the training WBC size wins, the image's own scale preferred unless
+   what it finds are the lobes of one cell twice that size.
 
 :func:`choose_scale` is the stage :meth:`compare.pipeline.model.WBCModel.predict`
 runs once per image: the estimate, and the factor applied (none within
@@ -87,6 +88,11 @@ PROBE_FACTORS = (1.0, 0.5, 1.0 / 3.0, 2.0)
 PROBE_PREFERENCE = 1.2
 #: A probe whose WBC is within this ratio of the training diameter is trusted.
 PROBE_CONFIDENT = 1.35
+#: Factor 1 found several objects yet factor 0.5 one WBC of the training size
+#: that is at least this much wider (in the image's own pixels) than the
+#: largest of them: those objects are pieces (the nuclear lobes of a
+#: neutrophil) of one cell twice the training size, and 0.5 is kept.
+PIECES_RATIO = 1.2
 #: When a probe is given, images smaller than this (px) on either side are
 #: measured by it rather than by their red cells: a crop shows too few whole
 #: red cells, and those it shows are often cut or crowded around the WBC.
@@ -171,30 +177,39 @@ def _probe_estimate(probe: Callable[[float], Sequence[float]], training: Trainin
     The largest object found at each factor is taken as the WBC (a crop is
     centred on one; WBCs cut by its border come out smaller).  Factor 1 is
     kept unless another factor brings that WBC clearly nearer the training
-    diameter (:data:`PROBE_PREFERENCE`); the chosen factor is refined by the
-    measured size only when that shrinks the image by more than
-    :data:`SCALE_TOLERANCE` (a WBC larger than the training ones), never to
-    enlarge it.
+    diameter (:data:`PROBE_PREFERENCE`), or its objects are the pieces of one
+    cell that factor 0.5 sees whole (:func:`_pieces_of_one_cell`).  The
+    chosen factor is refined by the measured size only when that shrinks the
+    image by more than :data:`SCALE_TOLERANCE` (a WBC larger than the
+    training ones), never to enlarge it.
     """
     misses: dict[float, tuple[float, float]] = {}  # factor -> (|log ratio|, diameter)
+    counts: dict[float, int] = {}
     for factor in PROBE_FACTORS:
         found = np.asarray(probe(float(factor)), float).ravel()
         found = found[np.isfinite(found) & (found > 0)]
+        counts[factor] = len(found)
         if len(found):
             diameter = float(found.max())
             misses[factor] = (abs(float(np.log(diameter / training.wbc_diameter))), diameter)
         if factor in misses and misses[factor][0] <= np.log(PROBE_PREFERENCE):
             # A WBC within the training sizes' own spread: at factor 1 no other
-            # factor could displace it (the rule below); at another factor one
-            # still untried would rarely do better, and the factors are tried
-            # in order of cost, 2 (four times the pixels) last.
-            break
+            # factor could displace it (the rule below) unless it is one of
+            # several pieces, which the next factor tells (_pieces_of_one_cell);
+            # at another factor one still untried would rarely do better, and
+            # the factors are tried in order of cost, 2 (four times the pixels) last.
+            if factor != 1.0 or counts[factor] < 2:
+                break
+        elif factor == 0.5 and counts.get(1.0, 0) >= 2 and 1.0 in misses and misses[1.0][0] <= np.log(PROBE_PREFERENCE):
+            break  # the pieces check needed 0.5 only
     if not misses:
         return ScaleEstimate(1.0, "none", rbc, False,
                              f"{why}, and the model found no WBC at any trial scale, so the image is used as it is.")
     best = min(misses, key=lambda f: misses[f][0])
     if 1.0 in misses and misses[1.0][0] <= misses[best][0] + np.log(PROBE_PREFERENCE):
         best = 1.0
+    if best == 1.0 and _pieces_of_one_cell(misses, counts):
+        best = 0.5
     miss, diameter = misses[best]
     # The WBC measures diameter / best in the image's own pixels.  The trial
     # factor is refined by that size only towards a smaller image: a WBC that
@@ -208,6 +223,20 @@ def _probe_estimate(probe: Callable[[float], Sequence[float]], training: Trainin
     detail = (f"{why}; the model's largest WBC measured {diameter:.0f} px at trial factor {best:.2f} "
               f"(training {training.wbc_diameter:.0f} px)")
     return _clamped(factor, "wbc-probe", rbc, detail + ".", confident=bool(miss <= np.log(PROBE_CONFIDENT)))
+
+
+def _pieces_of_one_cell(misses: dict[float, tuple[float, float]], counts: dict[float, int]) -> bool:
+    """Whether the objects found at factor 1 are pieces of one cell that factor 0.5 sees whole.
+
+    A neutrophil twice the training size falls apart at factor 1 into nuclear
+    lobes, each about a training WBC wide; at factor 0.5 the model sees the
+    whole cell, of training size.  Two WBCs that touch at the training scale
+    do not pass: at 0.5 they read half the training size, together or apart.
+    """
+    if counts.get(1.0, 0) < 2 or 0.5 not in misses or 1.0 not in misses:
+        return False
+    (miss_half, diameter_half), (_, diameter_one) = misses[0.5], misses[1.0]
+    return bool(miss_half <= np.log(PROBE_PREFERENCE) and diameter_half / 0.5 >= PIECES_RATIO * diameter_one)
 
 
 def estimate_scale(image: np.ndarray, training: TrainingScale, *, wbc_diameter: float | None = None,

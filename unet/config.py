@@ -56,6 +56,13 @@ class TrainConfig:
     field_edge : float
         Share of training samples given a synthetic dark field-stop edge
         (:func:`unet.sampling.add_field_edge`).
+    time_budget_s : float or None
+        Wall seconds the epochs may take.  After the first epoch the number
+        of epochs is cut to what fits (``epochs`` at most) and the schedule
+        is laid over that number, so the learning rate still decays to its
+        end.  The epoch count it reaches depends on the machine's speed: it
+        is recorded as ``epochs_run``, and that many ``epochs`` without a
+        budget repeat the fit exactly.  None: run ``epochs``.
     """
 
     epochs: int = 50
@@ -73,6 +80,7 @@ class TrainConfig:
     patch_size: int = 128
     mosaic: float = 0.0
     field_edge: float = 0.0
+    time_budget_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -89,6 +97,8 @@ class TrainConfig:
             raise ValueError(f"val_fraction must lie in (0, 0.5), got {self.val_fraction}.")
         if not (0.0 <= self.mosaic <= 1.0 and 0.0 <= self.field_edge <= 1.0):
             raise ValueError(f"mosaic and field_edge are shares in [0, 1], got {self.mosaic} and {self.field_edge}.")
+        if self.time_budget_s is not None and not self.time_budget_s > 0:
+            raise ValueError(f"time_budget_s must be None or positive, got {self.time_budget_s}.")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}.")
 

@@ -8,6 +8,7 @@ on any Keras backend and uses a GPU automatically when the backend sees one.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 import time
@@ -52,8 +53,9 @@ def train_unet(
     *,
     seed: int = 0,
     verbose: int | str = "auto",
+    start_weights: list[np.ndarray] | None = None,
 ):
-    """Train a U-Net from scratch.
+    """Train a U-Net from scratch, or further from given weights (fine-tuning).
 
     Parameters
     ----------
@@ -65,6 +67,11 @@ def train_unet(
     verbose : int or "auto"
         Keras verbosity: 1 a progress bar per epoch, 2 one line per epoch,
         0 silent; "auto" is 1 on a terminal and 2 otherwise.
+    start_weights : list of ndarray, optional
+        Every weight of a U-Net of ``model_config`` (``keras.Model.get_weights``,
+        batch-norm statistics included) to start from instead of the seeded
+        initial ones; the seed still draws the split, crops, augmentation and
+        dropout.
 
     Returns
     -------
@@ -102,6 +109,12 @@ def train_unet(
 
     # The seeded starting point: initial weights and the dropout layer's seed.
     model = build_unet(model_config)
+    if start_weights is not None:
+        shapes = [w.shape for w in model.get_weights()]
+        if [np.shape(w) for w in start_weights] != shapes:
+            raise ValueError("start_weights do not fit a U-Net of this model config; fine-tune with the "
+                             "configuration the weights were trained with.")
+        model.set_weights(start_weights)
     loss_fn = get_loss(train_config.loss)
     with kept_trainer(model, model_config, train_config, loss_fn) as trainer:
         history = _fit_loop(trainer, AugmentedBatches(train_images, train_masks, train_config, seed),
@@ -124,6 +137,7 @@ def train_unet(
         "n_train": int(len(train_idx)),
         "n_val": int(len(val_idx)),
         "seed": int(seed),
+        "start": "given weights" if start_weights is not None else "seeded initial weights",
     }
     return model, history, info
 
@@ -166,13 +180,15 @@ def _epochs(model, batches: AugmentedBatches, x_val: np.ndarray, y_val: np.ndarr
     plateau_best, plateau_wait = np.inf, 0
     rate = config.learning_rate
     val_batch = max(config.batch_size, 16)
-    for epoch in range(config.epochs):
+    epochs, started = config.epochs, time.perf_counter()
+    epoch = 0
+    while epoch < epochs:
         t0 = time.perf_counter()
         if config.schedule == "cosine":
             rate = scheduled_rate(config, epoch)
         model.optimizer.learning_rate.assign(rate)
         if verbose:
-            print(f"Epoch {epoch + 1}/{config.epochs}", flush=True)
+            print(f"Epoch {epoch + 1}/{epochs}", flush=True)
         bar = keras.utils.Progbar(len(batches), verbose=verbose)
         loss_sum = dice_sum = 0.0
         seen = 0
@@ -209,6 +225,13 @@ def _epochs(model, batches: AugmentedBatches, x_val: np.ndarray, y_val: np.ndarr
                     rate, plateau_wait = max(rate * 0.5, config.min_lr), 0
         if config.patience > 0 and since_best >= config.patience:
             break
+        if epoch == 0 and config.time_budget_s is not None:
+            # The first epoch's time sets how many fit the budget; the cosine
+            # schedule is then laid over that many, so the rate still decays.
+            fit = int(config.time_budget_s // max(time.perf_counter() - started, 1e-6))
+            epochs = max(1, min(config.epochs, fit))
+            config = dataclasses.replace(config, epochs=epochs)
+        epoch += 1
     # Always restore the best epoch's weights; with patience 0 never stop early.
     if best_weights is not None:
         model.set_weights(best_weights)

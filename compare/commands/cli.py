@@ -1,4 +1,4 @@
-"""Command line: ``python -m compare {run,list,report,predict,score,data}``.
+"""Command line: ``python -m compare {run,list,report,predict,score,fit,data}``.
 
 Only the standard library is imported before the arguments are parsed, so
 ``--help`` answers at once; the runner, and TensorFlow with it, load after.
@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a model folder saved by 'run' (default: the U-Net shipped with the package)")
     score.add_argument("--out", type=Path, default=Path("scores"), help="output folder (default: scores)")
     score.add_argument("--resume", action="store_true", help="reuse the folders finished by an earlier call into --out")
+    from compare.commands.fit import add_fit_parser
+
+    add_fit_parser(sub)
     _add_data_parser(sub)
     return parser
 
@@ -249,8 +252,15 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_data(args)
         if args.command == "score":
             return _cmd_score(args)
+        if args.command == "fit":
+            from compare.commands.fit import main as fit_main
+
+            return fit_main(args)
         return _cmd_predict(args)
     except KeyboardInterrupt:
+        if args.command == "fit":
+            print("Interrupted; no model was written (a model already at --out is unchanged).", file=sys.stderr)
+            return 130
         print("Interrupted; finished results are kept. Continue with the same command plus --resume.", file=sys.stderr)
         return 130
     except (ValueError, FileNotFoundError, NotADirectoryError) as exc:

@@ -367,6 +367,7 @@ class WBCModel(BaseEstimator):
             "nucleus_reference": (None if self.nucleus_reference_ is None
                                   else [float(v) for v in self.nucleus_reference_]),  # exact: it moves pixels
             "fit_s": round(float(self.fit_s_), 3),
+            **getattr(self, "provenance_", {}),  # what 'compare fit' adds (compare.pipeline.finetune.provenance)
         }
 
     def save(self, folder: str | Path) -> Path:
@@ -463,6 +464,7 @@ class WBCModel(BaseEstimator):
         model.fit_s_ = float(data["fit_s"])
         model.stain_copies_ = dict(data["stain_copies"])
         model.data_hash_ = str(data["training_data_sha256"])
+        model.provenance_ = {k: v for k, v in data.items() if k not in _MANIFEST_KEYS}  # kept on a re-save
         model.manifest_ = manifest
         return model
 

@@ -139,7 +139,7 @@ PROFILES: dict[str, tuple[UNetConfig, TrainConfig, PredictConfig]] = {
 #: for validation (the best validation epoch's weights are still restored).  Epochs of a fixed number of
 #: steps, so that five images train as long per epoch as forty.  Measured on CellaVision in
 #: docs/fine_tuning.md.
-FINE_TUNE: dict[str, Any] = {"learning_rate": 5e-4, "warmup_epochs": 0, "patience": 0, "epochs": 12,
+FINE_TUNE: dict[str, Any] = {"learning_rate": 5e-4, "warmup_epochs": 0, "patience": 0, "epochs": 30,
                              "steps_per_epoch": 10}
 
 _SECTIONS = {"model": UNetConfig, "train": TrainConfig, "predict": PredictConfig}
@@ -252,6 +252,9 @@ class UNetSegmenter(BaseEstimator):
         # Two at least: training holds out a validation image.
         check_training_set(images, masks, min_images=2)
         model_cfg, train_cfg, predict_cfg = resolve_profile(self.profile, self.overrides)
+        if predict_cfg.zoom != 1.0:  # trained, as it predicts, at zoom times the images' size
+            images = [resize_image(im, predict_cfg.zoom) for im in images]
+            masks = [resize_mask(m, predict_cfg.zoom) for m in masks]
         model, history, info = train_unet(list(images), list(masks), model_cfg, train_cfg,
                                           seed=self.random_state, verbose=self.verbose)
         info["profile"] = self.profile
@@ -299,11 +302,11 @@ class UNetSegmenter(BaseEstimator):
         unknown = sorted(set(train_overrides) - _field_names(TrainConfig))
         if unknown:
             raise ValueError(f"Unknown training option(s) {unknown}; fine-tuning takes fields of TrainConfig.")
-        overrides = {**self.overrides, **FINE_TUNE, **train_overrides}
+        zoom = zoom * self.predict_config_.zoom
+        overrides = {**self.overrides, **FINE_TUNE, **train_overrides, "zoom": float(zoom)}
         verbose = self.verbose if verbose is None else verbose
         tuned = UNetSegmenter(self.profile, random_state=random_state, verbose=verbose, **overrides)
         _, train_cfg, _ = resolve_profile(self.profile, overrides)
-        zoom = zoom * self.predict_config_.zoom
         if zoom != 1.0:
             images = [resize_image(im, zoom) for im in images]
             masks = [resize_mask(m, zoom) for m in masks]

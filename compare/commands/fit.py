@@ -44,7 +44,7 @@ def add_fit_parser(sub) -> None:
     fit.add_argument("--out", type=Path, required=True, metavar="MODEL_DIR", help="the model folder to write")
     budget = fit.add_mutually_exclusive_group()
     budget.add_argument("--epochs", type=int, default=None,
-                        help="U-Net epochs (default: 24 from scratch, 12 of 10 steps when fine-tuning)")
+                        help="U-Net epochs (default: 24 from scratch, 30 of 10 steps when fine-tuning)")
     budget.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
                         help="U-Net: as many epochs as fit in this many seconds (the count reached is in the "
                              "model's manifest; pass it as --epochs to repeat the fit exactly)")

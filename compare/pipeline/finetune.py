@@ -4,24 +4,28 @@
 fits the pipeline as :meth:`compare.pipeline.model.WBCModel.fit` does (the
 colour, scale and instance settings from the lab's images, a new
 segmenter), with the few training options a lab needs (epochs or a time
-budget, the validation share).  From a saved U-Net (``start``) it keeps the
-network's working space and trains the network further:
+budget, the validation share).  From a saved U-Net (``start``) it trains
+the network further on the lab's images:
 
-* **scale**: the lab's images and masks are resized so that their median
-  WBC has the start's training diameter, the scale the network learnt; the
-  model's training scale stays the start's, so ``predict`` brings new images
-  of the lab to that same scale;
+* **scale**: the model takes the lab's scale (its training WBC diameter is
+  the median of the lab's masks), so the lab's own images are predicted at
+  factor 1, while the network stays at the scale it learnt: it resizes
+  every image by a fixed ``zoom`` (the start's WBC diameter over the
+  lab's) before it predicts, and is trained at that zoom.  The red-cell
+  ruler is measured on the lab's images where at least
+  :data:`LEARN_MIN_IMAGES` of them are large enough and show red cells, and
+  is otherwise the start's brought to the lab's scale;
 * **colour**: the lab's images are brought to a colour reference (white
   balance, nuclear-stain gain) before training, as ``predict`` will bring
   them.  With at least :data:`LEARN_MIN_IMAGES` images the reference is
-  learnt from them (then the model reads the lab's colours as its own and
+  learnt from them (the model then reads the lab's colours as its own and
   warns about stains unlike the lab's); with fewer the start's is kept;
-* **instances**: the settings are tuned on the lab's resized masks and
-  joined with the start's, taking the looser limit of each (the smaller
-  minimum area and solidity, the larger split area and elongation), as
-  tuning on the union of both sets of masks would; the lab's own WBC size
-  sets the marker spacing.  Kept from the start when the lab's masks hold no
-  whole WBC.
+* **instances**: the settings are tuned on the lab's masks and joined with
+  the start's (brought to the lab's scale), taking the looser limit of each
+  (the smaller minimum area and solidity, the larger split area and
+  elongation), as tuning on both sets of masks would; the lab's own WBC
+  size sets the marker spacing.  Kept from the start when the lab's masks
+  hold no whole WBC.
 
 The classical segmenters cannot be fine-tuned: refitting them needs their
 old training images, which a model folder does not hold (only their hash).
@@ -229,19 +233,41 @@ def fine_tune(start: WBCModel, images: Sequence[np.ndarray], masks: Sequence[np.
     return model, {"colour": "learnt" if learn else "kept", "scale": scale_from, "instances": instances}
 
 
+def _design_zoom(masks: Sequence[np.ndarray]) -> float:
+    """The resize that brings a lab's WBCs to the U-Net's design scale: that of the shipped U-Net's training WBCs.
+
+    The U-Net profile (128-px patches at half resolution, four levels) was
+    chosen for WBCs about 63 px across: a patch holds a WBC and its
+    neighbours.  Images whose median WBC is within :data:`SCALE_TOLERANCE`
+    of that are trained on as they are (1.0), as ``compare run`` does.
+    """
+    from compare.pipeline.model import default_model_dir
+
+    design = float(WBCModel.read_manifest(default_model_dir()).data["training_scale"]["wbc_diameter"])
+    ratio = design / median_wbc_diameter(masks)
+    return 1.0 if abs(np.log(ratio)) <= np.log(SCALE_TOLERANCE) else float(ratio)
+
+
 def fit_from_scratch(segmenter: str, images: Sequence[np.ndarray], masks: Sequence[np.ndarray],
                      fit: FitSettings, *, verbose: int | str = 0) -> WBCModel:
     """A new model of ``segmenter`` fitted on ``images``, as :meth:`WBCModel.fit` fits one, with ``fit``'s options.
 
     Without options this is :meth:`WBCModel.fit` itself; the U-Net's options
     are set on its segmenter, which ``WBCModel.fit`` builds from the registry.
+    A U-Net is trained at its design scale (:func:`_design_zoom`) and
+    resizes the images it predicts the same way, so the model's training
+    scale is the lab's own.
     """
     from compare.pipeline.segmenters import get_spec, make_segmenter
 
-    overrides = fit.unet_overrides() if _is_unet(segmenter) else {}
-    if not overrides and verbose == 0:
-        return WBCModel(segmenter, random_state=fit.random_state).fit(list(images), list(masks))
     images, masks = list(images), [np.asarray(m, bool) for m in masks]
+    overrides = fit.unet_overrides() if _is_unet(segmenter) else {}
+    if _is_unet(segmenter):
+        zoom = _design_zoom(masks)
+        if zoom != 1.0:
+            overrides["zoom"] = zoom
+    if not overrides and verbose == 0:
+        return WBCModel(segmenter, random_state=fit.random_state).fit(images, masks)
     model = WBCModel(segmenter, random_state=fit.random_state)
     spec = get_spec(segmenter)
     model.name_, model.stain_anchor_ = segmenter, spec.stain_anchor

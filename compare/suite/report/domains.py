@@ -105,4 +105,8 @@ def domains_section(run: RunData, order: list[str]) -> Section | None:
     flip = _flip_text(numbers)
     if flip:
         blocks.append(Text(flip))
+    if (run.root / "benchmarks" / "learning_curve.md").is_file():
+        blocks.append(Text("How many of a lab's own labelled images close the gap, fine-tuning the U-Net "
+                           "(`python -m compare fit --from default`) against fitting from scratch: the learning "
+                           "curve on these crops, `benchmarks/learning_curve.md` (`benchmarks/learning_curve.png`)."))
     return Section("domains", "In-domain and another lab (CellaVision, zero-shot)", blocks)

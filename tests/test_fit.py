@@ -198,3 +198,21 @@ def test_a_time_budget_cuts_the_epochs():
     seg = UNetSegmenter("default", random_state=0, **{**TINY, "epochs": 40, "time_budget_s": 1e-3}).fit(images,
                                                                                                       masks)
     assert seg.fit_info_["epochs_run"] == 1
+
+
+def test_a_unet_from_scratch_is_trained_at_its_design_scale():
+    from compare.pipeline.finetune import _design_zoom
+    from compare.pipeline.model import default_model_dir
+
+    design = WBCModel.read_manifest(default_model_dir()).data["training_scale"]["wbc_diameter"]
+    at_design = smear((200, 200), [(100, 100)], radius=design / 2)[1]
+    twice = smear((400, 400), [(200, 200)], radius=design)[1]
+    assert _design_zoom([at_design]) == 1.0
+    assert _design_zoom([twice]) == pytest.approx(0.5, rel=0.05)
+
+
+def test_the_fit_record_survives_a_re_save(tmp_path):
+    lab = _lab(tmp_path / "lab", 2)
+    assert main(["fit", str(lab), "--segmenter", "threshold", "--out", str(tmp_path / "a")]) == 0
+    load_model(tmp_path / "a").save(tmp_path / "b")
+    assert WBCModel.read_manifest(tmp_path / "b").data["fit"] == WBCModel.read_manifest(tmp_path / "a").data["fit"]

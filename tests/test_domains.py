@@ -95,5 +95,10 @@ def test_the_report_shows_in_domain_and_cellavision_figures_side_by_side_and_a_f
     text = to_markdown(Document("t", [], [section]), tmp_path)
     assert "CellaVision nucleus Dice" in text and "SigTuple large exact count" in text
     assert "The ranking flips" in text and "mlp, unet" in text and "unet, mlp" in text
+    assert "lobe_grid" not in text  # no lobe counts checked by eye in this run folder
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "lobe_counts.csv").write_text("image,type,predicted,expert_mask,by_eye\n")
+    text = to_markdown(Document("t", [], [domains_section(run_data, ["unet", "mlp"])]), tmp_path)
+    assert "benchmarks/lobe_grid.jpg" in text and "--by-eye" in text
     assert domains_section(RunData(tmp_path, pd.DataFrame(), summary[summary.protocol != "cellavision"]),
                            ["unet", "mlp"]) is None

@@ -109,4 +109,10 @@ def domains_section(run: RunData, order: list[str]) -> Section | None:
         blocks.append(Text("How many of a lab's own labelled images close the gap, fine-tuning the U-Net "
                            "(`python -m compare fit --from default`) against fitting from scratch: the learning "
                            "curve on these crops, `benchmarks/learning_curve.md` (`benchmarks/learning_curve.png`)."))
+    if (run.root / "benchmarks" / "lobe_counts.csv").is_file():
+        blocks.append(Text("Lobe counts checked by eye: the CellaVision neutrophils and eosinophils with the shipped "
+                           "model's nucleus outline and lobe count, `benchmarks/lobe_grid.jpg`, and the counts read "
+                           "off it by eye beside the predicted ones, `benchmarks/lobe_counts.csv` "
+                           "(`python experiments/lobe_grid.py --by-eye results/benchmarks/lobe_counts.csv` prints "
+                           "the agreement)."))
     return Section("domains", "In-domain and another lab (CellaVision, zero-shot)", blocks)

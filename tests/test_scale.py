@@ -248,7 +248,7 @@ def test_touching_cells_at_the_training_scale_stay_at_factor_1():
     for at_half in ([0.5 * TRAINING.wbc_diameter] * 2, [0.7 * TRAINING.wbc_diameter]):
         calls = []
 
-        def probe(factor, at_half=at_half):
+        def probe(factor, at_half=at_half, calls=calls):
             calls.append(factor)
             return [TRAINING.wbc_diameter] * 2 if factor == 1.0 else at_half
         estimate = estimate_scale(image, TRAINING, probe=probe)

@@ -96,9 +96,30 @@ def test_the_report_shows_in_domain_and_cellavision_figures_side_by_side_and_a_f
     assert "CellaVision nucleus Dice" in text and "SigTuple large exact count" in text
     assert "The ranking flips" in text and "mlp, unet" in text and "unet, mlp" in text
     assert "lobe_grid" not in text  # no lobe counts checked by eye in this run folder
+    assert "report half" not in text  # no per-image rows
     (tmp_path / "benchmarks").mkdir()
     (tmp_path / "benchmarks" / "lobe_counts.csv").write_text("image,type,predicted,expert_mask,by_eye\n")
     text = to_markdown(Document("t", [], [domains_section(run_data, ["unet", "mlp"])]), tmp_path)
     assert "benchmarks/lobe_grid.jpg" in text and "--by-eye" in text
     assert domains_section(RunData(tmp_path, pd.DataFrame(), summary[summary.protocol != "cellavision"]),
                            ["unet", "mlp"]) is None
+
+
+def test_the_report_splits_cellavision_into_the_tuning_and_the_report_half():
+    from compare.suite.report.domains import report_half_table
+
+    per_image = pd.DataFrame([
+        {"segmenter": "unet", "protocol": "cellavision", "image": "001", "dice": 0.9, "nucleus_dice": 0.8,
+         "pred_count": 1, "true_count": 1, "border_extra": 0},
+        {"segmenter": "unet", "protocol": "cellavision", "image": "002", "dice": 0.7, "nucleus_dice": 0.6,
+         "pred_count": 2, "true_count": 1, "border_extra": 0},
+        {"segmenter": "unet", "protocol": "cellavision", "image": "004", "dice": 0.5, "nucleus_dice": 0.4,
+         "pred_count": 2, "true_count": 1, "border_extra": 1},
+        {"segmenter": "unet", "protocol": "cv", "image": "train-2", "dice": 0.1, "pred_count": 5, "true_count": 1},
+    ])
+    table = report_half_table(per_image, ["unet", "rf"]).set_index("half")
+    assert table.loc["odd", "n_images"] == 1 and table.loc["even", "n_images"] == 2
+    assert table.loc["even", "dice"] == pytest.approx(0.6) and table.loc["odd", "nucleus_dice"] == pytest.approx(0.8)
+    # 002 has one WBC too many; 004's extra touches the border and is not counted.
+    assert table.loc["even", "count_exact"] == pytest.approx(0.5) and table.loc["odd", "count_exact"] == 1.0
+    assert report_half_table(per_image[per_image.protocol == "cv"], ["unet"]).empty

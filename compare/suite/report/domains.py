@@ -17,8 +17,15 @@ import pandas as pd
 from compare.suite.report.html import Section, Table, Text
 from compare.suite.report.run_data import RunData
 from compare.suite.report.sections import _num
+from compare.suite.summary import count_error
 
-__all__ = ["domain_table", "domains_section"]
+__all__ = ["domain_table", "domains_section", "report_half_table"]
+
+#: The post-processing thresholds fitted on CellaVision (the nucleus check's
+#: ``min_coherent_separability`` / ``min_coherence``, the scale probe's
+#: ``PIECES_RATIO``) were chosen on the odd-numbered crops; the even-numbered
+#: ones are the report half (``experiments/cellavision_split.py``).
+TUNING_HALF, REPORT_HALF = "odd", "even"
 
 #: ``(column title, protocol, summary column, digits)`` of the side-by-side table.
 COLUMNS = (
@@ -62,6 +69,44 @@ def domain_table(summary: pd.DataFrame, order: list[str]) -> pd.DataFrame:
     return frame
 
 
+def report_half_table(per_image: pd.DataFrame, order: list[str]) -> pd.DataFrame:
+    """Whole-cell Dice, nucleus Dice and exact count per segmenter on each half of the CellaVision crops.
+
+    Parameters
+    ----------
+    per_image : DataFrame
+        ``per_image.csv`` of a run; its ``cellavision`` rows are used, their
+        ``image`` a crop number (``001`` ... ``100``).
+    order : list of str
+        Segmenters, in the report's order.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``segmenter``, ``half`` (:data:`TUNING_HALF` or
+        :data:`REPORT_HALF`), ``n_images``, ``dice``, ``nucleus_dice``,
+        ``count_exact``; empty when the run has no such rows.
+    """
+    columns = ["segmenter", "half", "n_images", "dice", "nucleus_dice", "count_exact"]
+    if per_image.empty or "protocol" not in per_image:
+        return pd.DataFrame(columns=columns)
+    rows = per_image[per_image["protocol"] == "cellavision"]
+    number = pd.to_numeric(rows["image"], errors="coerce")
+    rows = rows[number.notna()].assign(half=[TUNING_HALF if int(n) % 2 else REPORT_HALF for n in number.dropna()])
+    out = []
+    for name in [n for n in order if n in set(rows["segmenter"])]:
+        for half in (TUNING_HALF, REPORT_HALF):
+            group = rows[(rows["segmenter"] == name) & (rows["half"] == half)]
+            if group.empty:
+                continue
+            nucleus = pd.to_numeric(group.get("nucleus_dice", pd.Series(dtype=float)), errors="coerce")
+            out.append({"segmenter": name, "half": half, "n_images": len(group),
+                        "dice": float(pd.to_numeric(group["dice"], errors="coerce").mean()),
+                        "nucleus_dice": float(nucleus.mean()) if nucleus.notna().any() else float("nan"),
+                        "count_exact": float((count_error(group) == 0).mean())})
+    return pd.DataFrame(out, columns=columns)
+
+
 def _ranking(values: pd.Series) -> list[str]:
     return list(values.dropna().sort_values(ascending=False, kind="stable").index)
 
@@ -93,7 +138,7 @@ def domains_section(run: RunData, order: list[str]) -> Section | None:
     blocks: list = [
         Text("Each segmenter's final model, fitted on the SigTuple patches only (the `large` protocol's model), "
              f"scored as it is on {int(n_images)} CellaVision crops from another lab (protocol `cellavision`: "
-             "Zheng et al. 2018, expert masks of the whole cell and the nucleus; no fitting, no tuning on them). "
+             "Zheng et al. 2018, expert masks of the whole cell and the nucleus; no model is fitted on them). "
              "Whole cell = mask >= 64, nucleus = mask >= 192. N:C is nucleus area / cytoplasm area (the cell "
              "table's `nc_ratio`) of the cell the mask marks, against the predicted WBC that overlaps it most, and its nucleus; over the images "
              "where that nucleus was found (share: `nucleus found`), its error is the median relative error and "
@@ -105,6 +150,16 @@ def domains_section(run: RunData, order: list[str]) -> Section | None:
     flip = _flip_text(numbers)
     if flip:
         blocks.append(Text(flip))
+    halves = report_half_table(run.per_image, order)
+    if not halves.empty:
+        shown_halves = halves.assign(**{c: [_num(v, 3 if c != "count_exact" else 2) for v in halves[c]]
+                                        for c in ("dice", "nucleus_dice", "count_exact")})
+        blocks += [
+            Text(f"Three post-processing thresholds were chosen on the {TUNING_HALF}-numbered crops (the nucleus "
+                 "check's `min_coherent_separability` and `min_coherence`, the scale probe's `PIECES_RATIO`); "
+                 f"the {REPORT_HALF}-numbered crops are the report half, which nothing was chosen on:"),
+            Table(shown_halves, numeric=("n_images", "dice", "nucleus_dice", "count_exact")),
+        ]
     if (run.root / "benchmarks" / "learning_curve.md").is_file():
         blocks.append(Text("How many of a lab's own labelled images close the gap, fine-tuning the U-Net "
                            "(`python -m compare fit --from default`) against fitting from scratch: the learning "

@@ -165,11 +165,28 @@ def write_outputs() -> None:
     plot(frame, OUT / "learning_curve.png")
 
 
+def plan(sizes: list[int], methods: list[str]) -> list[tuple[str, int, int]]:
+    """The points in the order they are run: zero-shot, every method at N = 10, then each method's other sizes.
+
+    N = 10 first, all methods, because the fine-tune's target is stated there; then the fine-tune's
+    whole curve; then the others', so that a run stopped early has the comparisons that matter most.
+    """
+    points = [("fine-tune", 0, 0)] if 0 in sizes and "fine-tune" in methods else []
+    first = [n for n in sizes if n == 10]
+    for n in first + [n for n in sizes if n not in (0, 10)]:
+        for method in methods:
+            points += [(method, n, draw) for draw in range(DRAWS)]
+    if not first:
+        return points
+    head = [p for p in points if p[1] in (0, 10)]
+    rest = [p for p in points if p[1] not in (0, 10)]
+    return head + sorted(rest, key=lambda p: methods.index(p[0]))  # stable: sizes stay in order
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--table-only", action="store_true", help="rebuild the table and plot from the CSV")
-    # N = 10 first: the point the fine-tune is specified at, so a stopped run has it.
-    parser.add_argument("--sizes", type=lambda t: [int(v) for v in t.split(",")], default=[0, 10, 5, 20, 40])
+    parser.add_argument("--sizes", type=lambda t: [int(v) for v in t.split(",")], default=list(SIZES))
     parser.add_argument("--methods", type=lambda t: t.split(","), default=list(METHODS))
     args = parser.parse_args()
     if not args.table_only:
@@ -178,15 +195,11 @@ def main() -> None:
 
         samples = load_domain(resolve_dataset("cellavision", fetch=False).path)
         start = load_model()
-        for n in args.sizes:
-            for draw in range(DRAWS if n else 1):
-                for method in METHODS:
-                    if method not in args.methods or (n == 0 and method != "fine-tune"):
-                        continue
-                    done = _read()
-                    if ((done.method == method) & (done.n_train == n) & (done.draw == draw)).any():
-                        continue
-                    run_point(method, n, draw, samples, start, done)
+        for method, n, draw in plan(args.sizes, args.methods):
+            done = _read()
+            if ((done.method == method) & (done.n_train == n) & (done.draw == draw)).any():
+                continue
+            run_point(method, n, draw, samples, start, done)
     write_outputs()
 
 

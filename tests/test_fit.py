@@ -78,6 +78,8 @@ def test_fit_from_a_model_writes_a_model_that_predict_loads_and_leaves_the_start
     assert record["settings_from"]["colour"] == "kept"
     assert np.array_equal(model.background_, load_model(start_dir).background_)
     assert model.segmenter_.fit_info_["start"] == "given weights"
+    # The lab's scale is taken as it is (the start estimates each image's).
+    assert load_model(start_dir).auto_scale and not model.auto_scale
     preds = tmp_path / "preds"
     assert main(["predict", str(lab / "images"), "--model", str(out), "--out", str(preds)]) == 0
     assert len(list((preds / "masks").glob("*.png"))) == 4
@@ -136,6 +138,9 @@ def test_a_classical_segmenter_is_fitted_from_scratch_and_refused_as_a_start(tmp
     assert main(["fit", str(lab), "--segmenter", "threshold", "--out", str(out)]) == 0
     record = load_model(out).manifest_.data["fit"]
     assert record["start_model"] is None and record["settings_from"]["colour"] == "learnt"
+    assert not load_model(out).auto_scale
+    assert main(["fit", str(lab), "--segmenter", "threshold", "--any-scale", "--out", str(tmp_path / "any")]) == 0
+    assert load_model(tmp_path / "any").auto_scale
     assert main(["fit", str(lab), "--segmenter", "threshold", "--from", str(out), "--out",
                  str(tmp_path / "again")]) == 2
     assert not (tmp_path / "again").exists()

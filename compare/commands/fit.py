@@ -51,6 +51,10 @@ def add_fit_parser(sub) -> None:
     fit.add_argument("--seed", type=int, default=0, help="seed of the segmenter, split, crops and augmentation")
     fit.add_argument("--val-share", type=float, default=None, metavar="SHARE",
                      help="U-Net: share of the images held out to pick the best epoch, in (0, 0.5) (default 0.15)")
+    fit.add_argument("--any-scale", action="store_true",
+                     help="the model estimates each image's scale, as the shipped one does (default: it takes "
+                          "images at the training images' scale, as one lab's microscope gives them; predict's "
+                          "--wbc-diameter and --pixel-size still set another)")
     fit.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
                      help="where the U-Net trains (default auto: a GPU when the Keras backend sees one)")
 
@@ -119,7 +123,8 @@ def save_atomic(model: Any, out: Path) -> Path:
 
 def fit_folders(folders: list[Path], *, segmenter: str = "unet", start: str | Path | None = None, out: Path,
                 epochs: int | None = None, time_budget_s: float | None = None, seed: int = 0,
-                val_share: float | None = None, verbose: int | str = "auto") -> tuple[Any, dict[str, Any]]:
+                val_share: float | None = None, any_scale: bool = False,
+                verbose: int | str = "auto") -> tuple[Any, dict[str, Any]]:
     """Fit or fine-tune on labelled folders and write the model folder ``out``.
 
     Parameters
@@ -131,7 +136,7 @@ def fit_folders(folders: list[Path], *, segmenter: str = "unet", start: str | Pa
     start : str, Path or None, keyword-only
         A model folder to fine-tune, ``"default"`` for the shipped U-Net, or None (from scratch).
     out : Path, keyword-only
-    epochs, time_budget_s, seed, val_share : keyword-only
+    epochs, time_budget_s, seed, val_share, any_scale : keyword-only
         See :class:`compare.pipeline.finetune.FitSettings`.
     verbose : int or "auto", keyword-only
         The U-Net's per-epoch progress bar (0: none).
@@ -157,7 +162,8 @@ def fit_folders(folders: list[Path], *, segmenter: str = "unet", start: str | Pa
     get_spec(segmenter)  # an unknown name fails before the data is read
     start_dir = resolve_start(start)
     _check_out(out, start_dir)
-    settings = FitSettings(epochs=epochs, time_budget_s=time_budget_s, val_share=val_share, random_state=seed)
+    settings = FitSettings(epochs=epochs, time_budget_s=time_budget_s, val_share=val_share, random_state=seed,
+                           any_scale=any_scale)
     if settings.unet_overrides():
         from unet.config import TrainConfig
 
@@ -185,7 +191,7 @@ def main(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     model, record = fit_folders(args.folders, segmenter=args.segmenter, start=args.start, out=args.out,
                                 epochs=args.epochs, time_budget_s=args.time_budget, seed=args.seed,
-                                val_share=args.val_share, verbose="auto")
+                                val_share=args.val_share, any_scale=args.any_scale, verbose="auto")
     n = sum(f["n_images"] for f in record["training_folders"])
     how = "fine-tuned from " + record["start_model"]["folder"] if record["start_model"] else "fitted from scratch"
     print(f"{model.name_} {how} on {n} image(s) in {time.perf_counter() - t0:.0f} s; settings: "

@@ -80,19 +80,31 @@ class FitSettings:
         Share of the images the U-Net holds out to pick its best epoch (None: the profile's, 0.15).
     random_state : int
         Seeds the segmenter, the split, crops and augmentation.
+    any_scale : bool
+        The model estimates each image's scale, as the shipped one does
+        (``WBCModel.auto_scale``).  False (the default): it takes every
+        image at the training images' scale, as one lab's microscope gives
+        them; ``predict``'s ``wbc_diameter`` / ``pixel_size_um`` still set
+        another.  On CellaVision the estimate, made for images of unknown
+        scale, moved 18 of 90 crops off their true scale and cost 0.005 of
+        Dice (docs/fine_tuning.md).
     """
 
     epochs: int | None = None
     time_budget_s: float | None = None
     val_share: float | None = None
     random_state: int = 0
+    any_scale: bool = False
 
     def unet_overrides(self) -> dict[str, Any]:
         """The :class:`unet.config.TrainConfig` fields these settings set."""
         epochs = self.epochs
-        if epochs is None and self.time_budget_s is not None:
-            epochs = 1000  # the budget decides; only a cap
-        chosen = {"epochs": epochs, "time_budget_s": self.time_budget_s, "val_fraction": self.val_share}
+        chosen: dict[str, Any] = {"epochs": epochs, "time_budget_s": self.time_budget_s,
+                                  "val_fraction": self.val_share}
+        if self.time_budget_s is not None:
+            # The budget decides: the epochs are only a cap, and early stopping would end a fit
+            # given a budget long before it is spent (the best epoch's weights are still kept).
+            chosen.update(epochs=epochs or 1000, patience=0)
         return {k: v for k, v in chosen.items() if v is not None}
 
 
@@ -152,9 +164,9 @@ def _at_scale(params: InstanceParams, ratio: float) -> InstanceParams:
                    min_distance=max(2, int(round(params.min_distance * ratio))))
 
 
-def _settings_like(start: WBCModel, random_state: int) -> WBCModel:
-    return WBCModel(start.name_, random_state=random_state, normalise_colour=start.normalise_colour,
-                    auto_scale=start.auto_scale, require_nucleus=start.require_nucleus,
+def _settings_like(start: WBCModel, fit: FitSettings) -> WBCModel:
+    return WBCModel(start.name_, random_state=fit.random_state, normalise_colour=start.normalise_colour,
+                    auto_scale=fit.any_scale, require_nucleus=start.require_nucleus,
                     stain_anchor=start.stain_anchor_)
 
 
@@ -194,7 +206,7 @@ def fine_tune(start: WBCModel, images: Sequence[np.ndarray], masks: Sequence[np.
                          "images, which a model folder does not hold; fit from scratch on the old and the new "
                          "folders together (compare fit OLD NEW --segmenter NAME, without --from).")
     images, masks = list(images), [np.asarray(m, bool) for m in masks]
-    model = _settings_like(start, fit.random_state)
+    model = _settings_like(start, fit)
     model.name_, model.stain_anchor_, model.stain_copies_ = start.name_, start.stain_anchor_, dict(start.stain_copies_)
     learn = len(images) >= learn_min
     if learn:
@@ -266,9 +278,15 @@ def fit_from_scratch(segmenter: str, images: Sequence[np.ndarray], masks: Sequen
         zoom = _design_zoom(masks)
         if zoom != 1.0:
             overrides["zoom"] = zoom
+        from unet.segmenter import FINE_TUNE
+
+        if -(-len(images) // 8) < FINE_TUNE["steps_per_epoch"]:
+            # A few images make epochs of one or two batches, each followed by a validation pass and
+            # counted by early stopping; epochs as long as a fine-tune's train as a fine-tune does.
+            overrides.setdefault("steps_per_epoch", FINE_TUNE["steps_per_epoch"])
     if not overrides and verbose == 0:
-        return WBCModel(segmenter, random_state=fit.random_state).fit(images, masks)
-    model = WBCModel(segmenter, random_state=fit.random_state)
+        return WBCModel(segmenter, random_state=fit.random_state, auto_scale=fit.any_scale).fit(images, masks)
+    model = WBCModel(segmenter, random_state=fit.random_state, auto_scale=fit.any_scale)
     spec = get_spec(segmenter)
     model.name_, model.stain_anchor_ = segmenter, spec.stain_anchor
     model.background_, balanced, darkest = fit_background(images, model.normalise_colour)

@@ -129,7 +129,7 @@ def plot(frame: pd.DataFrame, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for method, colour in zip(METHODS, ("tab:blue", "tab:orange", "tab:green")):
+    for method, colour, shift in zip(METHODS, ("tab:blue", "tab:orange", "tab:green"), (-0.4, 0.0, 0.4)):
         part = frame[frame.method == method]
         if method != "fine-tune":
             part = part[part.n_train > 0]
@@ -137,13 +137,14 @@ def plot(frame: pd.DataFrame, path: Path) -> None:
             continue
         for ax, column in zip(axes, ("dice", "count_exact")):
             stats = part.groupby("n_train")[column].agg(["mean", "min", "max"])
-            ax.plot(stats.index, stats["mean"], "o-", color=colour, label=method)
-            ax.fill_between(stats.index, stats["min"], stats["max"], color=colour, alpha=0.2)
-            ax.scatter(part.n_train, part[column], color=colour, s=8)
+            x = stats.index + shift  # side by side where the methods share an N
+            ax.plot(x, stats["mean"], "o-", color=colour, label=method)
+            ax.vlines(x, stats["min"], stats["max"], color=colour, alpha=0.5, lw=3)
+            ax.scatter(part.n_train + shift, part[column], color=colour, s=8)
     for y in (0.96, 0.97):
         axes[0].axhline(y, color="grey", lw=0.8, ls="--")
     axes[0].set(xlabel="CellaVision images labelled (N)", ylabel="whole-cell Dice on the other 100 - N",
-                title="Dice (mean; band: min-max of 3 draws)")
+                title="Dice (mean; bars: min-max of 3 draws)")
     axes[1].set(xlabel="CellaVision images labelled (N)", ylabel="share counted exactly", title="Exact counts")
     axes[0].legend()
     fig.tight_layout()

@@ -242,6 +242,20 @@ def test_lobes_of_one_cell_are_measured_whole_at_the_next_factor():
     assert (estimate.method, estimate.factor, estimate.confident) == ("wbc-probe", 0.5, True)
 
 
+def test_a_blob_cut_by_the_border_at_half_is_not_a_whole_cell():
+    """A training-scale patch halved is barely wider than a WBC: a blob there that the border cuts proves nothing."""
+    from compare.pipeline.scale import ProbeReading
+
+    def probe(factor):
+        if factor == 1.0:
+            return [TRAINING.wbc_diameter, 0.5 * TRAINING.wbc_diameter]
+        return ProbeReading(np.array([TRAINING.wbc_diameter]), np.array([True]))
+    assert estimate_scale(_crop_with_one_wbc(60, 120), TRAINING, probe=probe).factor == 1.0
+    whole = estimate_scale(_crop_with_one_wbc(60, 120), TRAINING,
+                           probe=lambda f: probe(f) if f == 1.0 else ProbeReading(np.array([60.0]), np.array([False])))
+    assert whole.factor == 0.5
+
+
 def test_touching_cells_at_the_training_scale_stay_at_factor_1():
     """Two training-sized WBCs that touch read half the training size at 0.5 (merged: 0.7x): factor 1 is kept."""
     image = _crop_with_one_wbc(60, 200)

@@ -51,6 +51,7 @@ __all__ = [
     "SCALE_TOLERANCE",
     "MIN_RULER_SIDE",
     "TrainingScale",
+    "ProbeReading",
     "ScaleEstimate",
     "ScaleError",
     "ScaleChoice",
@@ -101,6 +102,30 @@ MIN_RULER_SIDE = 300
 
 class ScaleError(ValueError):
     """The scale of an image could not be measured."""
+
+
+@dataclass(frozen=True)
+class ProbeReading:
+    """What a probe found at one trial factor.
+
+    Attributes
+    ----------
+    diameters : ndarray, shape (n,), float
+        Equivalent diameters of the WBCs found, in pixels of the resized image.
+    cut : ndarray, shape (n,), bool
+        Which of them touch the image border (seen only in part).
+    """
+
+    diameters: np.ndarray
+    cut: np.ndarray
+
+    @classmethod
+    def of(cls, found) -> ProbeReading:
+        """A probe's answer as a reading: a plain sequence of diameters is taken as uncut WBCs."""
+        if isinstance(found, cls):
+            return found
+        diameters = np.asarray(found, float).ravel()
+        return cls(diameters, np.zeros(diameters.shape, bool))
 
 
 @dataclass(frozen=True)
@@ -170,7 +195,7 @@ def _clamped(factor: float, method: str, rbc: float | None, detail: str, confide
     return ScaleEstimate(float(factor), method, rbc, confident, detail)
 
 
-def _probe_estimate(probe: Callable[[float], Sequence[float]], training: TrainingScale,
+def _probe_estimate(probe: Callable[[float], Sequence[float] | ProbeReading], training: TrainingScale,
                     rbc: float | None, why: str) -> ScaleEstimate:
     """Run the model at the :data:`PROBE_FACTORS` and keep the one whose WBC matches the training size.
 
@@ -185,13 +210,16 @@ def _probe_estimate(probe: Callable[[float], Sequence[float]], training: Trainin
     """
     misses: dict[float, tuple[float, float]] = {}  # factor -> (|log ratio|, diameter)
     counts: dict[float, int] = {}
+    largest_cut: dict[float, bool] = {}
     for factor in PROBE_FACTORS:
-        found = np.asarray(probe(float(factor)), float).ravel()
-        found = found[np.isfinite(found) & (found > 0)]
+        reading = ProbeReading.of(probe(float(factor)))
+        valid = np.isfinite(reading.diameters) & (reading.diameters > 0)
+        found, cut = reading.diameters[valid], reading.cut[valid]
         counts[factor] = len(found)
         if len(found):
             diameter = float(found.max())
             misses[factor] = (abs(float(np.log(diameter / training.wbc_diameter))), diameter)
+            largest_cut[factor] = bool(cut[int(found.argmax())])
         if factor in misses and misses[factor][0] <= np.log(PROBE_PREFERENCE):
             # A WBC within the training sizes' own spread: at factor 1 no other
             # factor could displace it (the rule below) unless it is one of
@@ -208,7 +236,7 @@ def _probe_estimate(probe: Callable[[float], Sequence[float]], training: Trainin
     best = min(misses, key=lambda f: misses[f][0])
     if 1.0 in misses and misses[1.0][0] <= misses[best][0] + np.log(PROBE_PREFERENCE):
         best = 1.0
-    if best == 1.0 and _pieces_of_one_cell(misses, counts):
+    if best == 1.0 and _pieces_of_one_cell(misses, counts, largest_cut):
         best = 0.5
     miss, diameter = misses[best]
     # The WBC measures diameter / best in the image's own pixels.  The trial
@@ -225,22 +253,25 @@ def _probe_estimate(probe: Callable[[float], Sequence[float]], training: Trainin
     return _clamped(factor, "wbc-probe", rbc, detail + ".", confident=bool(miss <= np.log(PROBE_CONFIDENT)))
 
 
-def _pieces_of_one_cell(misses: dict[float, tuple[float, float]], counts: dict[float, int]) -> bool:
+def _pieces_of_one_cell(misses: dict[float, tuple[float, float]], counts: dict[float, int],
+                        largest_cut: dict[float, bool]) -> bool:
     """Whether the objects found at factor 1 are pieces of one cell that factor 0.5 sees whole.
 
     A neutrophil twice the training size falls apart at factor 1 into nuclear
     lobes, each about a training WBC wide; at factor 0.5 the model sees the
-    whole cell, of training size.  Two WBCs that touch at the training scale
-    do not pass: at 0.5 they read half the training size, together or apart.
+    whole cell, of training size, inside the image.  Two WBCs that touch at
+    the training scale do not pass: at 0.5 they read half the training size,
+    together or apart; nor does a blob at 0.5 that the image border cuts (a
+    patch of the training scale halved is barely wider than a training WBC).
     """
-    if counts.get(1.0, 0) < 2 or 0.5 not in misses or 1.0 not in misses:
+    if counts.get(1.0, 0) < 2 or 0.5 not in misses or 1.0 not in misses or largest_cut.get(0.5, True):
         return False
     (miss_half, diameter_half), (_, diameter_one) = misses[0.5], misses[1.0]
     return bool(miss_half <= np.log(PROBE_PREFERENCE) and diameter_half / 0.5 >= PIECES_RATIO * diameter_one)
 
 
 def estimate_scale(image: np.ndarray, training: TrainingScale, *, wbc_diameter: float | None = None,
-                   pixel_size_um: float | None = None, probe: Callable[[float], Sequence[float]] | None = None,
+                   pixel_size_um: float | None = None, probe: Callable[[float], Sequence[float] | ProbeReading] | None = None,
                    name: str = "the image") -> ScaleEstimate:
     """Find the factor that brings an image's cells to the training scale.
 
@@ -259,8 +290,9 @@ def estimate_scale(image: np.ndarray, training: TrainingScale, *, wbc_diameter: 
     probe : callable, optional, keyword-only
         ``probe(factor) -> diameters``: the equivalent diameters, in pixels of
         the image resized by ``factor``, of the WBCs a fitted model finds
-        there.  Called (up to 4 times) only when the red cells cannot give the
-        scale, or the image is smaller than :data:`MIN_RULER_SIDE`.
+        there, as a sequence or a :class:`ProbeReading` that also marks those
+        the image border cuts.  Called (up to 4 times) only when the red cells
+        cannot give the scale, or the image is smaller than :data:`MIN_RULER_SIDE`.
     name : str, keyword-only
         How messages refer to the image (its file name).
 
@@ -332,8 +364,8 @@ class ScaleChoice:
 
 
 def _probe(colour: Colour, segmenter, params: InstanceParams,
-           kept: dict[float, np.ndarray]) -> Callable[[float], np.ndarray]:
-    """``probe(factor)``: equivalent diameters, in pixels of the image resized by ``factor``, of the WBCs found there.
+           kept: dict[float, np.ndarray]) -> Callable[[float], ProbeReading]:
+    """``probe(factor)``: the WBCs found in the image resized by ``factor``, their diameters in its pixels.
 
     The image is anchored on the first call only (large images are never
     probed); the probability map at factor 1 is put in ``kept``.
@@ -348,8 +380,12 @@ def _probe(colour: Colour, segmenter, params: InstanceParams,
         prob = predict_proba_blocked(segmenter, work)
         if factor == 1.0:
             kept[1.0] = prob
-        areas = np.bincount(separate_instances(prob, params).ravel())[1:]
-        return 2.0 * np.sqrt(areas[areas > 0] / np.pi)
+        labels = separate_instances(prob, params)
+        areas = np.bincount(labels.ravel())[1:]
+        edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+        cut = np.isin(np.arange(1, len(areas) + 1), edge)
+        present = areas > 0
+        return ProbeReading(2.0 * np.sqrt(areas[present] / np.pi), cut[present])
 
     return probe
 

@@ -163,7 +163,7 @@ def _joined(lab: InstanceParams, start: InstanceParams) -> InstanceParams:
 def _at_scale(params: InstanceParams, ratio: float) -> InstanceParams:
     """Instance settings measured in pixels of one scale, for images ``ratio`` times larger."""
     return replace(params, min_area=int(params.min_area * ratio ** 2), split_area=int(params.split_area * ratio ** 2),
-                   min_distance=max(2, int(round(params.min_distance * ratio))))
+                   min_distance=max(2, round(params.min_distance * ratio)))
 
 
 def _settings_like(start: WBCModel, fit: FitSettings) -> WBCModel:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.synthetic import write_sigtuple
+from tests.synthetic import smear, write_sigtuple
 
 
 @pytest.fixture(scope="session")
@@ -22,3 +22,14 @@ def shipped_dir() -> Path:
     if not (resolved.path / "Train_Data").is_dir():
         pytest.skip(f"the SigTuple data is not at {resolved.path}; run: python -m compare data fetch")
     return resolved.path
+
+
+@pytest.fixture(scope="session")
+def threshold_model_dir(tmp_path_factory) -> Path:
+    """A saved threshold model fitted on one synthetic smear with two WBCs (no nucleus required)."""
+    from compare.pipeline.model import WBCModel
+
+    image, mask = smear((120, 160), [(50, 50), (70, 115)], radius=18, seed=3, n_red=8)
+    folder = tmp_path_factory.mktemp("model") / "threshold"
+    WBCModel("threshold", require_nucleus=False).fit([image], [mask]).save(folder)
+    return folder

@@ -61,14 +61,6 @@ def cellavision_dir(tmp_path_factory) -> Path:
     return write_cellavision(tmp_path_factory.mktemp("cv") / "cellavision")
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    image, mask = smear((120, 160), [(50, 50), (70, 115)], radius=18, seed=3, n_red=8)
-    folder = tmp_path_factory.mktemp("model") / "threshold"
-    WBCModel("threshold", require_nucleus=False).fit([image], [mask]).save(folder)
-    return folder
-
-
 # -- reading three-level masks ------------------------------------------------------
 
 def test_the_cellavision_layout_gives_whole_cell_and_nucleus(cellavision_dir):
@@ -218,8 +210,8 @@ def test_nucleus_summary_gives_dice_ci_median_error_and_rank_correlation():
 
 # -- score and the protocol ----------------------------------------------------------
 
-def test_evaluate_domain_adds_nucleus_scores_and_border_extras(cellavision_dir, model_dir):
-    model = WBCModel.load(model_dir)
+def test_evaluate_domain_adds_nucleus_scores_and_border_extras(cellavision_dir, threshold_model_dir):
+    model = WBCModel.load(threshold_model_dir)
     rows = evaluate_domain(model, load_domain(cellavision_dir))
     assert [r["image"] for r in rows] == ["001", "002", "003"]
     for row in rows:
@@ -227,17 +219,17 @@ def test_evaluate_domain_adds_nucleus_scores_and_border_extras(cellavision_dir, 
         assert row["nc_true"] > 0
 
 
-def test_evaluate_domain_gives_the_same_rows_in_two_threads(cellavision_dir, model_dir):
-    model = WBCModel.load(model_dir)
+def test_evaluate_domain_gives_the_same_rows_in_two_threads(cellavision_dir, threshold_model_dir):
+    model = WBCModel.load(threshold_model_dir)
     samples = load_domain(cellavision_dir)
     one = pd.DataFrame(evaluate_domain(model, samples)).drop(columns="predict_s")
     two = pd.DataFrame(evaluate_domain(model, samples, n_jobs=2)).drop(columns="predict_s")
     pd.testing.assert_frame_equal(one, two)
 
 
-def test_score_reports_nucleus_figures_where_a_folder_has_nucleus_masks(cellavision_dir, model_dir, tmp_path,
+def test_score_reports_nucleus_figures_where_a_folder_has_nucleus_masks(cellavision_dir, threshold_model_dir, tmp_path,
                                                                         sigtuple_dir):
-    per_image, summary = score_folders([cellavision_dir, sigtuple_dir], model_dir=model_dir, out=tmp_path / "out",
+    per_image, summary = score_folders([cellavision_dir, sigtuple_dir], model_dir=threshold_model_dir, out=tmp_path / "out",
                                        show_progress=False)
     ours = per_image[per_image["folder"] == str(cellavision_dir)]
     assert len(ours) == 3 and ours["nucleus_dice"].notna().all() and ours["border_extra"].notna().all()

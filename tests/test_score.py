@@ -12,7 +12,6 @@ from PIL import Image
 from compare.commands.cli import main
 from compare.commands.score import SUMMARY_COLUMNS, score_folders, summarise_scores
 from compare.io.images import DataError
-from compare.pipeline.model import WBCModel
 from tests.synthetic import smear
 
 
@@ -27,18 +26,10 @@ def _lab(root: Path, wbcs: list[list[tuple[int, int]]], seed: int = 50) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    image, mask = smear((120, 160), [(50, 50), (70, 115)], radius=18, seed=3, n_red=8)
-    folder = tmp_path_factory.mktemp("model") / "threshold"
-    WBCModel("threshold", require_nucleus=False).fit([image], [mask]).save(folder)
-    return folder
-
-
-def test_each_folder_is_scored_and_summarised(model_dir, tmp_path):
+def test_each_folder_is_scored_and_summarised(threshold_model_dir, tmp_path):
     one = _lab(tmp_path / "lab one", [[(60, 60)], [(50, 50), (70, 118)]])
     two = _lab(tmp_path / "lab two", [[(60, 80)]], seed=70)
-    per_image, summary = score_folders([one, two], model_dir=model_dir, out=tmp_path / "out", show_progress=False)
+    per_image, summary = score_folders([one, two], model_dir=threshold_model_dir, out=tmp_path / "out", show_progress=False)
     assert list(summary.columns) == SUMMARY_COLUMNS
     assert list(summary.folder) == [str(one), str(two)] and list(summary.n_images) == [2, 1]
     assert list(per_image.columns[:2]) == ["folder", "image"]
@@ -68,11 +59,11 @@ def test_summary_counts_exact_images_errors_and_warnings():
     assert summary.loc["c", "n_images"] == 0 and np.isnan(summary.loc["c", "dice_mean"])
 
 
-def test_a_broken_image_is_named_and_the_rest_are_scored(model_dir, tmp_path, capsys):
+def test_a_broken_image_is_named_and_the_rest_are_scored(threshold_model_dir, tmp_path, capsys):
     lab = _lab(tmp_path / "lab", [[(60, 60)], [(60, 90)]])
     (lab / "images" / "empty.png").write_bytes(b"")
     (lab / "masks" / "empty.png").write_bytes(b"")
-    code = main(["score", str(lab), "--model", str(model_dir), "--out", str(tmp_path / "out")])
+    code = main(["score", str(lab), "--model", str(threshold_model_dir), "--out", str(tmp_path / "out")])
     assert code == 1
     assert "could not be scored" in capsys.readouterr().err
     errors = pd.read_csv(tmp_path / "out" / "errors.csv")
@@ -80,31 +71,31 @@ def test_a_broken_image_is_named_and_the_rest_are_scored(model_dir, tmp_path, ca
     assert len(pd.read_csv(tmp_path / "out" / "per_image.csv")) == 2
 
 
-def test_resume_reuses_finished_folders_of_the_same_model(model_dir, tmp_path, monkeypatch):
+def test_resume_reuses_finished_folders_of_the_same_model(threshold_model_dir, tmp_path, monkeypatch):
     lab = _lab(tmp_path / "lab", [[(60, 60)]])
-    first, _ = score_folders([lab], model_dir=model_dir, out=tmp_path / "out", show_progress=False)
+    first, _ = score_folders([lab], model_dir=threshold_model_dir, out=tmp_path / "out", show_progress=False)
     import compare.evaluation.evaluate
 
     def refuse(*args, **kwargs):
         raise AssertionError("a finished folder was scored again")
 
     monkeypatch.setattr(compare.evaluation.evaluate, "evaluate", refuse)
-    again, _ = score_folders([lab], model_dir=model_dir, out=tmp_path / "out", resume=True, show_progress=False)
+    again, _ = score_folders([lab], model_dir=threshold_model_dir, out=tmp_path / "out", resume=True, show_progress=False)
     pd.testing.assert_frame_equal(first, again)
     # Without --resume, or with another model, the folder is scored again.
     with pytest.raises(AssertionError, match="scored again"):
-        score_folders([lab], model_dir=model_dir, out=tmp_path / "out", show_progress=False)
+        score_folders([lab], model_dir=threshold_model_dir, out=tmp_path / "out", show_progress=False)
 
 
-def test_a_folder_without_labelled_images_is_refused_before_scoring(model_dir, tmp_path):
+def test_a_folder_without_labelled_images_is_refused_before_scoring(threshold_model_dir, tmp_path):
     lab = _lab(tmp_path / "lab", [[(60, 60)]])
     with pytest.raises(DataError, match="neither"):
-        score_folders([lab, tmp_path / "nothing here"], model_dir=model_dir, out=tmp_path / "out",
+        score_folders([lab, tmp_path / "nothing here"], model_dir=threshold_model_dir, out=tmp_path / "out",
                       show_progress=False)
     assert not (tmp_path / "out").exists()
 
 
-def test_a_partial_neighbour_at_the_border_is_counted_apart_not_as_a_count_error(model_dir, tmp_path):
+def test_a_partial_neighbour_at_the_border_is_counted_apart_not_as_a_count_error(threshold_model_dir, tmp_path):
     root = tmp_path / "crops"
     (root / "images").mkdir(parents=True)
     (root / "masks").mkdir()
@@ -112,7 +103,7 @@ def test_a_partial_neighbour_at_the_border_is_counted_apart_not_as_a_count_error
     mask[:, :25] = False  # the mask marks the centred WBC only, as crop sets do
     Image.fromarray(image).save(root / "images" / "crop.png")
     Image.fromarray((mask * 255).astype(np.uint8)).save(root / "masks" / "crop.png")
-    per_image, summary = score_folders([root], model_dir=model_dir, out=tmp_path / "out", show_progress=False)
+    per_image, summary = score_folders([root], model_dir=threshold_model_dir, out=tmp_path / "out", show_progress=False)
     row = per_image.iloc[0]
     assert (row.true_count, row.pred_count, row.border_extra) == (1, 2, 1)
     assert summary.iloc[0]["count_exact"] == 1.0 and summary.iloc[0]["border_extra"] == 1

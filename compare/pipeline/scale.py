@@ -211,6 +211,7 @@ def _probe_estimate(probe: Callable[[float], Sequence[float] | ProbeReading], tr
     misses: dict[float, tuple[float, float]] = {}  # factor -> (|log ratio|, diameter)
     counts: dict[float, int] = {}
     largest_cut: dict[float, bool] = {}
+    check_pieces = False
     for factor in PROBE_FACTORS:
         reading = ProbeReading.of(probe(float(factor)))
         valid = np.isfinite(reading.diameters) & (reading.diameters > 0)
@@ -220,16 +221,16 @@ def _probe_estimate(probe: Callable[[float], Sequence[float] | ProbeReading], tr
             diameter = float(found.max())
             misses[factor] = (abs(float(np.log(diameter / training.wbc_diameter))), diameter)
             largest_cut[factor] = bool(cut[int(found.argmax())])
-        if factor in misses and misses[factor][0] <= np.log(PROBE_PREFERENCE):
+        fits = factor in misses and misses[factor][0] <= np.log(PROBE_PREFERENCE)
+        if factor == 1.0 and fits and counts[factor] >= 2:
+            check_pieces = True  # the pieces of one cell? Factor 0.5 tells (_pieces_of_one_cell)
+            continue
+        if fits or check_pieces:
             # A WBC within the training sizes' own spread: at factor 1 no other
-            # factor could displace it (the rule below) unless it is one of
-            # several pieces, which the next factor tells (_pieces_of_one_cell);
-            # at another factor one still untried would rarely do better, and
-            # the factors are tried in order of cost, 2 (four times the pixels) last.
-            if factor != 1.0 or counts[factor] < 2:
-                break
-        elif factor == 0.5 and counts.get(1.0, 0) >= 2 and 1.0 in misses and misses[1.0][0] <= np.log(PROBE_PREFERENCE):
-            break  # the pieces check needed 0.5 only
+            # factor could displace it (the rule below); at another one still
+            # untried would rarely do better, and the factors are tried in
+            # order of cost, 2 (four times the pixels) last.
+            break
     if not misses:
         return ScaleEstimate(1.0, "none", rbc, False,
                              f"{why}, and the model found no WBC at any trial scale, so the image is used as it is.")

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from compare.commands.score import score_folders
-from compare.evaluation.metrics import border_extras, nucleus_scores
+from compare.evaluation.metrics import border_extra_ids, border_extras, dice, dice_border_apart, nucleus_scores
 from compare.io.images import Sample, read_mask, read_mask_levels, three_levels
 from compare.pipeline.model import WBCModel
 from compare.suite.data import load_domain, resolve_dataset
@@ -175,6 +175,12 @@ def test_border_extras_are_objects_on_the_border_that_miss_the_true_cell():
     labels[40:44, 20:24] = 4  # inside the field: a real false positive
     labels[24:27, 0:18] = 5  # on the border but overlapping the cell: not an extra
     assert border_extras(truth, labels) == 2
+    assert border_extra_ids(truth, labels).tolist() == [2, 3]
+    # Without the two extras, only the false object inside the field and the
+    # strip beyond the cell of object 5 keep the Dice below 1.
+    kept = np.isin(labels, [1, 4, 5])
+    assert dice_border_apart(truth, labels) == pytest.approx(dice(truth, kept))
+    assert dice(truth, labels > 0) < dice_border_apart(truth, labels) < 1.0
     rows = pd.DataFrame({"pred_count": [5, 1], "true_count": [1, 1], "border_extra": [2, np.nan]})
     assert count_error(rows).tolist() == [2, 0]
 
@@ -190,7 +196,7 @@ def test_domain_scores_take_the_prediction_nuclei_or_find_them():
     found = domain_scores(sample, SimpleNamespace(labels=labels))
     assert found["nucleus_dice"] > 0.8
     assert set(domain_scores(Sample("b", image, cell, "g", Path("b.png")), SimpleNamespace(labels=labels))) == {
-        "border_extra"}
+        "border_extra", "dice_border_apart"}
 
 
 def test_nucleus_summary_gives_dice_ci_median_error_and_rank_correlation():

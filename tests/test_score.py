@@ -107,4 +107,7 @@ def test_a_partial_neighbour_at_the_border_is_counted_apart_not_as_a_count_error
     row = per_image.iloc[0]
     assert (row.true_count, row.pred_count, row.border_extra) == (1, 2, 1)
     assert summary.iloc[0]["count_exact"] == 1.0 and summary.iloc[0]["border_extra"] == 1
+    # The neighbour's pixels lower the plain Dice, not the one with border extras apart.
+    assert row.dice_border_apart > row.dice
+    assert summary.iloc[0]["dice_border_apart_mean"] == pytest.approx(row.dice_border_apart)
     assert np.isnan(summary.iloc[0]["nucleus_dice_mean"])

@@ -13,11 +13,13 @@ Written into ``out``:
 
 - ``per_image.csv``: one row per image and folder (Dice, IoU, boundary and
   object scores, true and predicted counts, ``border_extra``: predicted WBCs
-  touching the border and no true WBC, the scale used and how it was found,
+  touching the border and no true WBC, ``dice_border_apart``: the whole-cell
+  Dice without them, the scale used and how it was found,
   warnings; with nucleus masks also ``nucleus_dice``, ``nc_true``,
   ``nc_pred``, ``nc_rel_error``, N:C being nucleus / whole-cell area);
 - ``summary.csv`` / ``summary.md``: per folder, the mean Dice with a
-  bootstrap 95 % interval, the share of images counted exactly (border
+  bootstrap 95 % interval, the mean ``dice_border_apart``, the share of
+  images counted exactly (border
   extras left out: a crop's mask leaves partial neighbours out), the mean
   count error and the share of images carrying a warning; with nucleus
   masks also the mean nucleus Dice with its interval, the share of images
@@ -46,6 +48,7 @@ __all__ = ["SUMMARY_COLUMNS", "score_folders", "summarise_scores"]
 
 #: Columns of ``summary.csv``, in order.
 SUMMARY_COLUMNS = ["folder", "n_images", "dice_mean", "dice_ci_low", "dice_ci_high", "dice_median",
+                   "dice_border_apart_mean",
                    "count_exact", "count_mae", "warned", "n_errors", "border_extra", "nucleus_dice_mean",
                    "nucleus_dice_ci_low", "nucleus_dice_ci_high", "nucleus_found", "nc_rel_error_median",
                    "nc_rank_corr"]
@@ -169,9 +172,11 @@ def summarise_scores(per_image: pd.DataFrame, folders: Sequence[str], problems: 
         low, high = bootstrap_ci(dice, seed=seed)
         error = count_error(group).abs()
         extras = pd.to_numeric(group["border_extra"], errors="coerce") if "border_extra" in group else None
+        apart = group["dice_border_apart"] if "dice_border_apart" in group else pd.Series(np.nan, index=group.index)
         out.append({
             "folder": folder, "n_images": len(group), "dice_mean": float(np.nanmean(dice)), "dice_ci_low": low,
             "dice_ci_high": high, "dice_median": float(np.nanmedian(dice)),
+            "dice_border_apart_mean": float(pd.to_numeric(apart, errors="coerce").mean()),
             "count_exact": float((error == 0).mean()), "count_mae": float(error.mean()),
             "warned": float((group["warning"].fillna("") != "").mean()), "n_errors": n_errors,
             "border_extra": int(extras.fillna(0).sum()) if extras is not None else float("nan"),
@@ -189,8 +194,10 @@ def _write_outputs(out: Path, per_image: pd.DataFrame, summary: pd.DataFrame, pr
     # Nucleus columns only where some folder's masks mark the nucleus.
     shown = [c for c in summary.columns if not c.startswith(("nucleus_", "nc_")) or summary[c].notna().any()]
     text = (f"# Scores of `{model_dir}` on labelled folders\n\n"
-            "Default settings, no flags: `python -m compare score FOLDER ...`. `count_exact` leaves out "
-            "`border_extra`, predicted WBCs that touch the image border and no true WBC.\n\n"
+            "Default settings, no flags: `python -m compare score FOLDER ...`. `border_extra`: predicted WBCs "
+            "that touch the image border and no true WBC, partial neighbours that a crop's mask leaves out; "
+            "`count_exact` does not count them and `dice_border_apart_mean` is the whole-cell Dice without "
+            "them (`dice_mean` counts their pixels as false positives).\n\n"
             + markdown_table(summary, shown))
     write_text_atomic(out / "summary.md", text)
     errors_path = out / "errors.csv"

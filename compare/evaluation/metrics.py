@@ -13,7 +13,8 @@ predicted boundary lies from the true one, in pixels, as MONAI's
 :func:`nucleus_scores` compares a predicted nucleus and N:C ratio with an
 expert's, for data sets whose masks mark the nucleus (CellaVision), and
 :func:`border_extras` counts the predicted objects such crops' masks leave
-out on purpose: partial neighbouring WBCs cut by the image border.
+out on purpose, partial neighbouring WBCs cut by the image border, and
+:func:`dice_border_apart` is the whole-cell Dice without them.
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ __all__ = [
     "NUCLEUS_METRICS",
     "PIXEL_METRICS",
     "SURFACE_TOLERANCE",
+    "border_extra_ids",
     "border_extras",
     "boundary",
     "boundary_scores",
     "confusion",
     "dice",
+    "dice_border_apart",
     "hd95",
     "nucleus_scores",
     "pixel_scores",
@@ -324,12 +327,13 @@ def nucleus_scores(cell: np.ndarray, nucleus: np.ndarray, labels: np.ndarray, nu
             "nc_rel_error": float(error)}
 
 
-def border_extras(truth: np.ndarray, labels: np.ndarray) -> int:
-    """Predicted WBCs that touch the image border and no true WBC pixel.
+def border_extra_ids(truth: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The ids of the predicted WBCs that touch the image border and no true WBC pixel.
 
     In a crop centred on one WBC (CellaVision) the mask marks that WBC only;
     a neighbouring WBC cut by the border is left as background although it is
-    a real cell.  Such objects are counted apart, not as false positives.
+    a real cell.  Such objects are counted apart (:func:`border_extras`), not
+    as false positives, and :func:`dice_border_apart` leaves them out.
 
     Parameters
     ----------
@@ -340,7 +344,18 @@ def border_extras(truth: np.ndarray, labels: np.ndarray) -> int:
 
     Returns
     -------
-    int
+    ndarray, shape (k,), int64
+        Sorted ids.
+    """
+    truth, _ = _check_pair(truth, np.asarray(labels) > 0)
+    labels = np.asarray(labels)
+    edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+    touching = np.setdiff1d(edge, [0])
+    return np.setdiff1d(touching, labels[truth]).astype(np.int64)
+
+
+def border_extras(truth: np.ndarray, labels: np.ndarray) -> int:
+    """How many predicted WBCs touch the image border and no true WBC pixel (:func:`border_extra_ids`).
 
     Examples
     --------
@@ -349,10 +364,33 @@ def border_extras(truth: np.ndarray, labels: np.ndarray) -> int:
     >>> border_extras(truth, labels)
     1
     """
-    truth, _ = _check_pair(truth, np.asarray(labels) > 0)
+    return len(border_extra_ids(truth, labels))
+
+
+def dice_border_apart(truth: np.ndarray, labels: np.ndarray) -> float:
+    """Whole-cell Dice with the border extras (:func:`border_extra_ids`) left out of the prediction.
+
+    The Dice of a crop whose mask marks one WBC, where a partial neighbour
+    that the border cuts is neither right nor wrong.  Everything else the
+    prediction marks counts as in :func:`dice`: a false object inside the
+    field, or one on the border that touches the marked cell, still lowers it.
+
+    Parameters
+    ----------
+    truth : ndarray, shape (H, W), bool
+    labels : ndarray, shape (H, W), int
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> truth = np.zeros((8, 8), bool); truth[3:5, 3:5] = True
+    >>> labels = np.zeros((8, 8), int); labels[3:5, 3:5] = 1; labels[0:2, 6:8] = 2
+    >>> round(dice(truth, labels > 0), 2), dice_border_apart(truth, labels)
+    (0.67, 1.0)
+    """
     labels = np.asarray(labels)
-    edge = np.zeros(labels.shape, bool)
-    edge[0, :] = edge[-1, :] = edge[:, 0] = edge[:, -1] = True
-    touching = set(np.unique(labels[edge]).tolist()) - {0}
-    overlapping = set(np.unique(labels[truth]).tolist())
-    return len(touching - overlapping)
+    kept = (labels > 0) & ~np.isin(labels, border_extra_ids(truth, labels))
+    return dice(np.asarray(truth, bool), kept)

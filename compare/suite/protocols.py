@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from compare.evaluation.evaluate import evaluate, fit_model
-from compare.evaluation.metrics import border_extras, nucleus_scores
+from compare.evaluation.metrics import border_extras, dice_border_apart, nucleus_scores
 from compare.io.images import Sample
 from compare.suite.data import grouped_kfold
 
@@ -40,13 +40,15 @@ def domain_scores(sample: Sample, prediction: Any) -> dict[str, Any]:
     -------
     dict
         ``border_extra`` (:func:`compare.evaluation.metrics.border_extras`)
+        and ``dice_border_apart`` (:func:`compare.evaluation.metrics.dice_border_apart`)
         for a labelled sample, and :func:`compare.evaluation.metrics.nucleus_scores`'s
         keys for one with a nucleus mask; empty without a mask.
     """
     if sample.mask is None:
         return {}
     labels = prediction.labels
-    row: dict[str, Any] = {"border_extra": border_extras(sample.mask, labels)}
+    row: dict[str, Any] = {"border_extra": border_extras(sample.mask, labels),
+                           "dice_border_apart": dice_border_apart(sample.mask, labels)}
     if sample.nucleus is not None:
         nuclei = getattr(prediction, "nuclei", None)
         if nuclei is None:
@@ -83,7 +85,7 @@ def evaluate_domain(model: Any, samples: Sequence[Sample], *,
     -------
     list of dict
         :func:`compare.evaluation.evaluate.evaluate`'s rows with
-        :func:`domain_scores`'s keys added: ``border_extra``, and
+        :func:`domain_scores`'s keys added: ``border_extra``, ``dice_border_apart``, and
         ``nucleus_dice, nc_true, nc_pred, nc_rel_error`` where the sample
         has a nucleus mask.
     """

@@ -34,7 +34,8 @@ SUMMARY_COLUMNS = ("segmenter", "protocol", "n_images", "dice_mean", "dice_ci_lo
                    "object_f1", "panoptic_quality", "count_mae", "count_exact", "fit_s", "predict_mpx_s",
                    "precision_mean", "recall_mean", "pred_count_mean", "n_fits", "hd95_mean", "hd95_inf",
                    "surface_dice_mean", "shift", "nucleus_dice_mean", "nucleus_dice_ci_low", "nucleus_dice_ci_high",
-                   "nucleus_found", "nc_rel_error_median", "nc_rank_corr", "border_extra")
+                   "nucleus_found", "nc_rel_error_median", "nc_rank_corr", "border_extra",
+                   "dice_border_apart_mean")
 
 #: Summary columns of the nucleus scores (:func:`nucleus_summary`), where masks mark the nucleus.
 NUCLEUS_SUMMARY = ("nucleus_dice_mean", "nucleus_dice_ci_low", "nucleus_dice_ci_high", "nucleus_found",
@@ -141,7 +142,9 @@ def summarise(per_image: pd.DataFrame, units: dict[str, dict], *, seed: int = 0)
     boundary means are NaN when ``per_image`` has no boundary columns.
     Where rows carry nucleus scores (protocol ``cellavision``) the summary
     adds :func:`nucleus_summary`'s figures, and the count error leaves out
-    border extras (:func:`count_error`), whose total is ``border_extra``.
+    border extras (:func:`count_error`), whose total is ``border_extra``;
+    ``dice_border_apart_mean`` is the mean whole-cell Dice without them
+    (:func:`compare.evaluation.metrics.dice_border_apart`).
     Rows of protocol ``"shift"`` (a ``shift`` column names the shift, a
     ``source`` column says ``"cv"`` or ``"large"``) are summarised per shift;
     their count error and exact-count share use only the rows where a count
@@ -198,6 +201,8 @@ def summarise(per_image: pd.DataFrame, units: dict[str, dict], *, seed: int = 0)
             )
             if "border_extra" in group and group["border_extra"].notna().any():
                 row["border_extra"] = int(pd.to_numeric(group["border_extra"], errors="coerce").fillna(0).sum())
+            if "dice_border_apart" in group:
+                row["dice_border_apart_mean"] = _nanmean(group["dice_border_apart"])
         rows.append(row)
     summary = pd.DataFrame(rows)
     for column in SUMMARY_COLUMNS:

@@ -32,6 +32,7 @@ COLUMNS = (
     ("SigTuple cv Dice", "cv", "dice_mean", 3),
     ("SigTuple large exact count", "large", "count_exact", 2),
     ("CellaVision whole-cell Dice", "cellavision", "dice_mean", 3),
+    ("CellaVision Dice, border extras apart", "cellavision", "dice_border_apart_mean", 3),
     ("CellaVision nucleus Dice", "cellavision", "nucleus_dice_mean", 3),
     ("CellaVision nucleus found", "cellavision", "nucleus_found", 2),
     ("CellaVision N:C median rel. error", "cellavision", "nc_rel_error_median", 3),
@@ -144,7 +145,9 @@ def domains_section(run: RunData, order: list[str]) -> Section | None:
              "where that nucleus was found (share: `nucleus found`), its error is the median relative error and "
              "its rank correlation Spearman's. An image is counted exactly when the marked "
              "cell is found as one WBC and nothing else lies inside the field: a partial neighbouring WBC cut "
-             "by the border, which the mask leaves out, is counted apart (`border_extra` in `per_image.csv`)."),
+             "by the border, which the mask leaves out, is counted apart (`border_extra` in `per_image.csv`), and "
+             "the Dice with such border extras left out of the prediction is shown beside the plain one, "
+             "which counts their pixels as false positives."),
         Table(shown, numeric=tuple(shown.columns[1:])),
     ]
     flip = _flip_text(numbers)

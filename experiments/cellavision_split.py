@@ -28,6 +28,7 @@ def halves(per_image: pd.DataFrame) -> pd.DataFrame:
     for name, keep in (("odd", number % 2 == 1), ("even", number % 2 == 0), ("all", number.notna())):
         part = rows[keep]
         out.append({"half": name, "n": int(keep.sum()), "dice": part["dice"].mean(),
+                    "dice_border_apart": part.get("dice_border_apart", pd.Series(dtype=float)).mean(),
                     "count_exact": exact[keep].mean(), "nucleus_dice": part["nucleus_dice"].mean(),
                     "nc_rel_error_median": part["nc_rel_error"].median(),
                     "nc_rank_corr": part[["nc_true", "nc_pred"]].corr("spearman").iloc[0, 1]})

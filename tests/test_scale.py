@@ -216,11 +216,11 @@ def test_small_image_is_probed_even_with_measurable_red_cells():
 
 
 def test_probe_stops_at_the_first_factor_that_fits():
-    """A 3x crop matches at 1/3; the costlier factor 2 is not tried."""
+    """A 3x crop matches at 1/3; the costlier factor 2 is not tried, only the size factors left (0.4)."""
     calls = []
     estimate = estimate_scale(_crop_with_one_wbc(3 * TRAINING.wbc_diameter, 300), TRAINING,
                               probe=_fake_probe(3 * TRAINING.wbc_diameter, calls))
-    assert calls == [1.0, 0.5, 1 / 3] and estimate.factor == pytest.approx(1 / 3, rel=0.06)
+    assert calls == [1.0, 0.5, 1 / 3, 0.4] and estimate.factor == pytest.approx(1 / 3, rel=0.06)
 
 
 def _lobed_probe(calls: list, whole_at_half: float):
@@ -238,7 +238,7 @@ def test_lobes_of_one_cell_are_measured_whole_at_the_next_factor():
     calls = []
     estimate = estimate_scale(_crop_with_one_wbc(120, 300), TRAINING,
                               probe=_lobed_probe(calls, whole_at_half=TRAINING.wbc_diameter))
-    assert calls == [1.0, 0.5]
+    assert calls == [1.0, 0.5, 0.4, 1 / 3]  # then read at the size factors too
     assert (estimate.method, estimate.factor, estimate.confident) == ("wbc-probe", 0.5, True)
 
 
@@ -252,7 +252,8 @@ def test_a_blob_cut_by_the_border_at_half_is_not_a_whole_cell():
         return ProbeReading(np.array([TRAINING.wbc_diameter]), np.array([True]))
     assert estimate_scale(_crop_with_one_wbc(60, 120), TRAINING, probe=probe).factor == 1.0
     whole = estimate_scale(_crop_with_one_wbc(60, 120), TRAINING,
-                           probe=lambda f: probe(f) if f == 1.0 else ProbeReading(np.array([60.0]), np.array([False])))
+                           probe=lambda f: probe(f) if f == 1.0 else ProbeReading(np.array([120.0 * f]),
+                                                                                  np.array([False])))
     assert whole.factor == 0.5
 
 
@@ -329,3 +330,26 @@ def test_red_cell_measurement_is_remembered_by_content_inside_the_block_only(mon
     with red_cells.remembering_red_cells():
         estimate_scale(image, TRAINING)
     assert len(calls) == 5
+
+
+def test_a_cell_half_found_at_one_shrink_factor_is_measured_whole_at_another():
+    """Read at 0.5 as a training WBC, at 0.4 and 1/3 larger than that implies: the largest size read sets the factor."""
+    from compare.pipeline.scale import ProbeReading
+
+    t = TRAINING.wbc_diameter
+    image = _crop_with_one_wbc(2.7 * t, 300)
+
+    def pale(own: float, cut: bool = False):
+        """The nucleus alone at 1 (too small to fit), 2 t in own pixels at 0.5 (it fits), ``own`` below 0.5."""
+        def probe(factor):
+            if factor == 1.0:
+                return [0.6 * t]
+            if factor == 0.5:
+                return [t]
+            return ProbeReading(np.array([own * factor]), np.array([cut]))
+        return probe
+    assert estimate_scale(image, TRAINING, probe=pale(2.7 * t)).factor == pytest.approx(1 / 2.7, rel=0.01)
+    # 10 % larger than 0.5 read it, within SCALE_TOLERANCE: the trial factor stays; so it does where
+    # the larger readings are of a cell cut by the border.
+    assert estimate_scale(image, TRAINING, probe=pale(2.2 * t)).factor == 0.5
+    assert estimate_scale(image, TRAINING, probe=pale(2.7 * t, cut=True)).factor == 0.5

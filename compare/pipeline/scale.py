@@ -48,6 +48,8 @@ __all__ = [
     "MIN_FACTOR",
     "MAX_FACTOR",
     "PROBE_FACTORS",
+    "SIZE_FACTORS",
+    "SIZE_WINDOW",
     "SCALE_TOLERANCE",
     "MIN_RULER_SIDE",
     "TrainingScale",
@@ -94,6 +96,16 @@ PROBE_CONFIDENT = 1.35
 #: largest of them: those objects are pieces (the nuclear lobes of a
 #: neutrophil) of one cell twice the training size, and 0.5 is kept.
 PIECES_RATIO = 1.2
+#: Trial factors at which a WBC's own size is read again once the probe has
+#: chosen to shrink the image: a model that misses a pale cytoplasm reads a
+#: cell too small at one factor, and far less often too large at another,
+#: so the largest size read over them refines the factor.
+SIZE_FACTORS = (0.5, 0.4, 1.0 / 3.0)
+#: A reading at a :data:`SIZE_FACTORS` factor counts towards the size only
+#: when its WBC is within these ratios of the training diameter (smaller,
+#: the model starts to lose it; larger, to break it up) and uncut by the
+#: image border.
+SIZE_WINDOW = (0.6, 1.6)
 #: When a probe is given, images smaller than this (px) on either side are
 #: measured by it rather than by their red cells: a crop shows too few whole
 #: red cells, and those it shows are often cut or crowded around the WBC.
@@ -206,13 +218,14 @@ def _probe_estimate(probe: Callable[[float], Sequence[float] | ProbeReading], tr
     cell that factor 0.5 sees whole (:func:`_pieces_of_one_cell`).  The
     chosen factor is refined by the measured size only when that shrinks the
     image by more than :data:`SCALE_TOLERANCE` (a WBC larger than the
-    training ones), never to enlarge it.
+    training ones), never to enlarge it; when it is below 1, the size is the
+    largest read at it and at the :data:`SIZE_FACTORS` (:func:`_largest_size`).
     """
     misses: dict[float, tuple[float, float]] = {}  # factor -> (|log ratio|, diameter)
     counts: dict[float, int] = {}
     largest_cut: dict[float, bool] = {}
-    check_pieces = False
-    for factor in PROBE_FACTORS:
+
+    def read(factor: float) -> None:
         reading = ProbeReading.of(probe(float(factor)))
         valid = np.isfinite(reading.diameters) & (reading.diameters > 0)
         found, cut = reading.diameters[valid], reading.cut[valid]
@@ -221,6 +234,10 @@ def _probe_estimate(probe: Callable[[float], Sequence[float] | ProbeReading], tr
             diameter = float(found.max())
             misses[factor] = (abs(float(np.log(diameter / training.wbc_diameter))), diameter)
             largest_cut[factor] = bool(cut[int(found.argmax())])
+
+    check_pieces = False
+    for factor in PROBE_FACTORS:
+        read(factor)
         fits = factor in misses and misses[factor][0] <= np.log(PROBE_PREFERENCE)
         if factor == 1.0 and fits and counts[factor] >= 2:
             check_pieces = True  # the pieces of one cell? Factor 0.5 tells (_pieces_of_one_cell)
@@ -240,18 +257,42 @@ def _probe_estimate(probe: Callable[[float], Sequence[float] | ProbeReading], tr
     if best == 1.0 and _pieces_of_one_cell(misses, counts, largest_cut):
         best = 0.5
     miss, diameter = misses[best]
-    # The WBC measures diameter / best in the image's own pixels.  The trial
-    # factor is refined by that size only towards a smaller image: a WBC that
-    # reads too small is far more often half-found than small.  On stains the
-    # model has not seen it finds the nucleus and misses the pale cytoplasm,
-    # and enlarging the image for it moves the scale away from the truth in
-    # every such case of the shift battery, and the segmentation with it
-    # (docs/experiments.md, "Probe refinement").
-    refined = min(best, best * training.wbc_diameter / diameter)
-    factor = best if abs(np.log(refined / best)) <= np.log(SCALE_TOLERANCE) else refined
+    # The WBC measures diameter / best in the image's own pixels; an image
+    # being shrunk is read again at the SIZE_FACTORS and the largest size
+    # read is kept (_largest_size).  The trial factor is refined by that
+    # size only towards a smaller image: a WBC that reads too small is far
+    # more often half-found than small.  On stains the model has not seen it
+    # finds the nucleus and misses the pale cytoplasm, and enlarging the
+    # image for it moves the scale away from the truth in every such case of
+    # the shift battery, and the segmentation with it (docs/experiments.md,
+    # "Probe refinement").
+    size = diameter / best
     detail = (f"{why}; the model's largest WBC measured {diameter:.0f} px at trial factor {best:.2f} "
               f"(training {training.wbc_diameter:.0f} px)")
+    if best < 1.0:
+        for trial in SIZE_FACTORS:
+            if trial not in counts:
+                read(trial)
+        largest = _largest_size(misses, largest_cut, training.wbc_diameter)
+        if largest is not None and largest > size:
+            size = largest
+            detail += f", and up to {size:.0f} px in the image's own pixels at another factor"
+    refined = min(best, training.wbc_diameter / size)
+    factor = best if abs(np.log(refined / best)) <= np.log(SCALE_TOLERANCE) else refined
     return _clamped(factor, "wbc-probe", rbc, detail + ".", confident=bool(miss <= np.log(PROBE_CONFIDENT)))
+
+
+def _largest_size(misses: dict[float, tuple[float, float]], largest_cut: dict[float, bool],
+                  training_diameter: float) -> float | None:
+    """The largest size, in the image's own pixels, of the WBC read at the :data:`SIZE_FACTORS`, or None.
+
+    Only readings whose WBC is within :data:`SIZE_WINDOW` of the training
+    diameter and not cut by the image border count.
+    """
+    low, high = SIZE_WINDOW
+    sizes = [misses[f][1] / f for f in SIZE_FACTORS
+             if f in misses and not largest_cut.get(f, True) and low <= misses[f][1] / training_diameter <= high]
+    return max(sizes) if sizes else None
 
 
 def _pieces_of_one_cell(misses: dict[float, tuple[float, float]], counts: dict[float, int],

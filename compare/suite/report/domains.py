@@ -160,7 +160,8 @@ def domains_section(run: RunData, order: list[str]) -> Section | None:
         blocks += [
             Text(f"Three post-processing thresholds were chosen on the {TUNING_HALF}-numbered crops (the nucleus "
                  "check's `min_coherent_separability` and `min_coherence`, the scale probe's `PIECES_RATIO`); "
-                 f"the {REPORT_HALF}-numbered crops are the report half, which nothing was chosen on:"),
+                 f"the {REPORT_HALF}-numbered crops are the report half, which nothing was chosen on (the probe's "
+                 "`SIZE_FACTORS` and `SIZE_WINDOW` were set without CellaVision, so both halves report them):"),
             Table(shown_halves, numeric=("n_images", "dice", "nucleus_dice", "count_exact")),
         ]
     if (run.root / "benchmarks" / "learning_curve.md").is_file():

@@ -96,15 +96,11 @@ PROBE_CONFIDENT = 1.35
 #: largest of them: those objects are pieces (the nuclear lobes of a
 #: neutrophil) of one cell twice the training size, and 0.5 is kept.
 PIECES_RATIO = 1.2
-#: Trial factors at which a WBC's own size is read again once the probe has
-#: chosen to shrink the image: a model that misses a pale cytoplasm reads a
-#: cell too small at one factor, and far less often too large at another,
-#: so the largest size read over them refines the factor.
+#: Trial factors at which a WBC is read again once the probe shrinks the image:
+#: a model that misses a pale cytoplasm reads a cell too small, seldom too large.
 SIZE_FACTORS = (0.5, 0.4, 1.0 / 3.0)
-#: A reading at a :data:`SIZE_FACTORS` factor counts towards the size only
-#: when its WBC is within these ratios of the training diameter (smaller,
-#: the model starts to lose it; larger, to break it up) and uncut by the
-#: image border.
+#: A reading there counts when its WBC is within these ratios of the training
+#: diameter (smaller: the model loses it; larger: it breaks it up) and uncut.
 SIZE_WINDOW = (0.6, 1.6)
 #: When a probe is given, images smaller than this (px) on either side are
 #: measured by it rather than by their red cells: a crop shows too few whole
@@ -257,15 +253,12 @@ def _probe_estimate(probe: Callable[[float], Sequence[float] | ProbeReading], tr
     if best == 1.0 and _pieces_of_one_cell(misses, counts, largest_cut):
         best = 0.5
     miss, diameter = misses[best]
-    # The WBC measures diameter / best in the image's own pixels; an image
-    # being shrunk is read again at the SIZE_FACTORS and the largest size
-    # read is kept (_largest_size).  The trial factor is refined by that
-    # size only towards a smaller image: a WBC that reads too small is far
-    # more often half-found than small.  On stains the model has not seen it
-    # finds the nucleus and misses the pale cytoplasm, and enlarging the
-    # image for it moves the scale away from the truth in every such case of
-    # the shift battery, and the segmentation with it (docs/experiments.md,
-    # "Probe refinement").
+    # The WBC measures diameter / best in the image's own pixels, or more at a
+    # SIZE_FACTORS factor.  The factor is refined only towards a smaller image:
+    # a WBC that reads too small is far more often half-found (the nucleus
+    # without its pale cytoplasm) than small, and enlarging the image for it
+    # moved the scale away from the truth in every such case of the shift
+    # battery (docs/experiments.md, "Probe refinement").
     size = diameter / best
     detail = (f"{why}; the model's largest WBC measured {diameter:.0f} px at trial factor {best:.2f} "
               f"(training {training.wbc_diameter:.0f} px)")
@@ -284,11 +277,7 @@ def _probe_estimate(probe: Callable[[float], Sequence[float] | ProbeReading], tr
 
 def _largest_size(misses: dict[float, tuple[float, float]], largest_cut: dict[float, bool],
                   training_diameter: float) -> float | None:
-    """The largest size, in the image's own pixels, of the WBC read at the :data:`SIZE_FACTORS`, or None.
-
-    Only readings whose WBC is within :data:`SIZE_WINDOW` of the training
-    diameter and not cut by the image border count.
-    """
+    """The largest own-pixel size of an uncut WBC read within :data:`SIZE_WINDOW` at a :data:`SIZE_FACTORS` factor."""
     low, high = SIZE_WINDOW
     sizes = [misses[f][1] / f for f in SIZE_FACTORS
              if f in misses and not largest_cut.get(f, True) and low <= misses[f][1] / training_diameter <= high]

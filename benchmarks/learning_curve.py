@@ -54,8 +54,8 @@ CSV = OUT / "learning_curve.csv"
 SIZES = (0, 5, 10, 20, 40)
 DRAWS = 3
 METHODS = ("fine-tune", "unet scratch", "rf")
-COLUMNS = ["method", "n_train", "draw", "dice", "dice_border_apart", "nucleus_dice", "count_exact", "n_test", "fit_s", "score_s",
-           "epochs_run", "settings_from", "train_images"]
+COLUMNS = ["method", "n_train", "draw", "dice", "dice_border_apart", "nucleus_dice", "count_exact", "n_test",
+           "fit_s", "score_s", "epochs_run", "settings_from", "train_images"]
 
 
 def draw_indices(n_total: int, n: int, draw: int) -> list[int]:

@@ -39,7 +39,8 @@ from unet.model import UNetConfig, build_unet  # noqa: F401 -- build_unet re-exp
 from unet.resize import resize_image, resize_mask, unzoom
 from unet.train import train_unet
 
-__all__ = ["FINE_TUNE", "FLIPS_MAX_ZOOM", "PROFILES", "PredictConfig", "UNetSegmenter", "default_segmenter", "paper_segmenter"]
+__all__ = ["FINE_TUNE", "FLIPS_MAX_ZOOM", "PROFILES", "PredictConfig", "UNetSegmenter", "default_segmenter",
+           "paper_segmenter"]
 
 log = logging.getLogger(__name__)
 

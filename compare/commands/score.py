@@ -159,7 +159,7 @@ def summarise_scores(per_image: pd.DataFrame, folders: Sequence[str], problems: 
         Seed of the bootstrap interval.
     """
     from compare.suite.stats import bootstrap_ci
-    from compare.suite.summary import count_error, nucleus_summary
+    from compare.suite.summary import count_error, nanmean, nucleus_summary
 
     out = []
     for folder in folders:
@@ -172,11 +172,10 @@ def summarise_scores(per_image: pd.DataFrame, folders: Sequence[str], problems: 
         low, high = bootstrap_ci(dice, seed=seed)
         error = count_error(group).abs()
         extras = pd.to_numeric(group["border_extra"], errors="coerce") if "border_extra" in group else None
-        apart = group["dice_border_apart"] if "dice_border_apart" in group else pd.Series(np.nan, index=group.index)
         out.append({
             "folder": folder, "n_images": len(group), "dice_mean": float(np.nanmean(dice)), "dice_ci_low": low,
             "dice_ci_high": high, "dice_median": float(np.nanmedian(dice)),
-            "dice_border_apart_mean": float(pd.to_numeric(apart, errors="coerce").mean()),
+            "dice_border_apart_mean": nanmean(group["dice_border_apart"]) if "dice_border_apart" in group else np.nan,
             "count_exact": float((error == 0).mean()), "count_mae": float(error.mean()),
             "warned": float((group["warning"].fillna("") != "").mean()), "n_errors": n_errors,
             "border_extra": int(extras.fillna(0).sum()) if extras is not None else float("nan"),

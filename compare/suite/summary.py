@@ -19,6 +19,7 @@ __all__ = [
     "SUMMARY_COLUMNS",
     "count_error",
     "markdown_table",
+    "nanmean",
     "nucleus_summary",
     "readable_columns",
     "summarise",
@@ -45,7 +46,8 @@ NUCLEUS_SUMMARY = ("nucleus_dice_mean", "nucleus_dice_ci_low", "nucleus_dice_ci_
 BOUNDARY_COLUMNS = ("hd95", "surface_dice")
 
 
-def _nanmean(series: pd.Series) -> float:
+def nanmean(series: pd.Series) -> float:
+    """Mean of a column's numeric values, NaN (and text) left out; NaN when none is finite."""
     values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=float)
     return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
 
@@ -90,7 +92,7 @@ def nucleus_summary(group: pd.DataFrame, *, seed: int = 0) -> dict[str, float]:
     scored = nc[nc["nc_true"].notna()]
     found = scored[scored["nc_pred"] > 0]
     rho = float(spearmanr(found["nc_true"], found["nc_pred"])[0]) if len(found) >= 3 else float("nan")
-    return {"nucleus_dice_mean": _nanmean(dice), "nucleus_dice_ci_low": low, "nucleus_dice_ci_high": high,
+    return {"nucleus_dice_mean": nanmean(dice), "nucleus_dice_ci_low": low, "nucleus_dice_ci_high": high,
             "nucleus_found": len(found) / len(scored) if len(scored) else float("nan"),
             "nc_rel_error_median": float(found["nc_rel_error"].median()) if len(found) else float("nan"),
             "nc_rank_corr": rho}
@@ -177,7 +179,7 @@ def summarise(per_image: pd.DataFrame, units: dict[str, dict], *, seed: int = 0)
         row: dict[str, Any] = {"segmenter": name, "protocol": protocol, "n_images": len(group),
                                "fit_s": float(np.mean(fits)) if fits else float("nan"),
                                "predict_mpx_s": pixels / predict_s / 1e6 if predict_s > 0 else float("nan"),
-                               "pred_count_mean": _nanmean(group["pred_count"]), "n_fits": len(fits),
+                               "pred_count_mean": nanmean(group["pred_count"]), "n_fits": len(fits),
                                "shift": shift}
         has_truth = "dice" in group and pd.to_numeric(group["dice"], errors="coerce").notna().any()
         if has_truth:
@@ -188,11 +190,11 @@ def summarise(per_image: pd.DataFrame, units: dict[str, dict], *, seed: int = 0)
             error = count_error(counted)
             if all(c in group for c in BOUNDARY_COLUMNS):
                 hd95_mean, hd95_inf = _finite_mean(group["hd95"])
-                row.update(hd95_mean=hd95_mean, hd95_inf=hd95_inf, surface_dice_mean=_nanmean(group["surface_dice"]))
+                row.update(hd95_mean=hd95_mean, hd95_inf=hd95_inf, surface_dice_mean=nanmean(group["surface_dice"]))
             row.update(
-                dice_mean=_nanmean(group["dice"]), dice_ci_low=low, dice_ci_high=high,
-                iou_mean=_nanmean(group["iou"]), precision_mean=_nanmean(group["precision"]),
-                recall_mean=_nanmean(group["recall"]),
+                dice_mean=nanmean(group["dice"]), dice_ci_low=low, dice_ci_high=high,
+                iou_mean=nanmean(group["iou"]), precision_mean=nanmean(group["precision"]),
+                recall_mean=nanmean(group["recall"]),
                 object_f1=2 * tp / (2 * tp + fp + fn) if (tp + fp + fn) else float("nan"),
                 panoptic_quality=matched / (tp + 0.5 * (fp + fn)) if (tp + fp + fn) else float("nan"),
                 count_mae=float(error.abs().mean()) if len(error) else float("nan"),
@@ -202,7 +204,7 @@ def summarise(per_image: pd.DataFrame, units: dict[str, dict], *, seed: int = 0)
             if "border_extra" in group and group["border_extra"].notna().any():
                 row["border_extra"] = int(pd.to_numeric(group["border_extra"], errors="coerce").fillna(0).sum())
             if "dice_border_apart" in group:
-                row["dice_border_apart_mean"] = _nanmean(group["dice_border_apart"])
+                row["dice_border_apart_mean"] = nanmean(group["dice_border_apart"])
         rows.append(row)
     summary = pd.DataFrame(rows)
     for column in SUMMARY_COLUMNS:

@@ -7,7 +7,8 @@ through its stages, in order, each in its own module and handing the next a
 small result::
 
     image --colour--> Colour --scale--> ScaleChoice --segment--> Segmentation
-          --instances--> labels --nucleus check--> labels --measure--> MeasuredCells -> Prediction
+          --instances--> labels --nucleus check--> labels --outline--> labels
+          --measure--> MeasuredCells -> Prediction
 
 * **colour** (:mod:`compare.pipeline.colour`): white balance to the
   training background, the stain map that anchors the nuclear stain, and
@@ -21,6 +22,8 @@ small result::
   tuned on the training masks separate touching WBCs;
 * **nucleus check** (:mod:`compare.pipeline.nucleus_check`): objects
   without a stained nucleus are dropped;
+* **outline** (:mod:`compare.pipeline.outline`): each WBC grown through
+  the segmenter's uncertain band to the colour edge (pale cytoplasm);
 * **measure** (:mod:`compare.pipeline.measure`): labels back at the image's
   size, each WBC's nucleus and its row of the cell table.
 
@@ -61,6 +64,7 @@ from compare.pipeline.colour import (
 from compare.pipeline.instances import InstanceParams, separate_instances, tune_instance_params
 from compare.pipeline.measure import measure_cells
 from compare.pipeline.nucleus_check import drop_without_nucleus
+from compare.pipeline.outline import grow_to_edges
 from compare.pipeline.prediction import Prediction
 from compare.pipeline.preparation import prepared
 from compare.pipeline.scale import SCALE_TOLERANCE, TrainingScale, choose_scale, fit_training_scale
@@ -320,6 +324,7 @@ class WBCModel(BaseEstimator):
         labels = separate_instances(segmentation.probability, self.params_)
         if self.require_nucleus and labels.max():
             labels = drop_without_nucleus(labels, segmentation.image)
+        labels = grow_to_edges(labels, segmentation.probability, segmentation.image)
         probability, factor = segmentation.probability, segmentation.factor
         del segmentation  # its working image: the measure stage reads the image as given
         found = measure_cells(labels, probability, image, factor=factor, pixel_size_um=pixel_size_um, cells=cells)

@@ -92,3 +92,31 @@ def test_arrays_of_different_sizes_are_refused():
     image, _, found, probability = _pale_cell()
     with pytest.raises(ValueError, match="same height and width"):
         grow_to_edges(found.astype(np.int32), probability[:-1], image)
+
+
+@pytest.mark.parametrize("grow", [False, True])
+def test_predict_grows_outlines_only_for_segmenters_that_ask(threshold_model_dir, monkeypatch, grow):
+    import dataclasses
+
+    import compare.pipeline.model as pipeline_model
+    from compare.pipeline.segmenters import REGISTRY
+    from tests.synthetic import smear
+
+    calls = []
+
+    def recording(labels, probability, image):
+        calls.append(labels.shape)
+        return labels
+
+    monkeypatch.setattr(pipeline_model, "grow_to_edges", recording)
+    monkeypatch.setitem(REGISTRY, "threshold", dataclasses.replace(REGISTRY["threshold"], grow_outline=grow))
+    model = pipeline_model.WBCModel.load(threshold_model_dir)
+    image, _ = smear((120, 160), [(50, 50), (70, 115)], radius=18, seed=4, n_red=8)
+    model.predict(image, scale=1.0)
+    assert len(calls) == int(grow)
+
+
+def test_only_the_unets_grow_their_outlines():
+    from compare.pipeline.segmenters import REGISTRY
+
+    assert {name for name, spec in REGISTRY.items() if spec.grow_outline} == {"unet", "unet-paper"}

@@ -69,6 +69,7 @@ from compare.pipeline.prediction import Prediction
 from compare.pipeline.preparation import prepared
 from compare.pipeline.scale import SCALE_TOLERANCE, TrainingScale, choose_scale, fit_training_scale
 from compare.pipeline.segment import segment
+from compare.pipeline.segmenters import get_spec
 
 __all__ = ["FORMAT_VERSION", "MANIFEST", "SCALE_TOLERANCE", "WHOLE", "BLOCK", "BLOCK_MARGIN", "Prediction",
            "ModelManifest", "WBCModel", "ModelFormatError", "default_model_dir", "load_model", "predict_proba_blocked"]
@@ -221,7 +222,7 @@ class WBCModel(BaseEstimator):
         WBCModel
             ``self``, fitted.
         """
-        from compare.pipeline.segmenters import get_spec, make_segmenter
+        from compare.pipeline.segmenters import make_segmenter
 
         if masks is None:
             masks = [s.mask for s in images]
@@ -324,7 +325,8 @@ class WBCModel(BaseEstimator):
         labels = separate_instances(segmentation.probability, self.params_)
         if self.require_nucleus and labels.max():
             labels = drop_without_nucleus(labels, segmentation.image)
-        labels = grow_to_edges(labels, segmentation.probability, segmentation.image)
+        if get_spec(self.name_).grow_outline:
+            labels = grow_to_edges(labels, segmentation.probability, segmentation.image)
         probability, factor = segmentation.probability, segmentation.factor
         del segmentation  # its working image: the measure stage reads the image as given
         found = measure_cells(labels, probability, image, factor=factor, pixel_size_um=pixel_size_um, cells=cells)

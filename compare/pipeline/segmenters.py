@@ -51,6 +51,13 @@ class SegmenterSpec:
     stain_anchor : str
         :class:`compare.pipeline.model.WBCModel`'s default ``stain_anchor`` for this
         segmenter (:data:`compare.pipeline.model.STAIN_ANCHORS`).
+    grow_outline : bool
+        Whether :meth:`compare.pipeline.model.WBCModel.predict` grows each WBC
+        through the segmenter's uncertain band to the colour edge
+        (:mod:`compare.pipeline.outline`).  Only for a segmenter whose
+        probability is sharp on its training lab, so that the band there is
+        a pixel or two: the pixel classifiers' maps are soft around every
+        cell, and growing them costs their own lab's Dice.
     """
 
     name: str
@@ -61,6 +68,7 @@ class SegmenterSpec:
     stain_copies: int = 0
     stain_copy_strength: float = 0.0
     stain_anchor: str = "gain"
+    grow_outline: bool = False
 
 
 def _resolve(ref: str) -> Any:
@@ -100,11 +108,15 @@ REGISTRY: dict[str, SegmenterSpec] = {
         SegmenterSpec(
             "unet", "unet.segmenter:default_segmenter", "unet.segmenter:UNetSegmenter",
             "U-Net with dropout and stain augmentation, CPU-budget profile (Keras 3)",
+            # The pixel classifiers lost 0.005-0.008 of their cv Dice with the
+            # outline stage, the U-Net 0.0014 for +0.007 on CellaVision
+            # (docs/experiments.md, "The outline grown to the colour edge").
+            grow_outline=True,
         ),
         SegmenterSpec(
             "unet-paper", "unet.segmenter:paper_segmenter", "unet.segmenter:UNetSegmenter",
             "U-Net, the seed's recipe: width 32, Dice loss, Adam 1e-4, 50 epochs (hours on CPU)",
-            slow=True,
+            slow=True, grow_outline=True,
         ),
     ]
 }

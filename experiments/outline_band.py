@@ -1,0 +1,109 @@
+"""The outline stage's band and smoothing, judged on SigTuple, the shifts and CellaVision together.
+
+Scores the pipeline with the outline stage off and at a few settings of
+``(low, sigma)`` (:func:`compare.pipeline.outline.grow_to_edges`):
+
+* fold 0 of the grouped 5-fold split of the SigTuple patches, fitted here
+  with the default U-Net (seed 0, as ``compare run``'s fold 0), scored on
+  its held-out patches and on every shift of them;
+* the shipped default U-Net, zero-shot, on the CellaVision crops, split into
+  the odd-numbered images (where the setting was chosen) and the
+  even-numbered ones (where its gain is reported).
+
+Each row of the printed table is a set, each column a setting: mean Dice,
+and the paired difference from "off" with a bootstrap 95 % interval.
+
+Usage::
+
+    python experiments/outline_band.py OUT_DIR [--cellavision DIR] [--fold-model DIR]
+
+``--fold-model`` reuses a fold-0 model folder saved by an earlier call
+(OUT_DIR/fold0 is written on the first).  About 15 minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SETTINGS = {"0.2/2": (0.2, 2.0), "0.2/1": (0.2, 1.0), "0.1/2": (0.1, 2.0)}
+
+
+def _rows(model, held_out, cellavision) -> list[dict]:
+    from compare.evaluation.evaluate import evaluate
+    from compare.suite.protocols import evaluate_domain, evaluate_shifts
+
+    rows = [dict(set="sigtuple_cv", **r) for r in evaluate(model["fold0"], held_out)]
+    rows += [dict(set=r["shift"], **r) for r in evaluate_shifts(model["fold0"], held_out, seed=0, n_jobs=2)]
+    for r in evaluate_domain(model["default"], cellavision):
+        rows.append(dict(set="cellavision_" + ("odd" if int(r["image"]) % 2 else "even"), **r))
+    return rows
+
+
+def paired_table(rows: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """Mean Dice per set and setting, and the paired change from "off" with its bootstrap 95 % interval."""
+    rng = np.random.default_rng(seed)
+    off = rows[rows.setting == "off"].set_index(["set", "image"]).dice
+    table = []
+    for (name, setting), group in rows.groupby(["set", "setting"], sort=True):
+        entry = {"set": name, "setting": setting, "dice": group.dice.mean()}
+        if setting != "off":
+            change = (group.set_index(["set", "image"]).dice - off.loc[name]).dropna().to_numpy()
+            means = rng.choice(change, (2000, len(change))).mean(axis=1)
+            entry.update(change=change.mean(), low=np.quantile(means, 0.025), high=np.quantile(means, 0.975))
+        table.append(entry)
+    return pd.DataFrame(table)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--cellavision", default=None, help="the CellaVision folder (default: resolved as by score)")
+    parser.add_argument("--fold-model", type=Path, default=None)
+    args = parser.parse_args(argv)
+
+    import compare.pipeline.model as pipeline_model
+    from compare.evaluation.evaluate import fit_model
+    from compare.pipeline.model import WBCModel, load_model
+    from compare.pipeline.outline import grow_to_edges
+    from compare.suite.data import grouped_kfold, load_domain, load_patches, resolve_dataset
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    samples = load_patches()
+    train, test = grouped_kfold(samples, 5, 0)[0]
+    if args.fold_model:
+        fold0 = WBCModel.load(args.fold_model)
+    else:
+        fold0 = fit_model("unet", [samples[i] for i in train], seed=0)
+        fold0.save(args.out / "fold0")
+    cellavision = load_domain(args.cellavision or resolve_dataset("cellavision", fetch=False).path)
+    models = {"fold0": fold0, "default": load_model()}
+    rows = []
+    stage = pipeline_model.grow_to_edges
+    try:
+        variants = {"off": lambda labels, probability, image: labels}
+        variants.update({name: functools.partial(grow_to_edges, low=low, sigma=sigma)
+                         for name, (low, sigma) in SETTINGS.items()})
+        for name, variant in variants.items():
+            pipeline_model.grow_to_edges = variant
+            rows += [dict(setting=name, **r) for r in _rows(models, [samples[i] for i in test], cellavision)]
+            print(f"{name}: done", flush=True)
+    finally:
+        pipeline_model.grow_to_edges = stage
+    frame = pd.DataFrame(rows)
+    frame.to_csv(args.out / "rows.csv", index=False)
+    table = paired_table(frame)
+    table.to_csv(args.out / "table.csv", index=False)
+    print(table.round(4).to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()

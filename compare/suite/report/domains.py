@@ -23,8 +23,9 @@ __all__ = ["domain_table", "domains_section", "report_half_table"]
 
 #: The post-processing thresholds fitted on CellaVision (the nucleus check's
 #: ``min_coherent_separability`` / ``min_coherence``, the scale probe's
-#: ``PIECES_RATIO``) were chosen on the odd-numbered crops; the even-numbered
-#: ones are the report half (``experiments/cellavision_split.py``).
+#: ``PIECES_RATIO``, the outline stage's ``OUTLINE_LOW`` / ``OUTLINE_SIGMA``)
+#: were chosen on the odd-numbered crops; the even-numbered ones are the
+#: report half (``experiments/cellavision_split.py``).
 TUNING_HALF, REPORT_HALF = "odd", "even"
 
 #: ``(column title, protocol, summary column, digits)`` of the side-by-side table.
@@ -158,10 +159,12 @@ def domains_section(run: RunData, order: list[str]) -> Section | None:
         shown_halves = halves.assign(**{c: [_num(v, 3 if c != "count_exact" else 2) for v in halves[c]]
                                         for c in ("dice", "nucleus_dice", "count_exact")})
         blocks += [
-            Text(f"Three post-processing thresholds were chosen on the {TUNING_HALF}-numbered crops (the nucleus "
-                 "check's `min_coherent_separability` and `min_coherence`, the scale probe's `PIECES_RATIO`); "
-                 f"the {REPORT_HALF}-numbered crops are the report half, which nothing was chosen on (the probe's "
-                 "`SIZE_FACTORS` and `SIZE_WINDOW` were set without CellaVision, so both halves report them):"),
+            Text(f"Five post-processing settings were chosen on the {TUNING_HALF}-numbered crops (the nucleus "
+                 "check's `min_coherent_separability` and `min_coherence`, the scale probe's `PIECES_RATIO`, "
+                 "the outline stage's `OUTLINE_LOW` and `OUTLINE_SIGMA`, the last two together with fold 0 of "
+                 f"the SigTuple patches and its shifts); the {REPORT_HALF}-numbered crops are the report half, "
+                 "which nothing was chosen on (the probe's `SIZE_FACTORS` and `SIZE_WINDOW` were set without "
+                 "CellaVision, so both halves report them):"),
             Table(shown_halves, numeric=("n_images", "dice", "nucleus_dice", "count_exact")),
         ]
     if (run.root / "benchmarks" / "learning_curve.md").is_file():

@@ -108,9 +108,9 @@ REGISTRY: dict[str, SegmenterSpec] = {
         SegmenterSpec(
             "unet", "unet.segmenter:default_segmenter", "unet.segmenter:UNetSegmenter",
             "U-Net with dropout and stain augmentation, CPU-budget profile (Keras 3)",
-            # The pixel classifiers lost 0.005-0.008 of their cv Dice with the
-            # outline stage, the U-Net 0.0014 for +0.007 on CellaVision
-            # (docs/experiments.md, "The outline grown to the colour edge").
+            # Its probability is sharp on its own lab, so the band the outline
+            # stage grows through is narrow there (docs/experiments.md, "The
+            # outline grown to the colour edge").
             grow_outline=True,
         ),
         SegmenterSpec(

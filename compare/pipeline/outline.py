@@ -43,10 +43,6 @@ OUTLINE_LOW = 0.2
 #: gradient is taken: granules and camera noise make edges of their own.
 OUTLINE_SIGMA = 2.0
 
-#: Pixels of context kept around a band when its gradient is taken, so the
-#: smoothing sees the same neighbourhood as on the whole image.
-_MARGIN = int(np.ceil(4 * OUTLINE_SIGMA)) + 1
-
 
 def colour_gradient(image: np.ndarray, sigma: float = OUTLINE_SIGMA) -> np.ndarray:
     """Summed Sobel magnitude of the smoothed L*, a*, b* channels.
@@ -97,13 +93,15 @@ def grow_to_edges(labels: np.ndarray, probability: np.ndarray, image: np.ndarray
     # Each connected piece of cell-or-band is grown on its own, in its own
     # bounding box: the cost follows the WBCs, not the image's size.
     pieces, _ = ndi.label(band | (labels > 0))
+    # Context kept around each box, so the smoothing sees the neighbourhood it would on the whole image.
+    margin = int(np.ceil(4 * sigma)) + 1
     grown = labels.copy()
     height, width = labels.shape
     for index, box in enumerate(ndi.find_objects(pieces), start=1):
         if box is None:
             continue
-        rows = slice(max(box[0].start - _MARGIN, 0), min(box[0].stop + _MARGIN, height))
-        cols = slice(max(box[1].start - _MARGIN, 0), min(box[1].stop + _MARGIN, width))
+        rows = slice(max(box[0].start - margin, 0), min(box[0].stop + margin, height))
+        cols = slice(max(box[1].start - margin, 0), min(box[1].stop + margin, width))
         piece = pieces[rows, cols] == index
         cells = np.where(piece, labels[rows, cols], 0)
         if not cells.any() or not (piece & (cells == 0)).any():

@@ -267,7 +267,25 @@ def test_touching_cells_at_the_training_scale_stay_at_factor_1():
             calls.append(factor)
             return [TRAINING.wbc_diameter] * 2 if factor == 1.0 else at_half
         estimate = estimate_scale(image, TRAINING, probe=probe)
-        assert calls == [1.0, 0.5] and estimate.factor == 1.0
+        assert calls == [1.0, 0.5, 1 / 3] and estimate.factor == 1.0
+
+
+def test_pieces_of_a_cell_three_times_the_training_size_are_measured_whole_at_a_third():
+    """Training-sized fragments at factor 1, a cell 1.5x too large at 0.5 and of training size at 1/3: 1/3 wins."""
+    calls = []
+    estimate = estimate_scale(_crop_with_one_wbc(190, 300), TRAINING,
+                              probe=_lobed_probe(calls, whole_at_half=1.5 * TRAINING.wbc_diameter))
+    assert calls[:3] == [1.0, 0.5, 1 / 3]
+    assert (estimate.method, estimate.confident) == ("wbc-probe", True)
+    assert estimate.factor == pytest.approx(1 / 3, rel=0.06)
+
+
+def test_a_cell_found_whole_at_half_is_not_looked_for_at_a_third():
+    """Once 0.5 shows the pieces as one cell, the probe stops there: 1/3 is read only as a size factor."""
+    calls = []
+    estimate_scale(_crop_with_one_wbc(120, 300), TRAINING,
+                   probe=_lobed_probe(calls, whole_at_half=TRAINING.wbc_diameter))
+    assert calls[:2] == [1.0, 0.5] and calls.index(0.4) < calls.index(1 / 3)
 
 
 def test_one_object_at_factor_1_is_not_second_guessed():

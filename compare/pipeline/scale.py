@@ -15,7 +15,7 @@ that applies):
    crops (one WBC and the cells around it: under :data:`MIN_RULER_SIDE` px a
    side, or too few whole red cells): the trial whose largest WBC comes out
    nearest the training WBC size wins, the image's own scale preferred unless
-   what it finds are the lobes of one cell twice that size.
+   what it finds are the lobes of one cell two or three times that size.
 
 :func:`choose_scale` is the stage :meth:`compare.pipeline.model.WBCModel.predict`
 runs once per image: the estimate, and the factor applied (none within
@@ -48,6 +48,7 @@ __all__ = [
     "MIN_FACTOR",
     "MAX_FACTOR",
     "PROBE_FACTORS",
+    "PIECES_FACTORS",
     "SIZE_FACTORS",
     "SIZE_WINDOW",
     "SCALE_TOLERANCE",
@@ -91,11 +92,15 @@ PROBE_FACTORS = (1.0, 0.5, 1.0 / 3.0, 2.0)
 PROBE_PREFERENCE = 1.2
 #: A probe whose WBC is within this ratio of the training diameter is trusted.
 PROBE_CONFIDENT = 1.35
-#: Factor 1 found several objects yet factor 0.5 one WBC of the training size
-#: that is at least this much wider (in the image's own pixels) than the
-#: largest of them: those objects are pieces (the nuclear lobes of a
-#: neutrophil) of one cell twice the training size, and 0.5 is kept.
+#: Factor 1 found several objects yet a smaller trial factor (0.5, then 1/3)
+#: one WBC of the training size that is at least this much wider (in the
+#: image's own pixels) than the largest of them: those objects are pieces
+#: (the nuclear lobes of a neutrophil, the fragments a pixel classifier makes
+#: of a pale cell) of one cell two or three times the training size, and that
+#: factor is kept.
 PIECES_RATIO = 1.2
+#: The trial factors at which the pieces found at factor 1 are looked for as one cell, in order.
+PIECES_FACTORS = (0.5, 1.0 / 3.0)
 #: Trial factors at which a WBC is read again once the probe shrinks the image:
 #: a model that misses a pale cytoplasm reads a cell too small, seldom too large.
 SIZE_FACTORS = (0.5, 0.4, 1.0 / 3.0)
@@ -236,8 +241,11 @@ def _probe_estimate(probe: Callable[[float], Sequence[float] | ProbeReading], tr
         read(factor)
         fits = factor in misses and misses[factor][0] <= np.log(PROBE_PREFERENCE)
         if factor == 1.0 and fits and counts[factor] >= 2:
-            check_pieces = True  # the pieces of one cell? Factor 0.5 tells (_pieces_of_one_cell)
+            check_pieces = True  # the pieces of one cell? The PIECES_FACTORS tell (_pieces_of_one_cell)
             continue
+        if check_pieces and factor != PIECES_FACTORS[-1] and not _pieces_of_one_cell(misses, counts, largest_cut,
+                                                                                       factor):
+            continue  # not one cell at 0.5: perhaps at 1/3, a cell three times the training size
         if fits or check_pieces:
             # A WBC within the training sizes' own spread: at factor 1 no other
             # factor could displace it (the rule below); at another one still
@@ -250,8 +258,8 @@ def _probe_estimate(probe: Callable[[float], Sequence[float] | ProbeReading], tr
     best = min(misses, key=lambda f: misses[f][0])
     if 1.0 in misses and misses[1.0][0] <= misses[best][0] + np.log(PROBE_PREFERENCE):
         best = 1.0
-    if best == 1.0 and _pieces_of_one_cell(misses, counts, largest_cut):
-        best = 0.5
+    if best == 1.0:
+        best = next((f for f in PIECES_FACTORS if _pieces_of_one_cell(misses, counts, largest_cut, f)), 1.0)
     miss, diameter = misses[best]
     # The WBC measures diameter / best in the image's own pixels, or more at a
     # SIZE_FACTORS factor.  The factor is refined only towards a smaller image:
@@ -285,20 +293,21 @@ def _largest_size(misses: dict[float, tuple[float, float]], largest_cut: dict[fl
 
 
 def _pieces_of_one_cell(misses: dict[float, tuple[float, float]], counts: dict[float, int],
-                        largest_cut: dict[float, bool]) -> bool:
-    """Whether the objects found at factor 1 are pieces of one cell that factor 0.5 sees whole.
+                        largest_cut: dict[float, bool], factor: float = 0.5) -> bool:
+    """Whether the objects found at factor 1 are pieces of one cell that ``factor`` sees whole.
 
     A neutrophil twice the training size falls apart at factor 1 into nuclear
     lobes, each about a training WBC wide; at factor 0.5 the model sees the
-    whole cell, of training size, inside the image.  Two WBCs that touch at
-    the training scale do not pass: at 0.5 they read half the training size,
-    together or apart; nor does a blob at 0.5 that the image border cuts (a
-    patch of the training scale halved is barely wider than a training WBC).
+    whole cell, of training size, inside the image (at 1/3 for a cell three
+    times the training size).  Two WBCs that touch at the training scale do
+    not pass: at 0.5 they read half the training size, together or apart,
+    and a third at 1/3; nor does a blob that the image border cuts (a patch
+    of the training scale halved is barely wider than a training WBC).
     """
-    if counts.get(1.0, 0) < 2 or 0.5 not in misses or 1.0 not in misses or largest_cut.get(0.5, True):
+    if counts.get(1.0, 0) < 2 or factor not in misses or 1.0 not in misses or largest_cut.get(factor, True):
         return False
-    (miss_half, diameter_half), (_, diameter_one) = misses[0.5], misses[1.0]
-    return bool(miss_half <= np.log(PROBE_PREFERENCE) and diameter_half / 0.5 >= PIECES_RATIO * diameter_one)
+    (miss_small, diameter_small), (_, diameter_one) = misses[factor], misses[1.0]
+    return bool(miss_small <= np.log(PROBE_PREFERENCE) and diameter_small / factor >= PIECES_RATIO * diameter_one)
 
 
 def estimate_scale(image: np.ndarray, training: TrainingScale, *, wbc_diameter: float | None = None,

@@ -19,7 +19,9 @@ small result::
 * **segment** (:mod:`compare.pipeline.segment`): resize, anchor, and the
   segmenter in bounded-memory blocks (:mod:`compare.pipeline.blocks`);
 * **instances** (:mod:`compare.pipeline.instances`): the instance settings
-  tuned on the training masks separate touching WBCs;
+  tuned on the training masks separate touching WBCs; scale, segment and
+  instances run together in :mod:`compare.pipeline.checked_scale`, which
+  runs them again by the probe where the WBCs found overrule the red cells;
 * **nucleus check** (:mod:`compare.pipeline.nucleus_check`): objects
   without a stained nucleus are dropped;
 * **outline** (:mod:`compare.pipeline.outline`): each WBC grown through
@@ -51,6 +53,7 @@ from sklearn.base import BaseEstimator
 
 from compare.io.atomic import write_text_atomic
 from compare.pipeline.blocks import BLOCK, BLOCK_MARGIN, WHOLE, predict_proba_blocked
+from compare.pipeline.checked_scale import segment_at_checked_scale
 from compare.pipeline.colour import (
     STAIN_ANCHORS,
     STAIN_DIRECTION_VERSION,
@@ -61,14 +64,13 @@ from compare.pipeline.colour import (
     fit_stain_direction,
     to_training_colours,
 )
-from compare.pipeline.instances import InstanceParams, separate_instances, tune_instance_params
+from compare.pipeline.instances import InstanceParams, tune_instance_params
 from compare.pipeline.measure import measure_cells
 from compare.pipeline.nucleus_check import drop_without_nucleus
 from compare.pipeline.outline import grow_to_edges
 from compare.pipeline.prediction import Prediction
 from compare.pipeline.preparation import prepared
-from compare.pipeline.scale import SCALE_TOLERANCE, TrainingScale, choose_scale, fit_training_scale
-from compare.pipeline.segment import segment
+from compare.pipeline.scale import SCALE_TOLERANCE, TrainingScale, fit_training_scale
 from compare.pipeline.segmenters import get_spec
 
 __all__ = ["FORMAT_VERSION", "MANIFEST", "SCALE_TOLERANCE", "WHOLE", "BLOCK", "BLOCK_MARGIN", "Prediction",
@@ -316,13 +318,9 @@ class WBCModel(BaseEstimator):
             raise ValueError(f"{name}: expected an (H, W, 3) uint8 RGB image, got {image.dtype} "
                              f"of shape {image.shape}.")
         colour = to_training_colours(image, self._colour_reference())
-        choice, at_own_scale = choose_scale(colour, self.training_scale_, segmenter=self.segmenter_,
-                                            params=self.params_, auto=self.auto_scale, factor=scale,
-                                            wbc_diameter=wbc_diameter, pixel_size_um=pixel_size_um, name=name)
-        segmentation = segment(colour, choice.applied, self.segmenter_, at_own_scale=at_own_scale,
-                               map_blocks=map_blocks)
-        del at_own_scale
-        labels = separate_instances(segmentation.probability, self.params_)
+        choice, segmentation, labels = segment_at_checked_scale(
+            colour, self.training_scale_, self.segmenter_, self.params_, auto=self.auto_scale, scale=scale,
+            wbc_diameter=wbc_diameter, pixel_size_um=pixel_size_um, name=name, map_blocks=map_blocks)
         if self.require_nucleus and labels.max():
             labels = drop_without_nucleus(labels, segmentation.image)
         if get_spec(self.name_).grow_outline:

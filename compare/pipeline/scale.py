@@ -41,28 +41,10 @@ from compare.pipeline.red_cells import (
     remembering_red_cells,
 )
 
-__all__ = [
-    "SIGTUPLE_RBC_DIAMETER",
-    "SIGTUPLE_PIXEL_SIZE_UM",
-    "RBC_DIAMETER_UM",
-    "MIN_FACTOR",
-    "MAX_FACTOR",
-    "PROBE_FACTORS",
-    "PIECES_FACTORS",
-    "SIZE_FACTORS",
-    "SIZE_WINDOW",
-    "SCALE_TOLERANCE",
-    "MIN_RULER_SIDE",
-    "TrainingScale",
-    "ProbeReading",
-    "ScaleEstimate",
-    "ScaleError",
-    "ScaleChoice",
-    "estimate_scale",
-    "choose_scale",
-    "fit_training_scale",
-    "remembering_red_cells",
-]
+__all__ = ["MAX_FACTOR", "MIN_FACTOR", "MIN_RULER_SIDE", "PIECES_FACTORS", "PROBE_FACTORS", "RBC_DIAMETER_UM",
+           "SCALE_TOLERANCE", "SIGTUPLE_PIXEL_SIZE_UM", "SIGTUPLE_RBC_DIAMETER", "SIZE_FACTORS", "SIZE_WINDOW",
+           "ProbeReading", "ScaleChoice", "ScaleError", "ScaleEstimate", "TrainingScale", "choose_scale",
+           "estimate_scale", "fit_training_scale", "remembering_red_cells"]
 
 #: Mean diameter of a normal red cell in micrometres (the textbook 7.5 um;
 #: the normal range is about 6.2-8.2 um, so a pixel size derived from it is
@@ -312,7 +294,7 @@ def _pieces_of_one_cell(misses: dict[float, tuple[float, float]], counts: dict[f
 
 def estimate_scale(image: np.ndarray, training: TrainingScale, *, wbc_diameter: float | None = None,
                    pixel_size_um: float | None = None, probe: Callable[[float], Sequence[float] | ProbeReading] | None = None,
-                   name: str = "the image") -> ScaleEstimate:
+                   name: str = "the image", overruled: str | None = None) -> ScaleEstimate:
     """Find the factor that brings an image's cells to the training scale.
 
     Parameters
@@ -335,6 +317,9 @@ def estimate_scale(image: np.ndarray, training: TrainingScale, *, wbc_diameter: 
         cannot give the scale, or the image is smaller than :data:`MIN_RULER_SIDE`.
     name : str, keyword-only
         How messages refer to the image (its file name).
+    overruled : str, optional, keyword-only
+        Why the red cells' reading is not to be used for this image (the WBCs
+        found at its scale were too large for it): ``probe`` decides.
 
     Returns
     -------
@@ -365,7 +350,9 @@ def estimate_scale(image: np.ndarray, training: TrainingScale, *, wbc_diameter: 
     rbc, cells = measure_red_cells(image)
     rbc_factor = training.rbc_diameter / rbc if rbc else None
     small = min(image.shape[:2]) < MIN_RULER_SIDE
-    if rbc is not None and cells >= MIN_CELLS:
+    if overruled is not None:
+        why = overruled
+    elif rbc is not None and cells >= MIN_CELLS:
         estimate = _clamped(rbc_factor, "red-cells", rbc,
                             f"{name}: red cells {rbc:.1f} px across (training {training.rbc_diameter:.1f} px), "
                             f"from about {cells} whole cells.")
@@ -432,7 +419,7 @@ def _probe(colour: Colour, segmenter, params: InstanceParams,
 
 def choose_scale(colour: Colour, training: TrainingScale, *, segmenter, params: InstanceParams, auto: bool,
                  factor: float | None = None, wbc_diameter: float | None = None, pixel_size_um: float | None = None,
-                 name: str = "the image") -> tuple[ScaleChoice, np.ndarray | None]:
+                 name: str = "the image", overruled: str | None = None) -> tuple[ScaleChoice, np.ndarray | None]:
     """The scale stage: estimate the image's scale and choose the factor it is segmented at.
 
     Parameters
@@ -452,6 +439,8 @@ def choose_scale(colour: Colour, training: TrainingScale, *, segmenter, params: 
         See :func:`estimate_scale`.
     name : str, keyword-only
         How messages refer to the image.
+    overruled : str, optional, keyword-only
+        See :func:`estimate_scale`.
 
     Returns
     -------
@@ -469,7 +458,7 @@ def choose_scale(colour: Colour, training: TrainingScale, *, segmenter, params: 
                                  detail="scale estimation is off for this model")
     else:
         estimate = estimate_scale(colour.balanced, training, wbc_diameter=wbc_diameter, pixel_size_um=pixel_size_um,
-                                  probe=_probe(colour, segmenter, params, kept), name=name)
+                                  probe=_probe(colour, segmenter, params, kept), name=name, overruled=overruled)
     warnings: tuple[str, ...] = ()
     if not estimate.confident:
         warnings = (f"no reliable scale ({estimate.detail}); pass --wbc-diameter or --pixel-size",)

@@ -16,7 +16,7 @@ that is stopped keeps the seeds it finished; with ``--save-models``,
 Usage::
 
     python experiments/unet_seed_spread.py OUT --seeds 0 1 2 3 \\
-        [--sigtuple DIR] [--cellavision DIR]
+        [--overrides '{"augment": "stain_pale"}'] [--sigtuple DIR] [--cellavision DIR]
 
 About 3 minutes a seed on 2 CPU cores; with ``KERAS_BACKEND=jax`` on a GPU
 the fits take seconds and the scoring most of the time.
@@ -47,14 +47,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
     parser.add_argument("--sigtuple", type=Path, default=None)
+    parser.add_argument("--overrides", default="{}",
+                        help="JSON object of UNetSegmenter overrides for every fit, e.g. '{\"augment\": \"stain_pale\"}'")
     parser.add_argument("--save-models", action="store_true", help="keep each fit as OUT/models/seedN.zip")
     parser.add_argument("--cellavision", type=Path, default=ROOT.parent / "shared" / "data" / "cellavision")
     args = parser.parse_args(argv)
+
+    import json
 
     from compare.evaluation.evaluate import evaluate, fit_model
     from compare.suite.data import load_domain, load_large, load_patches, without_groups
     from compare.suite.protocols import evaluate_domain
 
+    overrides = json.loads(args.overrides)
+    if overrides:
+        # The variant replaces the registry's U-Net factory for this process only.
+        import compare.pipeline.segmenters as registry
+        from unet.segmenter import UNetSegmenter
+
+        original = registry.make_segmenter
+        registry.make_segmenter = lambda name, random_state=0: (
+            UNetSegmenter("default", random_state, **overrides) if name == "unet" else original(name, random_state))
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     patches = load_patches(args.sigtuple)

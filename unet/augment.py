@@ -11,7 +11,10 @@ Three recipes:
   differs between laboratories (stain concentrations and small turns of the
   stain vectors in optical-density space, background tint, hue, gamma,
   contrast, blur, JPEG artefacts, noise).  Images reach the U-Net
-  white-balanced, so this covers what the balance leaves.
+  white-balanced, so this covers what the balance leaves;
+* ``"stain_pale"``: ``"stain"``, after half of the images have had the
+  cytoplasm of their WBCs faded towards the plasma colour
+  (:func:`fade_cytoplasm`), as other labs' pale cytoplasm looks.
 
 Geometric transforms move image and mask together (the mask with
 nearest-neighbour interpolation, so it stays binary); colour transforms touch
@@ -29,9 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["RECIPES", "make_augmenter", "augment_pair", "augment_batch"]
+__all__ = ["RECIPES", "make_augmenter", "augment_pair", "augment_batch", "fade_cytoplasm"]
 
-RECIPES = ("none", "d4", "full", "stain")
+RECIPES = ("none", "d4", "full", "stain", "stain_pale")
 
 #: Magnitude of :func:`stain.augment.random_stain` in the ``"stain"`` recipe:
 #: strong enough to carry the rapid-stain look on folds 0, 3 and 4 (fold 4:
@@ -74,7 +77,7 @@ def make_augmenter(recipe: str = "full", seed: int = 0):
             A.RandomBrightnessContrast(brightness_limit=0.15, contrast_limit=0.15, p=0.7),
             A.HueSaturationValue(hue_shift_limit=8, sat_shift_limit=20, val_shift_limit=0, p=0.7),
         ]
-    if recipe == "stain":
+    if recipe in ("stain", "stain_pale"):
         from stain.augment import random_stain
 
         reflect = cv2.BORDER_REFLECT_101
@@ -85,7 +88,53 @@ def make_augmenter(recipe: str = "full", seed: int = 0):
             A.Affine(scale=(0.87, 1.15), rotate=(-20, 20), border_mode=reflect, p=0.6),
             A.Lambda(image=lambda image, **_: random_stain(image, rng, strength=STAIN_STRENGTH), p=1.0),
         ]
-    return A.Compose(transforms, seed=seed)
+    compose = A.Compose(transforms, seed=seed)
+    return _PaleCytoplasm(compose, seed) if recipe == "stain_pale" else compose
+
+
+def fade_cytoplasm(image: np.ndarray, mask: np.ndarray, blend: float) -> np.ndarray:
+    """The WBCs' cytoplasm blended towards the plasma colour; nucleus and surroundings unchanged.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, 3), uint8
+    mask : ndarray, shape (H, W), bool
+        The WBC pixels.
+    blend : float
+        0 leaves the cytoplasm as it is, 1 paints it the plasma colour.
+
+    Returns
+    -------
+    ndarray, shape (H, W, 3), uint8
+        A copy; the input where the mask has no dark (nucleus) and light part
+        to tell apart, or no plasma around it.
+    """
+    from skimage.filters import gaussian, threshold_otsu
+
+    grey = image.mean(axis=2)
+    outside = grey[~mask]
+    if not mask.any() or outside.size < 16 or np.ptp(grey[mask]) == 0:
+        return image
+    # The plasma: the brightest part of what is not WBC (red cells are darker).
+    plasma = np.median(image[~mask][outside >= np.percentile(outside, 60)], axis=0)
+    cytoplasm = mask & (grey >= threshold_otsu(grey[mask]))  # the nucleus is the WBC's dark part
+    # A soft edge: the masks' own outline is coarse, and a hard one would be a cue no real cell has.
+    weight = blend * gaussian(cytoplasm.astype(np.float32), sigma=1.5)[..., None]
+    faded = (1.0 - weight) * image.astype(np.float32) + weight * plasma
+    return np.clip(np.rint(faded), 0, 255).astype(np.uint8)
+
+
+class _PaleCytoplasm:
+    """An albumentations pipeline whose inputs first have, half of them, their cytoplasm faded (``"stain_pale"``)."""
+
+    def __init__(self, compose, seed: int, p: float = 0.5, blend: tuple[float, float] = (0.3, 0.8)):
+        self.compose, self.p, self.blend = compose, p, blend
+        self.rng = np.random.default_rng([seed, 1])  # its own stream: the "stain" draws stay as they are
+
+    def __call__(self, *, image: np.ndarray, mask: np.ndarray) -> dict:
+        if self.rng.random() < self.p:
+            image = fade_cytoplasm(image, mask.astype(bool), float(self.rng.uniform(*self.blend)))
+        return self.compose(image=image, mask=mask)
 
 
 def augment_pair(augmenter, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -37,7 +37,7 @@ class TrainConfig:
     min_lr : float
     warmup_epochs : int
     loss : {"dice", "dice_bce"}
-    augment : {"none", "d4", "full"}
+    augment : {"none", "d4", "full", "stain", "stain_pale"}
         Augmentation recipe, see :mod:`unet.augment`.
     val_fraction : float
         Share of the training images held out for early stopping.

@@ -241,3 +241,34 @@ def test_a_network_that_predicts_at_a_small_zoom_averages_its_flips(start_dir):
     cheap = PredictConfig(zoom=FLIPS_MAX_ZOOM)
     assert _flips_when_cheap(cheap, {}).tta and not _flips_when_cheap(cheap, {"tta": False}).tta
     assert not _flips_when_cheap(PredictConfig(zoom=FLIPS_MAX_ZOOM * 1.01), {}).tta
+
+
+def test_val_share_zero_trains_on_every_image_and_keeps_the_last_epoch(start_dir, tmp_path):
+    from unet.batches import split_validation
+    from unet.config import TrainConfig
+
+    train, val = split_validation(5, 0.0, seed=3)
+    assert train.tolist() == [0, 1, 2, 3, 4] and val.size == 0
+    # Nothing held out, so nothing may pick an epoch or stop early on it.
+    with pytest.raises(ValueError, match="val_fraction 0"):
+        TrainConfig(val_fraction=0.0, schedule="plateau", patience=0)
+    with pytest.raises(ValueError, match="patience 0"):
+        TrainConfig(val_fraction=0.0, schedule="cosine", patience=3)
+    start = load_model(start_dir)
+    images, masks = _samples(3, seed=21)
+    model, _ = fit_model("unet", images, masks, start=start, fit=FitSettings(epochs=2, val_share=0.0))
+    info, history = model.segmenter_.fit_info_, model.segmenter_.history_
+    assert info["n_train"] == 3 and info["n_val"] == 0
+    assert info["epochs_run"] == 2 and info["best_epoch"] == 2 and info["best_val_dice"] is None
+    assert [h["val_dice"] for h in history] == [None, None]
+    # The kept weights are the last epoch's: the same fit stopped after one epoch differs from it.
+    one, _ = fit_model("unet", images, masks, start=start, fit=FitSettings(epochs=1, val_share=0.0))
+    kernels = [i for i, w in enumerate(model.segmenter_.model_.get_weights()) if w.ndim == 4]
+    assert max(np.abs(model.segmenter_.model_.get_weights()[i] - one.segmenter_.model_.get_weights()[i]).max()
+               for i in kernels) > 1e-6
+    # One labelled image is then enough, and the model folder it writes loads.
+    lab = _lab(tmp_path / "lab", 1)
+    out = tmp_path / "model"
+    assert main(["fit", str(lab), "--from", str(start_dir), "--out", str(out), "--epochs", "1",
+                 "--val-share", "0"]) == 0
+    assert load_model(out).segmenter_.fit_info_["n_val"] == 0

@@ -99,7 +99,15 @@ class AugmentedBatches:
 
 
 def split_validation(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded random split of ``range(n)`` into training and validation indices (at least one each)."""
+    """Seeded random split of ``range(n)`` into training and validation indices.
+
+    At least one of each when ``fraction`` > 0; with ``fraction`` 0 every
+    index is for training and the validation indices are empty.
+    """
+    if fraction == 0:
+        if n < 1:
+            raise ValueError("Need at least 1 training image, got 0.")
+        return np.arange(n), np.arange(0)
     if n < 2:
         raise ValueError(f"Need at least 2 training images to hold out a validation split, got {n}.")
     order = np.random.default_rng(seed).permutation(n)

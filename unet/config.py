@@ -40,7 +40,10 @@ class TrainConfig:
     augment : {"none", "d4", "full", "stain", "stain_pale"}
         Augmentation recipe, see :mod:`unet.augment`.
     val_fraction : float
-        Share of the training images held out for early stopping.
+        Share of the training images held out to pick the best epoch and
+        for early stopping.  0 trains on every image and keeps the last
+        epoch's weights, which needs a schedule that does not read a
+        validation loss (``cosine`` or ``constant``) and ``patience`` 0.
     patience : int
         Epochs without a better validation Dice before stopping; the best
         weights are restored.  0 disables early stopping (the best weights
@@ -93,8 +96,12 @@ class TrainConfig:
             raise ValueError(f"Unknown loss {self.loss!r}; choose 'dice' or 'dice_bce'.")
         if self.augment not in RECIPES:
             raise ValueError(f"Unknown augment recipe {self.augment!r}; choose one of {list(RECIPES)}.")
-        if not 0.0 < self.val_fraction < 0.5:
-            raise ValueError(f"val_fraction must lie in (0, 0.5), got {self.val_fraction}.")
+        if not 0.0 <= self.val_fraction < 0.5:
+            raise ValueError(f"val_fraction must lie in [0, 0.5), got {self.val_fraction}.")
+        if self.val_fraction == 0 and (self.schedule == "plateau" or self.patience > 0):
+            raise ValueError(f"val_fraction 0 holds no image out, so nothing can pick the best epoch: it needs "
+                             f"schedule 'cosine' or 'constant' and patience 0, got schedule {self.schedule!r} "
+                             f"and patience {self.patience}.")
         if not (0.0 <= self.mosaic <= 1.0 and 0.0 <= self.field_edge <= 1.0):
             raise ValueError(f"mosaic and field_edge are shares in [0, 1], got {self.mosaic} and {self.field_edge}.")
         if self.time_budget_s is not None and not self.time_budget_s > 0:

@@ -160,6 +160,11 @@ def _flips_when_cheap(config: PredictConfig, overrides: dict[str, Any]) -> Predi
     return dataclasses.replace(config, tta=True)
 
 
+def _min_images(train_config: TrainConfig) -> int:
+    """Images a fit needs: two when it holds one out to pick the best epoch, else one."""
+    return 1 if train_config.val_fraction == 0 else 2
+
+
 def _field_names(cls) -> set[str]:
     return {f.name for f in dataclasses.fields(cls)}
 
@@ -264,9 +269,8 @@ class UNetSegmenter(BaseEstimator):
         -------
         self
         """
-        # Two at least: training holds out a validation image.
-        check_training_set(images, masks, min_images=2)
         model_cfg, train_cfg, predict_cfg = resolve_profile(self.profile, self.overrides)
+        check_training_set(images, masks, min_images=_min_images(train_cfg))
         if predict_cfg.zoom != 1.0:  # trained, as it predicts, at zoom times the images' size
             images = [resize_image(im, predict_cfg.zoom) for im in images]
             masks = [resize_mask(m, predict_cfg.zoom) for m in masks]
@@ -314,7 +318,6 @@ class UNetSegmenter(BaseEstimator):
             Fitted; ``fit_info_["start"]`` is ``"given weights"``.
         """
         self._check_fitted()
-        check_training_set(images, masks, min_images=2)
         unknown = sorted(set(train_overrides) - _field_names(TrainConfig))
         if unknown:
             raise ValueError(f"Unknown training option(s) {unknown}; fine-tuning takes fields of TrainConfig.")
@@ -323,6 +326,7 @@ class UNetSegmenter(BaseEstimator):
         verbose = self.verbose if verbose is None else verbose
         tuned = UNetSegmenter(self.profile, random_state=random_state, verbose=verbose, **overrides)
         _, train_cfg, _ = resolve_profile(self.profile, overrides)
+        check_training_set(images, masks, min_images=_min_images(train_cfg))
         if zoom != 1.0:
             images = [resize_image(im, zoom) for im in images]
             masks = [resize_mask(m, zoom) for m in masks]

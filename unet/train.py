@@ -76,9 +76,11 @@ def train_unet(
     Returns
     -------
     model : keras.Model
-        With the weights of the best validation-Dice epoch.
+        With the weights of the best validation-Dice epoch, or of the last
+        epoch when ``train_config.val_fraction`` is 0.
     history : list of dict
-        One dict per epoch: epoch, loss, val_loss, dice, val_dice, lr, seconds.
+        One dict per epoch: epoch, loss, val_loss, dice, val_dice, lr,
+        seconds (``val_loss`` and ``val_dice`` None without validation).
     info : dict
         JSON-able: device, backend, epochs_run, best_epoch, best_val_dice,
         params, fit_seconds, fit_cpu_seconds, n_train, n_val, seed.
@@ -103,9 +105,12 @@ def train_unet(
     train_idx, val_idx = split_validation(len(images), train_config.val_fraction, seed)
     train_images = [images[i] for i in train_idx]
     train_masks = [masks[i] for i in train_idx]
-    val_pairs = [fit_to_size(images[i], masks[i], train_config.patch_size, None) for i in val_idx]
-    x_val = np.stack([p[0] for p in val_pairs]).astype(np.float32)
-    y_val = np.stack([p[1] for p in val_pairs]).astype(np.float32)[..., None]
+    side = train_config.patch_size
+    val_pairs = [fit_to_size(images[i], masks[i], side, None) for i in val_idx]
+    x_val = np.stack([p[0] for p in val_pairs]).astype(np.float32) if val_pairs else np.zeros((0, side, side, 3),
+                                                                                                np.float32)
+    y_val = (np.stack([p[1] for p in val_pairs]).astype(np.float32)[..., None] if val_pairs
+             else np.zeros((0, side, side, 1), np.float32))
 
     # The seeded starting point: initial weights and the dropout layer's seed.
     model = build_unet(model_config)
@@ -122,13 +127,18 @@ def train_unet(
         # The returned model is the trainer's own copy, never the trainer,
         # which the next fit will overwrite.
         model.set_weights(trainer.get_weights())
-    best = max(history, key=lambda r: r["val_dice"]) if history else {"epoch": 0, "val_dice": float("nan")}
+    if not history:
+        best = {"epoch": 0, "val_dice": float("nan")}
+    elif len(val_idx):
+        best = max(history, key=lambda r: r["val_dice"])
+    else:  # nothing held out: the last epoch's weights are kept
+        best = {"epoch": history[-1]["epoch"], "val_dice": float("nan")}
     info = {
         "device": device,
         "backend": keras.backend.backend(),
         "epochs_run": len(history),
         "best_epoch": int(best["epoch"]),
-        "best_val_dice": float(best["val_dice"]),
+        "best_val_dice": float(best["val_dice"]) if len(val_idx) else None,
         "params": int(model.count_params()),
         "fit_seconds": round(time.perf_counter() - t0, 2),
         # Process CPU seconds: where other work runs, wall time says more about
@@ -204,14 +214,20 @@ def _epochs(model, batches: AugmentedBatches, x_val: np.ndarray, y_val: np.ndarr
             bar.update(step + 1, values=[("loss", float(logs["loss"])), ("dice", float(logs["dice"]))],
                        finalize=False)
         batches.on_epoch_end()
-        val_loss, val_dice = _validate(model, x_val, y_val, loss_fn, val_batch)
-        bar.update(len(batches), values=[("val_loss", val_loss), ("val_dice", val_dice)], finalize=True)
+        if len(x_val):
+            val_loss, val_dice = _validate(model, x_val, y_val, loss_fn, val_batch)
+            bar.update(len(batches), values=[("val_loss", val_loss), ("val_dice", val_dice)], finalize=True)
+        else:
+            val_loss = val_dice = None
+            bar.update(len(batches), finalize=True)
         history.append({
             "epoch": epoch + 1, "loss": loss_sum / seen, "val_loss": val_loss,
             "dice": dice_sum / seen, "val_dice": val_dice, "lr": float(rate),
             "seconds": round(time.perf_counter() - t0, 3),
         })
-        if val_dice > best_dice:
+        if val_dice is None:
+            pass  # nothing held out (the config allows it only without plateau and early stopping)
+        elif val_dice > best_dice:
             best_dice, best_weights, since_best = val_dice, model.get_weights(), 0
         else:
             since_best += 1
@@ -232,7 +248,7 @@ def _epochs(model, batches: AugmentedBatches, x_val: np.ndarray, y_val: np.ndarr
             epochs = max(1, min(config.epochs, fit))
             config = dataclasses.replace(config, epochs=epochs)
         epoch += 1
-    # Always restore the best epoch's weights; with patience 0 never stop early.
+    # Always restore the best epoch's weights (with validation); with patience 0 never stop early.
     if best_weights is not None:
         model.set_weights(best_weights)
     return history

@@ -50,7 +50,8 @@ def add_fit_parser(sub) -> None:
                              "model's manifest; pass it as --epochs to repeat the fit exactly)")
     fit.add_argument("--seed", type=int, default=0, help="seed of the segmenter, split, crops and augmentation")
     fit.add_argument("--val-share", type=float, default=None, metavar="SHARE",
-                     help="U-Net: share of the images held out to pick the best epoch, in (0, 0.5) (default 0.15)")
+                     help="U-Net: share of the images held out to pick the best epoch, in [0, 0.5) (default "
+                          "0.15); 0 trains on every image for the set epochs and keeps the last")
     fit.add_argument("--any-scale", action="store_true",
                      help="the model estimates each image's scale, as the shipped one does (default: it takes "
                           "images at the training images' scale, as one lab's microscope gives them; predict's "
@@ -167,13 +168,14 @@ def fit_folders(folders: list[Path], *, segmenter: str = "unet", start: str | Pa
     if settings.unet_overrides():
         from unet.config import TrainConfig
 
-        TrainConfig(**{k: v for k, v in settings.unet_overrides().items()})  # option errors before the data
+        # Option errors before the data; the schedule is the fitted profile's, checked with it in the fit.
+        TrainConfig(**{"schedule": "cosine", **settings.unet_overrides()})
     samples, described = _load_folders(folders)
-    need = min_images(segmenter)
+    need = min_images(segmenter, val_share)
     if len(samples) < need:
         names = ", ".join(str(f) for f in folders)
         raise ValueError(f"{names}: {len(samples)} labelled image(s); fitting {segmenter} needs at least {need} "
-                         "(one is held out to pick the best epoch); add images.")
+                         "(one is held out to pick the best epoch); add images, or pass --val-share 0.")
     start_model = None if start_dir is None else load_model(start_dir)
     model, settings_from = fit_model(segmenter, [s.image for s in samples], [s.mask for s in samples],
                                      start=start_model, fit=settings, verbose=verbose)

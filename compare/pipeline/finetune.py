@@ -78,7 +78,8 @@ class FitSettings:
     time_budget_s : float or None
         Wall seconds the U-Net's epochs may take (:class:`unet.config.TrainConfig`'s ``time_budget_s``).
     val_share : float or None
-        Share of the images the U-Net holds out to pick its best epoch (None: the profile's, 0.15).
+        Share of the images the U-Net holds out to pick its best epoch (None: the profile's, 0.15).  0
+        trains on every image for the set epochs, without early stopping, and keeps the last epoch.
     random_state : int
         Seeds the segmenter, the split, crops and augmentation.
     any_scale : bool
@@ -107,6 +108,8 @@ class FitSettings:
             # The budget decides: the epochs are only a cap, and early stopping would end a fit
             # given a budget long before it is spent (the best epoch's weights are still kept).
             chosen.update(epochs=epochs or 1000, patience=0)
+        if self.val_share == 0:
+            chosen.update(patience=0)  # nothing is held out to stop on
         return {k: v for k, v in chosen.items() if v is not None}
 
 
@@ -114,9 +117,9 @@ def _is_unet(name: str) -> bool:
     return name.startswith("unet")
 
 
-def min_images(segmenter: str) -> int:
-    """Fewest labelled images a fit of ``segmenter`` needs: 2 for a U-Net (one is held out), else 1."""
-    return 2 if _is_unet(segmenter) else 1
+def min_images(segmenter: str, val_share: float | None = None) -> int:
+    """Fewest labelled images a fit of ``segmenter`` needs: 2 for a U-Net that holds one out, else 1."""
+    return 2 if _is_unet(segmenter) and val_share != 0 else 1
 
 
 def folder_hash(images: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> str:
@@ -343,9 +346,10 @@ def fit_model(segmenter: str, images: Sequence[np.ndarray], masks: Sequence[np.n
         Too few images for the segmenter, a start model of another
         segmenter, or a start model that cannot be fine-tuned.
     """
-    if len(images) < min_images(segmenter):
-        raise ValueError(f"{segmenter} needs at least {min_images(segmenter)} labelled images (one is held out "
-                         f"to pick the best epoch); got {len(images)}.")
+    need = min_images(segmenter, fit.val_share)
+    if len(images) < need:
+        raise ValueError(f"{segmenter} needs at least {need} labelled images (one is held out to pick the best "
+                         f"epoch; --val-share 0 holds none out); got {len(images)}.")
     if start is None:
         return fit_from_scratch(segmenter, images, masks, fit, verbose=verbose), {
             "colour": "learnt", "scale": "learnt", "instances": "learnt"}

@@ -10,9 +10,10 @@ not drawn:
   shipped model itself, zero-shot on all 100;
 * ``unet scratch``: a U-Net from its seeded initial weights (``compare fit
   --segmenter unet``) trained for as many steps as the fine-tune
-  (:data:`unet.segmenter.FINE_TUNE`'s epochs of its steps), so the
-  comparison is of the start, not of the training length, and holds
-  however busy the machine is;
+  (:data:`unet.segmenter.FINE_TUNE`'s epochs of its steps) and, like it, on
+  every one of the N images with the last epoch kept (``--val-share 0``),
+  so the comparison is of the start, not of the training length or the
+  images seen, and holds however busy the machine is;
 * ``rf``: the random forest fitted on the same images (``compare fit
   --segmenter rf``; it learns nothing from epochs).
 
@@ -72,12 +73,16 @@ def _append(row: dict) -> None:
     write_text_atomic(CSV, table.to_csv(index=False))
 
 
-def _score(model, test, folder: str) -> dict:
+def _score(model, test, folder: str, rows_to: Path | None = None) -> dict:
+    """``compare score``'s summary of ``model`` on ``test``; the per-image rows are also written to ``rows_to``."""
     from compare.commands.score import summarise_scores
     from compare.suite.protocols import evaluate_domain
 
     rows = evaluate_domain(model, test, n_jobs=2)
     per_image = pd.DataFrame(rows).assign(folder=folder)
+    if rows_to is not None:
+        rows_to.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(rows_to, per_image.to_csv(index=False))
     summary = summarise_scores(per_image, [folder]).iloc[0]
     return {"dice": summary["dice_mean"], "dice_border_apart": summary["dice_border_apart_mean"],
             "nucleus_dice": summary["nucleus_dice_mean"],
@@ -92,8 +97,10 @@ def run_point(method: str, n: int, draw: int, samples, start) -> None:
     test = [s for i, s in enumerate(samples) if i not in set(chosen)]
     from unet.segmenter import FINE_TUNE
 
-    # The fine-tune's epoch count for the U-Net from scratch too: both take FINE_TUNE's steps per epoch.
-    fit = FitSettings(random_state=draw, epochs=FINE_TUNE["epochs"] if method == "unet scratch" else None)
+    # The fine-tune's epochs, steps per epoch and images (all N, none held out) for the U-Net from scratch too.
+    scratch = method == "unet scratch"
+    fit = FitSettings(random_state=draw, epochs=FINE_TUNE["epochs"] if scratch else None,
+                      val_share=FINE_TUNE["val_fraction"] if scratch else None)
     t0 = time.perf_counter()
     if n == 0:
         model, how = start, {}

@@ -51,6 +51,8 @@ def main() -> None:
     parser.add_argument("--val-share", type=float, default=None,
                         help="compare fit's --val-share for the fine-tune (default: its own)")
     parser.add_argument("--epochs", type=int, default=None, help="compare fit's --epochs (default: its own)")
+    parser.add_argument("--save", type=Path, default=None,
+                        help="also save each fitted model as SAVE/SPLIT and its per-image rows as SAVE/SPLIT.csv")
     args = parser.parse_args()
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -70,7 +72,9 @@ def main() -> None:
         t0 = time.perf_counter()
         model, _ = fit_model("unet", [s.image for s in train], [s.mask for s in train], start=start, fit=fit)
         fit_s = time.perf_counter() - t0
-        scores = _score(model, test, "cellavision")
+        scores = _score(model, test, "cellavision", rows_to=None if args.save is None else args.save / f"{split}.csv")
+        if args.save is not None:
+            model.save(args.save / split)
         info = getattr(model.segmenter_, "fit_info_", {}) or {}
         line = {"tag": args.tag, "split": split, "val_share": args.val_share, "epochs": args.epochs,
                 **{k: (round(float(v), 4) if isinstance(v, float) else v) for k, v in scores.items()},

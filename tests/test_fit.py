@@ -159,7 +159,7 @@ def _broken_lab(root: Path, problem: str) -> tuple[Path, str]:
         for p in [*(lab / "images").iterdir(), *(lab / "masks").iterdir()]:
             p.unlink()
         return lab, str(lab)
-    for p in list((lab / "images").iterdir())[1:]:  # too few: one image, a U-Net needs two
+    for p in list((lab / "images").iterdir())[1:]:  # too few: one image, a U-Net holding one out needs two
         p.unlink()
     return lab, "at least 2"
 
@@ -168,7 +168,8 @@ def _broken_lab(root: Path, problem: str) -> tuple[Path, str]:
 def test_a_bad_folder_is_named_and_nothing_is_written(problem, start_dir, tmp_path, capsys):
     lab, named = _broken_lab(tmp_path / "lab", problem)
     out = tmp_path / "model"
-    assert main(["fit", str(lab), "--from", str(start_dir), "--out", str(out), "--epochs", "1"]) == 2
+    holding_out = ["--val-share", "0.2"] if problem == "too few" else []  # a fine-tune holds none out by default
+    assert main(["fit", str(lab), "--from", str(start_dir), "--out", str(out), "--epochs", "1", *holding_out]) == 2
     err = capsys.readouterr().err
     assert named in err and err.count("\n") == 1
     assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["lab"]
@@ -266,9 +267,11 @@ def test_val_share_zero_trains_on_every_image_and_keeps_the_last_epoch(start_dir
     kernels = [i for i, w in enumerate(model.segmenter_.model_.get_weights()) if w.ndim == 4]
     assert max(np.abs(model.segmenter_.model_.get_weights()[i] - one.segmenter_.model_.get_weights()[i]).max()
                for i in kernels) > 1e-6
-    # One labelled image is then enough, and the model folder it writes loads.
+    # A fine-tune holds nothing out unless told (unet.segmenter.FINE_TUNE): one labelled image is
+    # enough, and the model folder it writes loads.
     lab = _lab(tmp_path / "lab", 1)
     out = tmp_path / "model"
-    assert main(["fit", str(lab), "--from", str(start_dir), "--out", str(out), "--epochs", "1",
-                 "--val-share", "0"]) == 0
+    assert main(["fit", str(lab), "--from", str(start_dir), "--out", str(out), "--epochs", "1"]) == 0
     assert load_model(out).segmenter_.fit_info_["n_val"] == 0
+    held, _ = fit_model("unet", images, masks, start=start, fit=FitSettings(epochs=1, val_share=0.3))
+    assert held.segmenter_.fit_info_["n_val"] == 1

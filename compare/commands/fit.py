@@ -50,8 +50,9 @@ def add_fit_parser(sub) -> None:
                              "model's manifest; pass it as --epochs to repeat the fit exactly)")
     fit.add_argument("--seed", type=int, default=0, help="seed of the segmenter, split, crops and augmentation")
     fit.add_argument("--val-share", type=float, default=None, metavar="SHARE",
-                     help="U-Net: share of the images held out to pick the best epoch, in [0, 0.5) (default "
-                          "0.15); 0 trains on every image for the set epochs and keeps the last")
+                     help="U-Net: share of the images held out to pick the best epoch, in [0, 0.5) (default: "
+                          "0 when fine-tuning, 0.15 from scratch); 0 trains on every image for the set epochs "
+                          "and keeps the last")
     fit.add_argument("--any-scale", action="store_true",
                      help="the model estimates each image's scale, as the shipped one does (default: it takes "
                           "images at the training images' scale, as one lab's microscope gives them; predict's "
@@ -171,7 +172,7 @@ def fit_folders(folders: list[Path], *, segmenter: str = "unet", start: str | Pa
         # Option errors before the data; the schedule is the fitted profile's, checked with it in the fit.
         TrainConfig(**{"schedule": "cosine", **settings.unet_overrides()})
     samples, described = _load_folders(folders)
-    need = min_images(segmenter, val_share)
+    need = min_images(segmenter, val_share, fine_tuning=start_dir is not None)
     if len(samples) < need:
         names = ", ".join(str(f) for f in folders)
         raise ValueError(f"{names}: {len(samples)} labelled image(s); fitting {segmenter} needs at least {need} "

@@ -78,8 +78,9 @@ class FitSettings:
     time_budget_s : float or None
         Wall seconds the U-Net's epochs may take (:class:`unet.config.TrainConfig`'s ``time_budget_s``).
     val_share : float or None
-        Share of the images the U-Net holds out to pick its best epoch (None: the profile's, 0.15).  0
-        trains on every image for the set epochs, without early stopping, and keeps the last epoch.
+        Share of the images the U-Net holds out to pick its best epoch (None: 0 when fine-tuning,
+        :data:`unet.segmenter.FINE_TUNE`'s, else the profile's 0.15).  0 trains on every image for the
+        set epochs, without early stopping, and keeps the last epoch.
     random_state : int
         Seeds the segmenter, the split, crops and augmentation.
     any_scale : bool
@@ -117,9 +118,14 @@ def _is_unet(name: str) -> bool:
     return name.startswith("unet")
 
 
-def min_images(segmenter: str, val_share: float | None = None) -> int:
-    """Fewest labelled images a fit of ``segmenter`` needs: 2 for a U-Net that holds one out, else 1."""
-    return 2 if _is_unet(segmenter) and val_share != 0 else 1
+def min_images(segmenter: str, val_share: float | None = None, fine_tuning: bool = False) -> int:
+    """Fewest labelled images a fit of ``segmenter`` needs: 2 for a U-Net that holds one out, else 1.
+
+    A U-Net holds one out unless ``val_share`` is 0, or is None when ``fine_tuning``
+    (:data:`unet.segmenter.FINE_TUNE` trains on every image).
+    """
+    holds_out = val_share != 0 if val_share is not None or not fine_tuning else False
+    return 2 if _is_unet(segmenter) and holds_out else 1
 
 
 def folder_hash(images: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> str:
@@ -346,7 +352,7 @@ def fit_model(segmenter: str, images: Sequence[np.ndarray], masks: Sequence[np.n
         Too few images for the segmenter, a start model of another
         segmenter, or a start model that cannot be fine-tuned.
     """
-    need = min_images(segmenter, fit.val_share)
+    need = min_images(segmenter, fit.val_share, fine_tuning=start is not None)
     if len(images) < need:
         raise ValueError(f"{segmenter} needs at least {need} labelled images (one is held out to pick the best "
                          f"epoch; --val-share 0 holds none out); got {len(images)}.")

@@ -1,14 +1,14 @@
-"""A fine-tuning option judged on CellaVision: chosen on the every-tenth split, reported on the curve's N = 10 draws.
+"""A fine-tuning option judged on CellaVision: chosen on some splits of ten crops, reported on others.
 
 Fine-tunes the shipped U-Net (``compare fit --from default``'s code,
 :func:`compare.pipeline.finetune.fit_model`) on 10 CellaVision crops and
-scores it with default settings on the other 90, for four splits of ten:
+scores it with default settings on the other 90, for each split given:
 
-* ``tenth``: images 001, 011, ..., 091, the split issue #27 names; a fit
-  option is chosen here;
-* ``draw0``, ``draw1``, ``draw2``: the learning curve's three seeded random
-  draws of 10 (:func:`benchmarks.learning_curve.draw_indices`), on which the
-  option's gain is reported.
+* ``tenth``: images 001, 011, ..., 091 (docs/fine_tuning.md measures it);
+* ``drawK``: the K-th seeded random draw of 10
+  (:func:`benchmarks.learning_curve.draw_indices`).  Draws 0-2 are the
+  learning curve's own, on which a gain is reported; an option is chosen
+  on ``tenth`` and draws 3-5.
 
 Each line of the JSON-lines output holds the variant's tag, the split, the
 fit settings, whole-cell Dice (and with border extras apart), nucleus Dice,
@@ -16,8 +16,8 @@ exact counts and the fit's epochs, seconds and validation images.
 
 Run::
 
-    python experiments/finetune_variant.py base OUT.jsonl
-    python experiments/finetune_variant.py all-ten OUT.jsonl --val-share 0
+    python experiments/finetune_variant.py default OUT.jsonl                    # all 10 trained on
+    python experiments/finetune_variant.py held-out OUT.jsonl --val-share 0.15  # 2 held out, best epoch
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SPLITS = ("tenth", "draw0", "draw1", "draw2")
+SPLITS = ("tenth", "draw3", "draw4", "draw5", "draw0", "draw1", "draw2")
 
 
 def split_indices(split: str, n_total: int) -> tuple[list[int], int]:

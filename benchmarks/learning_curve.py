@@ -176,7 +176,8 @@ def write_outputs() -> None:
     text = ("# Learning curve on CellaVision\n\n"
             "`python benchmarks/learning_curve.py`: each way to a lab's model fitted on N of the 100 CellaVision "
             "crops (3 seeded draws; N = 0 is the shipped U-Net zero-shot) and scored on the other 100 - N with "
-            "default settings. `unet scratch` is trained for as many steps as the fine-tune. "
+            "default settings. `unet scratch` is trained for as many steps as the fine-tune and, like it, on all N "
+            "images. "
             "Rows: `learning_curve.csv`; discussion: docs/fine_tuning.md.\n\n" + table(frame)
             + "\n![learning curve](learning_curve.png)\n")
     write_text_atomic(OUT / "learning_curve.md", text)

@@ -29,12 +29,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))  # learning_curve's draws and scoring
 SPLITS = ("tenth", "draw3", "draw4", "draw5", "draw0", "draw1", "draw2")
 
 
 def split_indices(split: str, n_total: int) -> tuple[list[int], int]:
     """The indices of the 10 training crops of ``split`` and the seed its fit uses."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
     from learning_curve import draw_indices
 
     if split == "tenth":
@@ -55,7 +55,6 @@ def main() -> None:
                         help="also save each fitted model as SAVE/SPLIT and its per-image rows as SAVE/SPLIT.csv")
     args = parser.parse_args()
 
-    sys.path.insert(0, str(ROOT / "benchmarks"))
     from learning_curve import _score
 
     from compare.pipeline.finetune import FitSettings, fit_model

@@ -107,10 +107,9 @@ def train_unet(
     train_masks = [masks[i] for i in train_idx]
     side = train_config.patch_size
     val_pairs = [fit_to_size(images[i], masks[i], side, None) for i in val_idx]
-    x_val = np.stack([p[0] for p in val_pairs]).astype(np.float32) if val_pairs else np.zeros((0, side, side, 3),
-                                                                                                np.float32)
-    y_val = (np.stack([p[1] for p in val_pairs]).astype(np.float32)[..., None] if val_pairs
-             else np.zeros((0, side, side, 1), np.float32))
+    # reshape, not stack: with nothing held out the arrays are empty but keep their patch shape.
+    x_val = np.asarray([p[0] for p in val_pairs], np.float32).reshape(-1, side, side, 3)
+    y_val = np.asarray([p[1] for p in val_pairs], np.float32).reshape(-1, side, side, 1)
 
     # The seeded starting point: initial weights and the dropout layer's seed.
     model = build_unet(model_config)
@@ -127,18 +126,16 @@ def train_unet(
         # The returned model is the trainer's own copy, never the trainer,
         # which the next fit will overwrite.
         model.set_weights(trainer.get_weights())
-    if not history:
-        best = {"epoch": 0, "val_dice": float("nan")}
-    elif len(val_idx):
-        best = max(history, key=lambda r: r["val_dice"])
-    else:  # nothing held out: the last epoch's weights are kept
-        best = {"epoch": history[-1]["epoch"], "val_dice": float("nan")}
+    validated = len(val_idx) > 0
+    # Without validation the last epoch's weights are kept, so it is the "best" one.
+    best = (max(history, key=lambda r: r["val_dice"]) if validated and history
+            else {"epoch": len(history), "val_dice": float("nan")})
     info = {
         "device": device,
         "backend": keras.backend.backend(),
         "epochs_run": len(history),
         "best_epoch": int(best["epoch"]),
-        "best_val_dice": float(best["val_dice"]) if len(val_idx) else None,
+        "best_val_dice": float(best["val_dice"]) if validated else None,
         "params": int(model.count_params()),
         "fit_seconds": round(time.perf_counter() - t0, 2),
         # Process CPU seconds: where other work runs, wall time says more about

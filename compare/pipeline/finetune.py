@@ -124,8 +124,11 @@ def min_images(segmenter: str, val_share: float | None = None, fine_tuning: bool
     A U-Net holds one out unless ``val_share`` is 0, or is None when ``fine_tuning``
     (:data:`unet.segmenter.FINE_TUNE` trains on every image).
     """
-    holds_out = val_share != 0 if val_share is not None or not fine_tuning else False
-    return 2 if _is_unet(segmenter) and holds_out else 1
+    if val_share is None and fine_tuning:
+        from unet.segmenter import FINE_TUNE
+
+        val_share = FINE_TUNE["val_fraction"]
+    return 2 if _is_unet(segmenter) and val_share != 0 else 1
 
 
 def folder_hash(images: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> str:

@@ -158,6 +158,7 @@ def _unet_text(config: dict, fit: dict) -> str:
                "full": "dihedral flips/rotations, small rotations, elastic deformation, colour jitter",
                "stain": ("dihedral flips/rotations, +-15 % scale and stain jitter (`stain.augment.random_stain`, "
                          "the `stain` recipe of `unet/augment.py`)")}
+    best_val_dice = fit.get("best_val_dice")  # None for a fit that held no image out
     aug = [recipes.get(train.get("augment"), f"recipe {train.get('augment')}")
            if train.get("augment") not in (None, "none") else "",
            f"mosaics of patches (p = {train['mosaic']})" if train.get("mosaic") else "",
@@ -171,7 +172,7 @@ def _unet_text(config: dict, fit: dict) -> str:
             f"{train.get('patch_size', '?')} px patches, up to {train.get('epochs', '?')} epochs with early stopping "
             f"(patience {train.get('patience', '?')}) on a {train.get('val_fraction', '?')} validation split; the "
             f"final model ran {fit.get('epochs_run', '?')} epochs, best at {fit.get('best_epoch', '?')} "
-            f"(validation Dice {float(fit.get('best_val_dice') if fit.get('best_val_dice') is not None else 'nan'):.3f}). Augmentation: "
+            f"(validation Dice {float('nan' if best_val_dice is None else best_val_dice):.3f}). Augmentation: "
             f"{', '.join(a for a in aug if a) or 'none'}. Prediction: tiles of {predict.get('tile', '?')} px "
             f"overlapping by {predict.get('overlap', '?')} px, test-time flips "
             f"{'on' if predict.get('tta') else 'off'}; {fit.get('device', 'device not recorded')}.")

@@ -18,7 +18,7 @@ not drawn:
   --segmenter rf``; it learns nothing from epochs).
 
 Both U-Nets predict at a zoom of about 0.39 (CellaVision's WBCs are 2.6x
-the design size) and so average their flips
+the design size) and so average their eight dihedral views
 (:data:`unet.segmenter.FLIPS_MAX_ZOOM`), as ``compare fit``'s models do.
 
 Scores per point: whole-cell Dice, the same with border extras apart

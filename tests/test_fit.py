@@ -225,15 +225,15 @@ def test_the_fit_record_survives_a_re_save(tmp_path):
     assert WBCModel.read_manifest(tmp_path / "b").data["fit"] == WBCModel.read_manifest(tmp_path / "a").data["fit"]
 
 
-def test_a_network_that_predicts_at_a_small_zoom_averages_its_flips(start_dir):
+def test_a_network_that_predicts_at_a_small_zoom_averages_its_dihedral_views(start_dir):
     from unet.segmenter import FLIPS_MAX_ZOOM, PredictConfig, _flips_when_cheap
 
     start = load_model(start_dir)
     images, masks = _samples(2, seed=13)
     small = start.segmenter_.fine_tuned(images, masks, zoom=0.4, epochs=1, steps_per_epoch=1)
     same = start.segmenter_.fine_tuned(images, masks, zoom=1.0, epochs=1, steps_per_epoch=1)
-    assert small.predict_config_.tta and not same.predict_config_.tta
-    # Flips flipped back: the averaged map is the plain one's shape and differs from it only a little.
+    assert small.predict_config_.tta == "d4" and not same.predict_config_.tta
+    # Views mapped back: the averaged map is the plain one's shape and differs from it only a little.
     plain = dataclasses.replace(small.predict_config_, tta=False)
     averaged = small.predict_proba(images[0])
     small.predict_config_ = plain

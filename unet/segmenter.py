@@ -38,6 +38,7 @@ from unet.device import configure_threads
 from unet.model import UNetConfig, build_unet  # noqa: F401 -- build_unet re-exported for convenience
 from unet.resize import resize_image, resize_mask, unzoom
 from unet.train import train_unet
+from unet.views import average_views, normalise_tta
 
 __all__ = ["FINE_TUNE", "FLIPS_MAX_ZOOM", "PROFILES", "PredictConfig", "UNetSegmenter", "default_segmenter",
            "paper_segmenter"]
@@ -90,11 +91,14 @@ class PredictConfig:
         sees real neighbours at inner tile edges.
     batch_size : int
         Tiles per forward pass.
-    tta : bool
-        Average the probabilities of the image and its horizontal, vertical
-        and double flips (4x the compute).  Off, but on for a network that
-        predicts at a ``zoom`` of :data:`FLIPS_MAX_ZOOM` or below unless an
-        override says otherwise.
+    tta : False, "flips" or "d4"
+        Average the probabilities over views of the image
+        (:mod:`unet.views`): ``"flips"``, the image and its horizontal,
+        vertical and double flips (4x the compute); ``"d4"``, those and
+        their transposes, all eight symmetries of the square (8x).
+        ``True`` is read as ``"flips"``.  Off, but ``"d4"`` for a network
+        that predicts at a ``zoom`` of :data:`FLIPS_MAX_ZOOM` or below
+        unless an override says otherwise.
     zoom : float
         Resize factor applied to every image before the network and undone
         on its probability map.  1 but for a network fine-tuned on a lab's
@@ -107,10 +111,11 @@ class PredictConfig:
     overlap: int = 64
     context: int = 16
     batch_size: int = 4
-    tta: bool = False
+    tta: bool | str = False
     zoom: float = 1.0
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "tta", normalise_tta(self.tta))  # frozen: the one spelling of each mode kept
         if not self.zoom > 0:
             raise ValueError(f"PredictConfig zoom must be positive, got {self.zoom}.")
         if self.tile < 32 or not 0 <= self.overlap < self.tile or self.context < 0 or self.batch_size < 1:
@@ -145,19 +150,19 @@ PROFILES: dict[str, tuple[UNetConfig, TrainConfig, PredictConfig]] = {
 FINE_TUNE: dict[str, Any] = {"learning_rate": 5e-4, "warmup_epochs": 0, "patience": 0, "epochs": 30,
                              "steps_per_epoch": 10, "val_fraction": 0.0}
 
-#: A network that predicts at this zoom or below averages its flips (:class:`PredictConfig`'s ``tta``)
-#: unless told otherwise: four passes over a quarter of the pixels or fewer cost no more than one pass at
-#: the images' own size.  Measured on CellaVision (a zoom of 0.39) in docs/fine_tuning.md.
+#: A network that predicts at this zoom or below averages its eight dihedral views (:class:`PredictConfig`'s
+#: ``tta`` ``"d4"``) unless told otherwise: eight passes over a quarter of the pixels or fewer cost no more
+#: than two passes at the images' own size.  Measured on CellaVision (a zoom of 0.39) in docs/fine_tuning.md.
 FLIPS_MAX_ZOOM = 0.5
 
 _SECTIONS = {"model": UNetConfig, "train": TrainConfig, "predict": PredictConfig}
 
 
 def _flips_when_cheap(config: PredictConfig, overrides: dict[str, Any]) -> PredictConfig:
-    """``config`` with the flips averaged when its zoom is at most :data:`FLIPS_MAX_ZOOM` and ``tta`` was not given."""
+    """``config`` averaging its 8 dihedral views when its zoom is at most :data:`FLIPS_MAX_ZOOM`, unless ``tta`` is given."""
     if "tta" in overrides or config.zoom > FLIPS_MAX_ZOOM:
         return config
-    return dataclasses.replace(config, tta=True)
+    return dataclasses.replace(config, tta="d4")
 
 
 def _min_images(train_config: TrainConfig) -> int:
@@ -360,15 +365,7 @@ class UNetSegmenter(BaseEstimator):
         x = tiles.astype(np.float32)
         if ph or pw:
             x = np.pad(x, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)), mode="symmetric")
-        if self.predict_config_.tta:
-            prob = np.zeros(x.shape[:3], np.float32)
-            for axes in ((), (1,), (2,), (1, 2)):
-                flipped = np.flip(x, axis=axes) if axes else x
-                out = self._run(np.ascontiguousarray(flipped))
-                prob += np.flip(out, axis=axes) if axes else out
-            prob /= 4.0
-        else:
-            prob = self._run(x)
+        prob = average_views(self._run, x, self.predict_config_.tta)
         return prob[:, ph // 2:ph // 2 + h, pw // 2:pw // 2 + w]
 
     def _run(self, x: np.ndarray) -> np.ndarray:

@@ -149,6 +149,10 @@ def _pixel_text(name: str, params: dict, fit: dict, copies: dict | None = None) 
             f"(chosen on the training set). {_copies_text(copies)}")
 
 
+#: How a saved ``predict.tta`` reads in the methods text (``True`` is an older model's ``"flips"``).
+_TTA_TEXT = {True: "4 flips", "flips": "4 flips", "d4": "8 flips and transposes"}
+
+
 def _unet_text(config: dict, fit: dict) -> str:
     model, train, predict = config.get("model", {}), config.get("train", {}), config.get("predict", {})
     if not model:
@@ -174,8 +178,8 @@ def _unet_text(config: dict, fit: dict) -> str:
             f"final model ran {fit.get('epochs_run', '?')} epochs, best at {fit.get('best_epoch', '?')} "
             f"(validation Dice {float('nan' if best_val_dice is None else best_val_dice):.3f}). Augmentation: "
             f"{', '.join(a for a in aug if a) or 'none'}. Prediction: tiles of {predict.get('tile', '?')} px "
-            f"overlapping by {predict.get('overlap', '?')} px, test-time flips "
-            f"{'on' if predict.get('tta') else 'off'}; {fit.get('device', 'device not recorded')}.")
+            f"overlapping by {predict.get('overlap', '?')} px, test-time views "
+            f"{_TTA_TEXT.get(predict.get('tta'), 'off')}; {fit.get('device', 'device not recorded')}.")
 
 
 def _generic_text(params: Any, fit: dict) -> str:

@@ -13,9 +13,17 @@ Scores the pipeline with the outline stage off and at a few settings of
 Each row of the printed table is a set, each column a setting: mean Dice,
 and the paired difference from "off" with a bootstrap 95 % interval.
 
+With ``--segmenter rf`` (or ``svm``, ``mlp``) the same for a pixel
+classifier, whose specification has the stage off: it is switched on for
+every setting but "off", and the settings are :data:`SETTLE_SETTINGS`, where
+the WBCs' own uncertain pixels join the band (``high``) so the outline can
+also move in; the CellaVision model is then the segmenter's final model of
+a ``compare run`` (``--final-model``, its ``models/NAME``).
+
 Usage::
 
     python experiments/outline_band.py OUT_DIR [--cellavision DIR] [--fold-model DIR]
+    python experiments/outline_band.py OUT_DIR --segmenter rf --final-model RUN/models/rf [--fold-model DIR]
 
 ``--fold-model`` reuses a fold-0 model folder saved by an earlier call
 (OUT_DIR/fold0 is written on the first).  About 15 minutes on 2 cores.
@@ -34,7 +42,11 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-SETTINGS = {"0.2/2": (0.2, 2.0), "0.2/1": (0.2, 1.0), "0.1/2": (0.1, 2.0)}
+#: ``name: (low, sigma, high)`` of :func:`compare.pipeline.outline.grow_to_edges`, for the U-Net.
+SETTINGS = {"0.2/2": (0.2, 2.0, None), "0.2/1": (0.2, 1.0, None), "0.1/2": (0.1, 2.0, None)}
+#: The same for a pixel classifier: grown as the U-Net, and settled within bands between ``low`` and ``high``.
+SETTLE_SETTINGS = {"grow 0.2/2": (0.2, 2.0, None), "settle 0.5-0.9/2": (0.5, 2.0, 0.9),
+                   "settle 0.2-0.9/2": (0.2, 2.0, 0.9), "settle 0.5-0.95/2": (0.5, 2.0, 0.95)}
 
 
 def _rows(model, held_out, cellavision) -> list[dict]:
@@ -68,7 +80,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--cellavision", default=None, help="the CellaVision folder (default: resolved as by score)")
     parser.add_argument("--fold-model", type=Path, default=None)
+    parser.add_argument("--segmenter", default="unet", help="registry name (default: unet)")
+    parser.add_argument("--final-model", type=Path, default=None,
+                        help="the model scored on CellaVision (default: the shipped U-Net)")
     args = parser.parse_args(argv)
+
+    import dataclasses
 
     import compare.pipeline.model as pipeline_model
     from compare.evaluation.evaluate import fit_model
@@ -82,22 +99,25 @@ def main(argv: list[str] | None = None) -> None:
     if args.fold_model:
         fold0 = WBCModel.load(args.fold_model)
     else:
-        fold0 = fit_model("unet", [samples[i] for i in train], seed=0)
+        fold0 = fit_model(args.segmenter, [samples[i] for i in train], seed=0)
         fold0.save(args.out / "fold0")
     cellavision = load_domain(args.cellavision or resolve_dataset("cellavision", fetch=False).path)
-    models = {"fold0": fold0, "default": load_model()}
+    models = {"fold0": fold0, "default": WBCModel.load(args.final_model) if args.final_model else load_model()}
+    settings = SETTINGS if args.segmenter.startswith("unet") else SETTLE_SETTINGS
     rows = []
-    stage = pipeline_model.grow_to_edges
+    stage, spec_of = pipeline_model.grow_to_edges, pipeline_model.get_spec
+    # The stage switched on for a segmenter whose specification has it off.
+    pipeline_model.get_spec = lambda name: dataclasses.replace(spec_of(name), grow_outline=True)
     try:
         variants = {"off": lambda labels, probability, image: labels}
-        variants.update({name: functools.partial(grow_to_edges, low=low, sigma=sigma)
-                         for name, (low, sigma) in SETTINGS.items()})
+        variants.update({name: functools.partial(grow_to_edges, low=low, sigma=sigma, high=high)
+                         for name, (low, sigma, high) in settings.items()})
         for name, variant in variants.items():
             pipeline_model.grow_to_edges = variant
             rows += [dict(setting=name, **r) for r in _rows(models, [samples[i] for i in test], cellavision)]
             print(f"{name}: done", flush=True)
     finally:
-        pipeline_model.grow_to_edges = stage
+        pipeline_model.grow_to_edges, pipeline_model.get_spec = stage, spec_of
     frame = pd.DataFrame(rows)
     frame.to_csv(args.out / "rows.csv", index=False)
     table = paired_table(frame)

@@ -79,6 +79,19 @@ def test_two_cells_sharing_a_band_each_keep_their_side():
     assert dice(cells[:, ::-1], grown == 2) > 0.95
 
 
+def test_with_high_an_uncertain_overgrowth_is_cut_back_to_the_membrane():
+    """A WBC found with a plasma rim it is unsure of (0.6) settles on the membrane; one with no sure core stays."""
+    image, cell, _, probability = _pale_cell()
+    overgrown = _disk(cell.shape, (48, 48), 40)
+    probability = np.where(cell, 0.97, np.where(overgrown, 0.6, 0.02)).astype(np.float32)
+    labels = overgrown.astype(np.int32)
+    assert dice(cell, grow_to_edges(labels, probability, image) > 0) < 0.8  # growing only: the rim stays
+    settled = grow_to_edges(labels, probability, image, low=0.5, high=0.9)
+    assert dice(cell, settled > 0) > 0.97 and set(np.unique(settled)) == {0, 1}
+    unsure = np.where(overgrown, 0.6, 0.02).astype(np.float32)
+    np.testing.assert_array_equal(grow_to_edges(labels, unsure, image, low=0.5, high=0.9), labels)
+
+
 def test_nothing_found_or_nothing_uncertain_is_returned_as_it_is():
     image, _, found, probability = _pale_cell()
     empty = np.zeros(found.shape, np.int32)

@@ -63,8 +63,8 @@ def colour_gradient(image: np.ndarray, sigma: float = OUTLINE_SIGMA) -> np.ndarr
 
 
 def grow_to_edges(labels: np.ndarray, probability: np.ndarray, image: np.ndarray, *,
-                  low: float = OUTLINE_LOW, sigma: float = OUTLINE_SIGMA) -> np.ndarray:
-    """Grow each WBC through its uncertain band up to the strongest colour edge.
+                  low: float = OUTLINE_LOW, sigma: float = OUTLINE_SIGMA, high: float | None = None) -> np.ndarray:
+    """Grow each WBC through its uncertain band up to the strongest colour edge (or settle it there, with ``high``).
 
     Parameters
     ----------
@@ -78,24 +78,37 @@ def grow_to_edges(labels: np.ndarray, probability: np.ndarray, image: np.ndarray
         Probability below which a pixel stays background.
     sigma : float, keyword-only
         Smoothing of the gradient, in pixels.
+    high : float or None, keyword-only
+        When given, a WBC's own pixels below this probability join the band
+        too, so its outline may also move in to an edge (a WBC with no
+        pixel at ``high`` or above keeps all of its own).  None: WBCs only
+        grow.
 
     Returns
     -------
     ndarray, shape (h, w), same dtype as ``labels``
-        The same WBCs with the same ids, each a superset of what it was.
+        The same WBCs with the same ids; without ``high`` each a superset
+        of what it was.
     """
     if labels.shape != probability.shape or image.shape[:2] != labels.shape:
         raise ValueError(f"grow_to_edges: labels {labels.shape}, probability {probability.shape} and "
                          f"image {image.shape[:2]} must have the same height and width.")
+    if high is not None:
+        core = np.where(probability >= high, labels, 0)
+        coreless = np.isin(labels, np.setdiff1d(np.unique(labels), np.unique(core)))
+        core[coreless] = labels[coreless]  # a WBC with no pixel at ``high`` is kept whole
+        labels, found = core, labels
+    else:
+        found = labels
     band = (probability >= low) & (labels == 0)
     if not labels.any() or not band.any():
-        return labels
+        return found
     # Each connected piece of cell-or-band is grown on its own, in its own
     # bounding box: the cost follows the WBCs, not the image's size.
     pieces, _ = ndi.label(band | (labels > 0))
     # Context kept around each box, so the smoothing sees the neighbourhood it would on the whole image.
     margin = int(np.ceil(4 * sigma)) + 1
-    grown = labels.copy()
+    grown = labels.copy()  # with ``high``: the cores, each band pixel then won by a core or by the outside
     height, width = labels.shape
     for index, box in enumerate(ndi.find_objects(pieces), start=1):
         if box is None:

@@ -295,6 +295,31 @@ def test_one_object_at_factor_1_is_not_second_guessed():
     assert calls == [1.0]
 
 
+def test_a_cell_larger_than_training_at_a_shrink_factor_is_never_enlarged():
+    """Nothing at 1, a cell 1.8x and 1.22x the training size at 0.5 and 1/3, its pieces at 2: shrunk, not enlarged.
+
+    The pattern of a monocyte four times the training size filling a crop,
+    as a pixel classifier reads it: at factor 2 its pieces are nearer the
+    training size than the whole cell is at 1/3, but a cell already larger
+    than a training WBC at 0.5 can only be larger still when enlarged.
+    """
+    calls = []
+    t = TRAINING.wbc_diameter
+
+    def probe(factor):
+        calls.append(factor)
+        return {1.0: [], 0.5: [1.8 * t], 1 / 3: [1.22 * t], 2.0: [1.19 * t, 0.9 * t, 0.8 * t]}.get(factor, [1.4 * t])
+    estimate = estimate_scale(_crop_with_one_wbc(240, 300), TRAINING, probe=probe)
+    assert 2.0 not in calls and estimate.factor < 1 / 3
+
+
+def test_a_cell_smaller_than_training_is_still_enlarged():
+    """A crop at half the training scale: the WBC reads half size at every factor it is found, so 2 is tried and kept."""
+    calls = []
+    estimate = estimate_scale(_crop_with_one_wbc(30, 100), TRAINING, probe=_fake_probe(30, calls))
+    assert calls[-1] == 2.0 and estimate.factor == pytest.approx(2.0, rel=0.06)
+
+
 def test_block_mean_is_the_mean_of_each_block():
     from skimage.measure import block_reduce
 

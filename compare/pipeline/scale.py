@@ -167,8 +167,6 @@ class ScaleEstimate:
     detail: str = ""
 
 
-
-
 def _check_image(image: np.ndarray, name: str) -> np.ndarray:
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3:
@@ -198,7 +196,9 @@ def _probe_estimate(probe: Callable[[float], Sequence[float] | ProbeReading], tr
     centred on one; WBCs cut by its border come out smaller).  Factor 1 is
     kept unless another factor brings that WBC clearly nearer the training
     diameter (:data:`PROBE_PREFERENCE`), or its objects are the pieces of one
-    cell that factor 0.5 sees whole (:func:`_pieces_of_one_cell`).  The
+    cell that factor 0.5 sees whole (:func:`_pieces_of_one_cell`).  Factors
+    above 1 are not tried once an uncut WBC has read larger than the
+    training diameter in the image's own pixels.  The
     chosen factor is refined by the measured size only when that shrinks the
     image by more than :data:`SCALE_TOLERANCE` (a WBC larger than the
     training ones), never to enlarge it; when it is below 1, the size is the
@@ -220,6 +220,8 @@ def _probe_estimate(probe: Callable[[float], Sequence[float] | ProbeReading], tr
 
     check_pieces = False
     for factor in PROBE_FACTORS:
+        if factor > 1.0 and any(misses[f][1] / f > training.wbc_diameter and not largest_cut[f] for f in misses):
+            break  # a WBC already larger than the training ones only grows when enlarged: its pieces there mislead
         read(factor)
         fits = factor in misses and misses[factor][0] <= np.log(PROBE_PREFERENCE)
         if factor == 1.0 and fits and counts[factor] >= 2:

@@ -93,13 +93,11 @@ def grow_to_edges(labels: np.ndarray, probability: np.ndarray, image: np.ndarray
     if labels.shape != probability.shape or image.shape[:2] != labels.shape:
         raise ValueError(f"grow_to_edges: labels {labels.shape}, probability {probability.shape} and "
                          f"image {image.shape[:2]} must have the same height and width.")
-    if high is not None:
-        core = np.where(probability >= high, labels, 0)
-        coreless = np.isin(labels, np.setdiff1d(np.unique(labels), np.unique(core)))
-        core[coreless] = labels[coreless]  # a WBC with no pixel at ``high`` is kept whole
-        labels, found = core, labels
-    else:
-        found = labels
+    found = labels
+    if high is not None:  # the WBCs' cores become the markers, the rest of them band
+        labels = np.where(probability >= high, found, 0)
+        coreless = np.isin(found, np.setdiff1d(np.unique(found), np.unique(labels)))
+        labels[coreless] = found[coreless]  # a WBC with no pixel at ``high`` is kept whole
     band = (probability >= low) & (labels == 0)
     if not labels.any() or not band.any():
         return found

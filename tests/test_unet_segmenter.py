@@ -52,6 +52,16 @@ def test_predict_any_size(fitted, shape):
     assert (prob >= 0).all() and (prob <= 1).all()
 
 
+def test_with_views_shares_the_weights_and_averages_the_eight_views(fitted):
+    viewed = fitted.with_views("d4")
+    assert viewed.model_ is fitted.model_ and fitted.predict_config_.tta is False
+    image = np.random.default_rng(3).integers(0, 256, (48, 48, 3)).astype(np.uint8)
+    # The average over the square's symmetries is the same whichever way up the image is.
+    turned = viewed.predict_proba(np.ascontiguousarray(np.rot90(image)))
+    np.testing.assert_allclose(np.rot90(viewed.predict_proba(image)), turned, atol=1e-5)
+    assert not np.allclose(np.rot90(fitted.predict_proba(image)), fitted.predict_proba(np.rot90(image)), atol=1e-5)
+
+
 def test_save_load_round_trip(fitted, tmp_path):
     fitted.save(tmp_path / "unet")
     assert (tmp_path / "unet" / "model.keras").is_file() and (tmp_path / "unet" / "config.json").is_file()

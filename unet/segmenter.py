@@ -20,6 +20,7 @@ Only ``keras`` and ``keras.ops`` are used, so it runs on any Keras backend.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
@@ -375,6 +376,26 @@ class UNetSegmenter(BaseEstimator):
         # graph / jitted function), several times faster than an eager call.
         out = self.model_.predict_on_batch(x)
         return np.asarray(ops.convert_to_numpy(out))[..., 0].astype(np.float32)
+
+    def with_views(self, tta: bool | str) -> "UNetSegmenter":
+        """The same fitted network, predicting with the test-time views ``tta`` names (:mod:`unet.views`).
+
+        A shallow copy: the weights are shared, only :class:`PredictConfig`'s
+        ``tta`` differs, so the pipeline can ask for the views on one image
+        while other threads predict with this segmenter as it is.
+
+        Parameters
+        ----------
+        tta : False, True, "flips" or "d4"
+
+        Returns
+        -------
+        UNetSegmenter
+        """
+        self._check_fitted()
+        twin = copy.copy(self)
+        twin.predict_config_ = dataclasses.replace(self.predict_config_, tta=normalise_tta(tta))
+        return twin
 
     def predict_proba(self, image: np.ndarray) -> np.ndarray:
         """Probability of WBC per pixel.

@@ -30,6 +30,12 @@ TTA_MODES = {False: 1, "flips": 4, "d4": 8}
 
 _FLIPS = ((), (1,), (2,), (1, 2))
 
+#: Views of a batch with at most this many pixels in all are run in one call
+#: per shape (stacked along the batch axis): for the small images of a
+#: shrunk crop a call's fixed cost outweighs its arithmetic.  Larger batches
+#: are run one view at a time, which bounds the memory of a call.
+JOINT_PIXELS = 1 << 20
+
 
 def normalise_tta(tta: bool | str) -> bool | str:
     """``tta`` as one of :data:`TTA_MODES`: ``True`` (the older spelling of ``"flips"``) becomes ``"flips"``.
@@ -86,14 +92,27 @@ def average_views(run: Callable[[np.ndarray], np.ndarray], x: np.ndarray, tta: b
     chosen = views(tta)
     if len(chosen) == 1:
         return run(x)
-    prob = np.zeros(x.shape[:3], np.float32)
+    shown = []
     for axes, transpose in chosen:
         view = np.flip(x, axis=axes) if axes else x
-        if transpose:
-            view = view.transpose(0, 2, 1, 3)
-        out = run(np.ascontiguousarray(view))
+        shown.append(view.transpose(0, 2, 1, 3) if transpose else view)
+    outs = _run_together(run, shown) if len(chosen) * x[..., 0].size <= JOINT_PIXELS else \
+        [run(np.ascontiguousarray(view)) for view in shown]
+    prob = np.zeros(x.shape[:3], np.float32)
+    for (axes, transpose), out in zip(chosen, outs):
         if transpose:
             out = out.transpose(0, 2, 1)
         prob += np.flip(out, axis=axes) if axes else out
     prob /= float(len(chosen))
     return prob
+
+
+def _run_together(run: Callable[[np.ndarray], np.ndarray], shown: list[np.ndarray]) -> list[np.ndarray]:
+    """``[run(view) for view in shown]`` in one call per shape: the views stacked along the batch axis."""
+    outs: list[np.ndarray | None] = [None] * len(shown)
+    for shape in dict.fromkeys(view.shape for view in shown):
+        which = [i for i, view in enumerate(shown) if view.shape == shape]
+        joint = run(np.ascontiguousarray(np.concatenate([shown[i] for i in which])))
+        for i, part in zip(which, np.split(joint, len(which))):
+            outs[i] = part
+    return outs

@@ -66,8 +66,8 @@ def ruler_overruled(choice: ScaleChoice, labels: np.ndarray, training: TrainingS
 
 def segment_at_checked_scale(colour: Colour, training: TrainingScale, segmenter: Any, params: InstanceParams, *,
                              auto: bool, scale: float | None, wbc_diameter: float | None,
-                             pixel_size_um: float | None, name: str, map_blocks: Callable | None
-                             ) -> tuple[ScaleChoice, Segmentation, np.ndarray]:
+                             pixel_size_um: float | None, name: str, map_blocks: Callable | None,
+                             views: bool = False) -> tuple[ScaleChoice, Segmentation, np.ndarray]:
     """Choose the scale, segment at it and separate the WBCs; once more by the probe when the ruler is overruled.
 
     Parameters
@@ -81,6 +81,8 @@ def segment_at_checked_scale(colour: Colour, training: TrainingScale, segmenter:
         See :func:`compare.pipeline.scale.choose_scale` (``scale`` is its ``factor``).
     map_blocks : callable or None, keyword-only
         See :func:`compare.pipeline.segment.segment`.
+    views : bool, keyword-only
+        See :func:`compare.pipeline.segment.segment`.
 
     Returns
     -------
@@ -93,7 +95,8 @@ def segment_at_checked_scale(colour: Colour, training: TrainingScale, segmenter:
         choice, at_own_scale = choose_scale(colour, training, segmenter=segmenter, params=params, auto=auto,
                                             factor=scale, wbc_diameter=wbc_diameter, pixel_size_um=pixel_size_um,
                                             name=name, overruled=overruled)
-        segmentation = segment(colour, choice.applied, segmenter, at_own_scale=at_own_scale, map_blocks=map_blocks)
+        segmentation = segment(colour, choice.applied, segmenter, at_own_scale=at_own_scale, map_blocks=map_blocks,
+                               views=views)
         return choice, segmentation, separate_instances(segmentation.probability, params)
 
     choice, segmentation, labels = at_scale(None)

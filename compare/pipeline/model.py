@@ -320,7 +320,8 @@ class WBCModel(BaseEstimator):
         colour = to_training_colours(image, self._colour_reference())
         choice, segmentation, labels = segment_at_checked_scale(
             colour, self.training_scale_, self.segmenter_, self.params_, auto=self.auto_scale, scale=scale,
-            wbc_diameter=wbc_diameter, pixel_size_um=pixel_size_um, name=name, map_blocks=map_blocks)
+            wbc_diameter=wbc_diameter, pixel_size_um=pixel_size_um, name=name, map_blocks=map_blocks,
+            views=get_spec(self.name_).views_when_shrunk)
         if self.require_nucleus and labels.max():
             labels = drop_without_nucleus(labels, segmentation.image)
         if get_spec(self.name_).grow_outline:

@@ -58,6 +58,12 @@ class SegmenterSpec:
         probability is sharp on its training lab, so that the band there is
         a pixel or two: the pixel classifiers' maps are soft around every
         cell, and growing them costs their own lab's Dice.
+    views_when_shrunk : bool
+        Whether an image shrunk to :data:`compare.pipeline.segment.VIEWS_MAX_FACTOR`
+        or below is read in its eight dihedral views and the maps averaged
+        (:func:`compare.pipeline.segment.segment`).  For a segmenter whose
+        answer on a small image depends on its orientation: the U-Net's
+        does; the pixel classifiers' features are rotation-invariant filters.
     """
 
     name: str
@@ -69,6 +75,7 @@ class SegmenterSpec:
     stain_copy_strength: float = 0.0
     stain_anchor: str = "gain"
     grow_outline: bool = False
+    views_when_shrunk: bool = False
 
 
 def _resolve(ref: str) -> Any:
@@ -110,13 +117,14 @@ REGISTRY: dict[str, SegmenterSpec] = {
             "U-Net with dropout and stain augmentation, CPU-budget profile (Keras 3)",
             # Its probability is sharp on its own lab, so the band the outline
             # stage grows through is narrow there (docs/experiments.md, "The
-            # outline grown to the colour edge").
-            grow_outline=True,
+            # outline grown to the colour edge"). Its views of a shrunk crop:
+            # "Eight views of a shrunk image" there.
+            grow_outline=True, views_when_shrunk=True,
         ),
         SegmenterSpec(
             "unet-paper", "unet.segmenter:paper_segmenter", "unet.segmenter:UNetSegmenter",
             "U-Net, the seed's recipe: width 32, Dice loss, Adam 1e-4, 50 epochs (hours on CPU)",
-            slow=True, grow_outline=True,
+            slow=True, grow_outline=True, views_when_shrunk=True,
         ),
     ]
 }

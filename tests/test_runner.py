@@ -250,7 +250,8 @@ def test_the_cellavision_protocol_scores_the_final_model_zero_shot(sigtuple_dir,
     assert row.n_images == 3 and 0 <= row.nucleus_dice_mean <= 1 and 0 <= row.count_exact <= 1
     assert len(list((out / "predictions" / "threshold" / "cellavision" / "masks").glob("*.png"))) == 3
     env = json.loads((out / "env.json").read_text())
-    assert env["stage_seconds"]["threshold"]["cellavision"] > 0
+    # Timed apart from the final model's other stages (rounded to 0.1 s: three tiny crops can read 0.0).
+    assert env["stage_seconds"]["threshold"]["cellavision"] >= 0
     assert "nucleus_dice_mean" in (out / "summary.md").read_text()
 
     # Only this protocol again, on the saved final model: nothing is fitted.

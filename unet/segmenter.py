@@ -378,19 +378,9 @@ class UNetSegmenter(BaseEstimator):
         return np.asarray(ops.convert_to_numpy(out))[..., 0].astype(np.float32)
 
     def with_views(self, tta: bool | str) -> "UNetSegmenter":
-        """The same fitted network, predicting with the test-time views ``tta`` names (:mod:`unet.views`).
+        """This network predicting with the views ``tta`` names (:mod:`unet.views`): a shallow copy, weights shared.
 
-        A shallow copy: the weights are shared, only :class:`PredictConfig`'s
-        ``tta`` differs, so the pipeline can ask for the views on one image
-        while other threads predict with this segmenter as it is.
-
-        Parameters
-        ----------
-        tta : False, True, "flips" or "d4"
-
-        Returns
-        -------
-        UNetSegmenter
+        Only :class:`PredictConfig`'s ``tta`` differs, so other threads may go on predicting with ``self``.
         """
         self._check_fitted()
         twin = copy.copy(self)

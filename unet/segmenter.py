@@ -48,12 +48,10 @@ log = logging.getLogger(__name__)
 
 _FORMAT_VERSION = 1
 
-#: On backends that compile one program per input shape (JAX), tiles larger
-#: than this are padded up to a multiple of it, so a folder of differently
-#: sized images compiles a handful of programs instead of one per image (on
-#: an H200 each compile cost more than predicting the image).  TensorFlow's
-#: predict step relaxes to dynamic shapes by itself and pads to the model's
-#: size multiple only.
+#: On backends that compile one program per input shape (JAX), tiles larger than this are padded up to a
+#: multiple of it, so a folder of differently sized images compiles a handful of programs instead of one per
+#: image (on an H200 each compile cost more than predicting the image).  TensorFlow's predict step relaxes
+#: to dynamic shapes by itself and pads to the model's size multiple only.
 SHAPE_BUCKET = 256
 
 

@@ -325,3 +325,11 @@ def test_methods_read_the_saved_model_folder(threshold_run):
     assert f"WBC {manifest['training_scale']['wbc_diameter']:.0f} px" in colour
     # The threshold's own settings come from its segmenter folder.
     assert "sigma ?" not in blocks["threshold"]
+
+
+@pytest.mark.parametrize("tta, shrunk_views, said", [(False, True, True), (False, False, False), ("d4", True, False)])
+def test_unet_methods_say_when_a_shrunk_image_is_read_in_eight_views(tta, shrunk_views, said):
+    from compare.suite.report.methods import _unet_text
+
+    text = _unet_text({"model": {"depth": 3}, "predict": {"tta": tta}}, {"params": 10}, shrunk_views=shrunk_views)
+    assert ("shrank to 0.5 or less" in text) == said

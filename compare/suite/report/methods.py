@@ -153,7 +153,7 @@ def _pixel_text(name: str, params: dict, fit: dict, copies: dict | None = None) 
 _TTA_TEXT = {True: "4 flips", "flips": "4 flips", "d4": "8 flips and transposes"}
 
 
-def _unet_text(config: dict, fit: dict) -> str:
+def _unet_text(config: dict, fit: dict, shrunk_views: bool = False) -> str:
     model, train, predict = config.get("model", {}), config.get("train", {}), config.get("predict", {})
     if not model:
         return (f"U-Net (Keras 3), {fit.get('params', '?')} parameters, profile {fit.get('profile', '?')}; the "
@@ -179,7 +179,16 @@ def _unet_text(config: dict, fit: dict) -> str:
             f"(validation Dice {float('nan' if best_val_dice is None else best_val_dice):.3f}). Augmentation: "
             f"{', '.join(a for a in aug if a) or 'none'}. Prediction: tiles of {predict.get('tile', '?')} px "
             f"overlapping by {predict.get('overlap', '?')} px, test-time views "
-            f"{_TTA_TEXT.get(predict.get('tta'), 'off')}; {fit.get('device', 'device not recorded')}.")
+            f"{_TTA_TEXT.get(predict.get('tta'), 'off')}{_shrunk_views_text(predict.get('tta'), shrunk_views)}; "
+            f"{fit.get('device', 'device not recorded')}.")
+
+
+def _shrunk_views_text(tta: Any, shrunk_views: bool) -> str:
+    """What the segment stage adds to a U-Net's own views (``views_when_shrunk``, :mod:`compare.pipeline.segment`)."""
+    from compare.pipeline.segment import VIEWS_MAX_FACTOR
+
+    return "" if tta == "d4" or not shrunk_views else (f", and {_TTA_TEXT['d4']} on an image the scale stage shrank to "
+                                   f"{VIEWS_MAX_FACTOR:g} or less")
 
 
 def _generic_text(params: Any, fit: dict) -> str:
@@ -214,7 +223,9 @@ def methods_blocks(root: Path, config: dict, names: list[str]) -> list[tuple[str
         elif name in _PIXEL_MODELS:
             body = _pixel_text(name, params, fit, manifests[name].get("stain_copies"))
         elif name.startswith("unet"):
-            body = _unet_text(unet_config, fit or unet_config.get("fit_info", {}))
+            spec = REGISTRY.get(name)
+            body = _unet_text(unet_config, fit or unet_config.get("fit_info", {}),
+                              shrunk_views=bool(spec and spec.views_when_shrunk))
         else:
             spec = REGISTRY.get(name)
             body = (f"{spec.description}. " if spec else "") + _generic_text(params or unet_config or None, fit)

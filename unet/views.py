@@ -96,8 +96,10 @@ def average_views(run: Callable[[np.ndarray], np.ndarray], x: np.ndarray, tta: b
     for axes, transpose in chosen:
         view = np.flip(x, axis=axes) if axes else x
         shown.append(view.transpose(0, 2, 1, 3) if transpose else view)
-    outs = _run_together(run, shown) if len(chosen) * x[..., 0].size <= JOINT_PIXELS else \
-        [run(np.ascontiguousarray(view)) for view in shown]
+    if len(chosen) * x[..., 0].size <= JOINT_PIXELS:
+        outs = _run_together(run, shown)
+    else:
+        outs = [run(np.ascontiguousarray(view)) for view in shown]
     prob = np.zeros(x.shape[:3], np.float32)
     for (axes, transpose), out in zip(chosen, outs):
         if transpose:

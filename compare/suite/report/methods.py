@@ -187,8 +187,9 @@ def _shrunk_views_text(tta: Any, shrunk_views: bool) -> str:
     """What the segment stage adds to a U-Net's own views (``views_when_shrunk``, :mod:`compare.pipeline.segment`)."""
     from compare.pipeline.segment import VIEWS_MAX_FACTOR
 
-    return "" if tta == "d4" or not shrunk_views else (f", and {_TTA_TEXT['d4']} on an image the scale stage shrank to "
-                                   f"{VIEWS_MAX_FACTOR:g} or less")
+    if tta == "d4" or not shrunk_views:
+        return ""
+    return f", and {_TTA_TEXT['d4']} on an image the scale stage shrank to {VIEWS_MAX_FACTOR:g} or less"
 
 
 def _generic_text(params: Any, fit: dict) -> str:
@@ -218,16 +219,15 @@ def methods_blocks(root: Path, config: dict, names: list[str]) -> list[tuple[str
         params = _json(folder / "segmenter" / "params.json") or {}
         unet_config = _json(folder / "segmenter" / "config.json") or {}
         fit = _final_fit(root, name)
+        spec = REGISTRY.get(name)
         if name == "threshold":
             body = _threshold_text(params, fit)
         elif name in _PIXEL_MODELS:
             body = _pixel_text(name, params, fit, manifests[name].get("stain_copies"))
         elif name.startswith("unet"):
-            spec = REGISTRY.get(name)
             body = _unet_text(unet_config, fit or unet_config.get("fit_info", {}),
                               shrunk_views=bool(spec and spec.views_when_shrunk))
         else:
-            spec = REGISTRY.get(name)
             body = (f"{spec.description}. " if spec else "") + _generic_text(params or unet_config or None, fit)
         out.append((name, body))
     stages = {name: manifests[name].get("instance_params") or _json(root / "models" / name / "instances.json")

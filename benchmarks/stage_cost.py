@@ -8,12 +8,14 @@ pass, the medians, and the speed with the stage as a share of the speed
 without it.  The stages:
 
 * ``outline`` - growing each WBC to the colour edge (:mod:`compare.pipeline.outline`);
+* ``colour`` - within the outline stage, the cytoplasm told by its colour
+  (:mod:`compare.pipeline.plasma_contrast`);
 * ``views`` - reading a shrunk image in its eight dihedral views
   (``views_when_shrunk``, :func:`compare.pipeline.segment.segment`).
 
 Run::
 
-    python benchmarks/stage_cost.py [--stage outline|views] [--rounds 3]
+    python benchmarks/stage_cost.py [--stage outline|colour|views] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -29,13 +31,20 @@ import numpy as np
 def _switches(stage: str) -> Callable[[bool], None]:
     """``switch(on)``: turns ``stage`` on or off for the shipped U-Net's ``predict``."""
     import compare.pipeline.model as pipeline_model
+    from compare.pipeline import outline
     from compare.pipeline.segmenters import REGISTRY
 
     if stage == "outline":
-        grow = pipeline_model.grow_to_edges
+        grow = pipeline_model.outline_cells
 
         def switch(on: bool) -> None:
-            pipeline_model.grow_to_edges = grow if on else (lambda labels, probability, image: labels)
+            pipeline_model.outline_cells = grow if on else (lambda labels, *args, **kwargs: labels)
+        return switch
+    if stage == "colour":
+        cells = outline.plasma_contrast_cells
+
+        def switch(on: bool) -> None:
+            outline.plasma_contrast_cells = cells if on else (lambda labels, *args, **kwargs: labels)
         return switch
     spec = REGISTRY["unet"]
 
@@ -46,7 +55,7 @@ def _switches(stage: str) -> Callable[[bool], None]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--stage", choices=("outline", "views"), default="outline")
+    parser.add_argument("--stage", choices=("outline", "colour", "views"), default="outline")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
 

@@ -32,7 +32,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import functools
 import sys
 from pathlib import Path
 
@@ -105,19 +104,22 @@ def main(argv: list[str] | None = None) -> None:
     models = {"fold0": fold0, "default": WBCModel.load(args.final_model) if args.final_model else load_model()}
     settings = SETTINGS if args.segmenter.startswith("unet") else SETTLE_SETTINGS
     rows = []
-    stage, spec_of = pipeline_model.grow_to_edges, pipeline_model.get_spec
+    stage, spec_of = pipeline_model.outline_cells, pipeline_model.get_spec
     # The stage switched on for a segmenter whose specification has it off.
     pipeline_model.get_spec = lambda name: dataclasses.replace(spec_of(name), grow_outline=True)
     try:
-        variants = {"off": lambda labels, probability, image: labels}
-        variants.update({name: functools.partial(grow_to_edges, low=low, sigma=sigma, high=high)
+        # The uncertain band alone, without the cytoplasm told by colour
+        # (experiments/plasma_contrast_band.py scores that).
+        variants = {"off": lambda labels, probability, image, **_: labels}
+        variants.update({name: lambda labels, probability, image, low=low, sigma=sigma, high=high, **_:
+                         grow_to_edges(labels, probability, image, low=low, sigma=sigma, high=high)
                          for name, (low, sigma, high) in settings.items()})
         for name, variant in variants.items():
-            pipeline_model.grow_to_edges = variant
+            pipeline_model.outline_cells = variant
             rows += [dict(setting=name, **r) for r in _rows(models, [samples[i] for i in test], cellavision)]
             print(f"{name}: done", flush=True)
     finally:
-        pipeline_model.grow_to_edges, pipeline_model.get_spec = stage, spec_of
+        pipeline_model.outline_cells, pipeline_model.get_spec = stage, spec_of
     frame = pd.DataFrame(rows)
     frame.to_csv(args.out / "rows.csv", index=False)
     table = paired_table(frame)

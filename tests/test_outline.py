@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from compare.evaluation.metrics import dice
-from compare.pipeline.outline import grow_to_edges
+from compare.pipeline.outline import grow_to_edges, outline_cells
 
 PLASMA = (240, 232, 220)
 PALE_CYTOPLASM = (222, 205, 205)
@@ -108,7 +108,8 @@ def test_arrays_of_different_sizes_are_refused():
 
 
 @pytest.mark.parametrize("grow", [False, True])
-def test_predict_grows_outlines_only_for_segmenters_that_ask(threshold_model_dir, monkeypatch, grow):
+@pytest.mark.parametrize("by_colour", [False, True])
+def test_predict_asks_the_outline_stage_for_what_the_registry_says(threshold_model_dir, monkeypatch, grow, by_colour):
     import dataclasses
 
     import compare.pipeline.model as pipeline_model
@@ -117,19 +118,33 @@ def test_predict_grows_outlines_only_for_segmenters_that_ask(threshold_model_dir
 
     calls = []
 
-    def recording(labels, probability, image):
-        calls.append(labels.shape)
+    def recording(labels, probability, image, **kwargs):
+        calls.append(kwargs)
         return labels
 
-    monkeypatch.setattr(pipeline_model, "grow_to_edges", recording)
-    monkeypatch.setitem(REGISTRY, "threshold", dataclasses.replace(REGISTRY["threshold"], grow_outline=grow))
+    monkeypatch.setattr(pipeline_model, "outline_cells", recording)
+    monkeypatch.setitem(REGISTRY, "threshold", dataclasses.replace(REGISTRY["threshold"], grow_outline=grow,
+                                                                   outline_by_colour=by_colour))
     model = pipeline_model.WBCModel.load(threshold_model_dir)
     image, _ = smear((120, 160), [(50, 50), (70, 115)], radius=18, seed=4, n_red=8)
     model.predict(image, scale=1.0)
-    assert len(calls) == int(grow)
+    assert [(call["uncertain"], call["by_colour"]) for call in calls] == [(grow, by_colour)]
+    assert calls[0]["max_diameter"] == pytest.approx(1.6 * model.training_scale_.wbc_diameter)
+
+
+def test_the_stage_with_nothing_asked_returns_the_labels_as_they_are():
+    image, _, found, probability = _pale_cell()
+    labels = found.astype(np.int32)
+    assert outline_cells(labels, probability, image, max_diameter=100, uncertain=False, by_colour=False) is labels
 
 
 def test_only_the_unets_grow_their_outlines():
     from compare.pipeline.segmenters import REGISTRY
 
     assert {name for name, spec in REGISTRY.items() if spec.grow_outline} == {"unet", "unet-paper"}
+
+
+def test_the_colour_outline_is_on_where_it_was_measured_to_help():
+    from compare.pipeline.segmenters import REGISTRY
+
+    assert {name for name, spec in REGISTRY.items() if spec.outline_by_colour} == {"unet", "unet-paper", "rf"}

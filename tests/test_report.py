@@ -327,6 +327,16 @@ def test_methods_read_the_saved_model_folder(threshold_run):
     assert "sigma ?" not in blocks["threshold"]
 
 
+def test_methods_say_which_segmenters_the_outline_stage_grows():
+    from compare.suite.report.methods import _outline_text
+
+    text = _outline_text(["unet", "rf", "threshold"])
+    assert "For unet each WBC grows through the pixels of probability 0.2" in text
+    assert "For unet, rf it also grows" in text
+    assert text.endswith("threshold: the instance stage's outline as it is.")
+    assert _outline_text(["threshold", "svm"]) == ""
+
+
 @pytest.mark.parametrize("tta, shrunk_views, said", [(False, True, True), (False, False, False), ("d4", True, False)])
 def test_unet_methods_say_when_a_shrunk_image_is_read_in_eight_views(tta, shrunk_views, said):
     from compare.suite.report.methods import _unet_text

@@ -24,8 +24,9 @@ small result::
   runs them again by the probe where the WBCs found overrule the red cells;
 * **nucleus check** (:mod:`compare.pipeline.nucleus_check`): objects
   without a stained nucleus are dropped;
-* **outline** (:mod:`compare.pipeline.outline`): each WBC grown through
-  the segmenter's uncertain band to the colour edge (pale cytoplasm);
+* **outline** (:mod:`compare.pipeline.outline`): each WBC grown to the
+  colour edge through the segmenter's uncertain band and the pale
+  cytoplasm its colour shows (:mod:`compare.pipeline.plasma_contrast`);
 * **measure** (:mod:`compare.pipeline.measure`): labels back at the image's
   size, each WBC's nucleus and its row of the cell table.
 
@@ -67,10 +68,10 @@ from compare.pipeline.colour import (
 from compare.pipeline.instances import InstanceParams, tune_instance_params
 from compare.pipeline.measure import measure_cells
 from compare.pipeline.nucleus_check import drop_without_nucleus
-from compare.pipeline.outline import grow_to_edges
+from compare.pipeline.outline import outline_cells
 from compare.pipeline.prediction import Prediction
 from compare.pipeline.preparation import prepared
-from compare.pipeline.scale import SCALE_TOLERANCE, TrainingScale, fit_training_scale
+from compare.pipeline.scale import SCALE_TOLERANCE, SIZE_WINDOW, TrainingScale, fit_training_scale
 from compare.pipeline.segmenters import get_spec
 
 __all__ = ["FORMAT_VERSION", "MANIFEST", "SCALE_TOLERANCE", "WHOLE", "BLOCK", "BLOCK_MARGIN", "Prediction",
@@ -317,15 +318,16 @@ class WBCModel(BaseEstimator):
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"{name}: expected an (H, W, 3) uint8 RGB image, got {image.dtype} "
                              f"of shape {image.shape}.")
-        colour = to_training_colours(image, self._colour_reference())
+        colour, spec = to_training_colours(image, self._colour_reference()), get_spec(self.name_)
         choice, segmentation, labels = segment_at_checked_scale(
             colour, self.training_scale_, self.segmenter_, self.params_, auto=self.auto_scale, scale=scale,
             wbc_diameter=wbc_diameter, pixel_size_um=pixel_size_um, name=name, map_blocks=map_blocks,
-            views=get_spec(self.name_).views_when_shrunk)
+            views=spec.views_when_shrunk)
         if self.require_nucleus and labels.max():
             labels = drop_without_nucleus(labels, segmentation.image)
-        if get_spec(self.name_).grow_outline:
-            labels = grow_to_edges(labels, segmentation.probability, segmentation.image)
+        labels = outline_cells(labels, segmentation.probability, segmentation.image, uncertain=spec.grow_outline,
+                               by_colour=spec.outline_by_colour,  # up to the widest WBC the probe takes as whole
+                               max_diameter=SIZE_WINDOW[1] * self.training_scale_.wbc_diameter)
         probability, factor = segmentation.probability, segmentation.factor
         del segmentation  # its working image: the measure stage reads the image as given
         found = measure_cells(labels, probability, image, factor=factor, pixel_size_um=pixel_size_um, cells=cells)

@@ -16,6 +16,12 @@ uncertain band, up to the strongest colour edge:
   reach first, and the outline settles on the largest colour change
   between them.
 
+Where the segmenter does not see the cytoplasm at all, its probability there
+is as low as the plasma's and the band holds nothing of it.
+:func:`outline_cells`, the stage as the pipeline runs it, then adds the
+cytoplasm that :mod:`compare.pipeline.plasma_contrast` tells by its colour:
+its inside as cell for certain, a margin round its edge to the band.
+
 A WBC only ever grows (its own pixels are its markers), into pixels
 connected to it through the band, never across another WBC, and no new
 object is made.  On the training lab the band is a pixel or two wide and
@@ -33,7 +39,9 @@ from skimage.color import rgb2lab
 from skimage.filters import gaussian, sobel
 from skimage.segmentation import watershed
 
-__all__ = ["OUTLINE_LOW", "OUTLINE_SIGMA", "colour_gradient", "grow_to_edges"]
+from compare.pipeline.plasma_contrast import COLOUR_SIGMA, plasma_contrast_cells
+
+__all__ = ["OUTLINE_LOW", "OUTLINE_SIGMA", "colour_gradient", "grow_to_edges", "outline_cells"]
 
 #: Probability below which a pixel is background for certain: the outer edge
 #: of the band a WBC may grow into.
@@ -63,7 +71,8 @@ def colour_gradient(image: np.ndarray, sigma: float = OUTLINE_SIGMA) -> np.ndarr
 
 
 def grow_to_edges(labels: np.ndarray, probability: np.ndarray, image: np.ndarray, *,
-                  low: float = OUTLINE_LOW, sigma: float = OUTLINE_SIGMA, high: float | None = None) -> np.ndarray:
+                  low: float = OUTLINE_LOW, sigma: float = OUTLINE_SIGMA, high: float | None = None,
+                  also: np.ndarray | None = None) -> np.ndarray:
     """Grow each WBC through its uncertain band up to the strongest colour edge (or settle it there, with ``high``).
 
     Parameters
@@ -83,6 +92,9 @@ def grow_to_edges(labels: np.ndarray, probability: np.ndarray, image: np.ndarray
         too, so its outline may also move in to an edge (a WBC with no
         pixel at ``high`` or above keeps all of its own).  None: WBCs only
         grow.
+    also : ndarray, shape (h, w), bool, optional, keyword-only
+        Pixels that join the band whatever their probability (for instance
+        :func:`compare.pipeline.plasma_contrast.plasma_contrast_band`).
 
     Returns
     -------
@@ -99,6 +111,8 @@ def grow_to_edges(labels: np.ndarray, probability: np.ndarray, image: np.ndarray
         coreless = np.isin(found, np.setdiff1d(np.unique(found), np.unique(labels)))
         labels[coreless] = found[coreless]  # a WBC with no pixel at ``high`` is kept whole
     band = (probability >= low) & (labels == 0)
+    if also is not None:
+        band |= also & (labels == 0)
     if not labels.any() or not band.any():
         return found
     # Each connected piece of cell-or-band is grown on its own, in its own
@@ -124,3 +138,57 @@ def grow_to_edges(labels: np.ndarray, probability: np.ndarray, image: np.ndarray
         won = piece & (cells == 0) & (flooded != outside)
         grown[rows, cols][won] = flooded[won]
     return grown
+
+
+def outline_cells(labels: np.ndarray, probability: np.ndarray, image: np.ndarray, *,
+                  max_diameter: float, uncertain: bool = True, by_colour: bool = True) -> np.ndarray:
+    """The outline stage: each WBC grown through its uncertain band and through the cytoplasm its colour shows.
+
+    :func:`compare.pipeline.plasma_contrast.plasma_contrast_cells` finds
+    the pale cytoplasm that the segmenter does not see but whose colour is
+    neither plasma nor red cell.  Its inside, more than twice the colour
+    smoothing from its edge, is taken as cell for certain (with the
+    watershed left to decide it, the nucleus edge would outweigh a pale
+    membrane and the plasma would flood it); a margin of that width on
+    either side of its edge joins the uncertain band, and
+    :func:`grow_to_edges` puts the outline on the strongest colour edge in
+    the band.
+
+    Parameters
+    ----------
+    labels : ndarray, shape (h, w), int
+        WBCs found by the instance stage, 0 background.
+    probability : ndarray, shape (h, w), float
+        The segmenter's WBC probability at the same scale.
+    image : ndarray, shape (h, w, 3), uint8
+        The image at the same scale.
+    max_diameter : float, keyword-only
+        The widest WBC, in pixels at this scale, that colour may grow a
+        WBC to.
+    uncertain : bool, keyword-only
+        Grow through the segmenter's uncertain band as well; False: only
+        through what colour adds, for a segmenter whose probability is
+        soft around every cell on its own lab.
+    by_colour : bool, keyword-only
+        Grow through the cytoplasm told by its colour as well.
+
+    Returns
+    -------
+    ndarray, shape (h, w), same dtype as ``labels``
+        The same WBCs with the same ids, each a superset of what it was
+        (``labels`` itself when both ``uncertain`` and ``by_colour`` are off).
+    """
+    if not (uncertain or by_colour):
+        return labels
+    low = OUTLINE_LOW if uncertain else np.inf  # no probability reaches it: no uncertain band
+    if not by_colour:
+        return grow_to_edges(labels, probability, image, low=low)
+    coloured = plasma_contrast_cells(labels, probability, image, max_diameter=max_diameter, low=OUTLINE_LOW)
+    gained = (coloured > 0) & (labels == 0)
+    if not gained.any():
+        return grow_to_edges(labels, probability, image, low=low)
+    margin = int(np.ceil(2 * COLOUR_SIGMA))
+    sure = gained & ndi.binary_erosion(coloured > 0, iterations=margin)
+    markers = np.where(sure, coloured, labels)
+    also = ndi.binary_dilation(gained, iterations=margin) & ~sure
+    return grow_to_edges(markers, probability, image, low=low, also=also)

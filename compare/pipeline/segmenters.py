@@ -58,6 +58,12 @@ class SegmenterSpec:
         probability is sharp on its training lab, so that the band there is
         a pixel or two: the pixel classifiers' maps are soft around every
         cell, and growing them costs their own lab's Dice.
+    outline_by_colour : bool
+        Whether the outline stage also grows each WBC through the pale
+        cytoplasm its colour shows (:mod:`compare.pipeline.plasma_contrast`),
+        alone when ``grow_outline`` is off.  Measured for each segmenter
+        on SigTuple, the shifts and CellaVision (docs/experiments.md, "Pale
+        cytoplasm told by its colour").
     views_when_shrunk : bool
         Whether an image shrunk to :data:`compare.pipeline.segment.VIEWS_MAX_FACTOR`
         or below is read in its eight dihedral views and the maps averaged
@@ -75,6 +81,7 @@ class SegmenterSpec:
     stain_copy_strength: float = 0.0
     stain_anchor: str = "gain"
     grow_outline: bool = False
+    outline_by_colour: bool = False
     views_when_shrunk: bool = False
 
 
@@ -100,7 +107,7 @@ REGISTRY: dict[str, SegmenterSpec] = {
             # shifts but teach rf to take a red cell cut by the field-of-view
             # edge of large image 54A84627F362 for a WBC; at 1.0 it counts all
             # five large images exactly (docs/experiments.md).
-            stain_copies=3, stain_copy_strength=1.0,
+            stain_copies=3, stain_copy_strength=1.0, outline_by_colour=True,
         ),
         SegmenterSpec(
             "svm", "baselines.factories:svm_segmenter", "baselines.pixel:PixelClassifierSegmenter",
@@ -119,12 +126,12 @@ REGISTRY: dict[str, SegmenterSpec] = {
             # stage grows through is narrow there (docs/experiments.md, "The
             # outline grown to the colour edge"). Its views of a shrunk crop:
             # "Eight views of a shrunk image" there.
-            grow_outline=True, views_when_shrunk=True,
+            grow_outline=True, outline_by_colour=True, views_when_shrunk=True,
         ),
         SegmenterSpec(
             "unet-paper", "unet.segmenter:paper_segmenter", "unet.segmenter:UNetSegmenter",
             "U-Net, the seed's recipe: width 32, Dice loss, Adam 1e-4, 50 epochs (hours on CPU)",
-            slow=True, grow_outline=True, views_when_shrunk=True,
+            slow=True, grow_outline=True, outline_by_colour=True, views_when_shrunk=True,
         ),
     ]
 }

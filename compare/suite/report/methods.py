@@ -64,6 +64,31 @@ def _instance_text(params: dict | None) -> str:
             f"{params.get('max_elongation', '?')} or less solid than {params.get('min_solidity', '?')}.")
 
 
+def _outline_text(names: list[str]) -> str:
+    """Which segmenters' WBCs the outline stage grows, and through what (the registry's flags)."""
+    from compare.pipeline.outline import OUTLINE_LOW
+    from compare.pipeline.segmenters import REGISTRY
+
+    specs = {name: REGISTRY[name] for name in names if name in REGISTRY}
+    band = [name for name, spec in specs.items() if spec.grow_outline]
+    colour = [name for name, spec in specs.items() if spec.outline_by_colour]
+    if not band and not colour:
+        return ""
+    parts = []
+    if band:
+        parts.append(f"For {', '.join(band)} each WBC grows through the pixels of probability {OUTLINE_LOW:g} up "
+                     "to the threshold, to the strongest colour edge (a watershed of the CIELAB gradient).")
+    if colour:
+        parts.append(f"For {', '.join(colour)} it also grows through the pixels round it whose colour is neither "
+                     "the plasma's nor the red cells' (pale cytoplasm the segmenter does not see), where the cell "
+                     "that makes is no wider than 1.6 training WBCs and stays compact; the outline is then put on "
+                     "the colour edge as above (`compare.pipeline.plasma_contrast`).")
+    others = [name for name in names if name not in band and name not in colour]
+    if others:
+        parts.append(f"{', '.join(others)}: the instance stage's outline as it is.")
+    return " ".join(parts)
+
+
 def _colour_text(manifests: dict[str, dict]) -> str:
     """The per-image colour and scale steps of :class:`compare.pipeline.model.WBCModel`, from the saved ``model.json`` files."""
     manifest = next((m for m in manifests.values() if m), {})
@@ -241,6 +266,9 @@ def methods_blocks(root: Path, config: dict, names: list[str]) -> list[tuple[str
     elif saved and len(saved) < len(names):
         text += f" (Saved for {', '.join(saved)}; the others' model folders are not in this run folder.)"
     out.append(("instance stage", text))
+    outline = _outline_text(names)
+    if outline:
+        out.append(("outline stage", outline))
     colour = _colour_text(manifests)
     if colour:
         out.append(("colour and scale", colour))

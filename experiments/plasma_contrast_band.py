@@ -1,10 +1,10 @@
 """The cytoplasm told by its colour in the outline stage, judged on SigTuple, the shifts and CellaVision together.
 
 Scores the pipeline with the outline stage as it was before the colour
-(``off``: for the U-Net the uncertain band only, for a pixel classifier no
-outline stage) and with :func:`compare.pipeline.plasma_contrast.plasma_contrast_cells`
-(for a pixel classifier alone, without the uncertain band) at a few settings
-of :data:`compare.pipeline.plasma_contrast.PLASMA_SPREAD`, on the
+(``off``: for the U-Net the uncertain band only, for the others no outline
+stage) and with :func:`compare.pipeline.plasma_contrast.plasma_contrast_cells`
+(``outline_by_colour`` switched on where the registry has it off) at a few
+settings of :data:`compare.pipeline.plasma_contrast.PLASMA_SPREAD`, on the
 same sets as ``experiments/outline_band.py``: fold 0 of SigTuple (its
 held-out patches and every shift of them, fold 0's model fitted as
 ``compare run`` fits it) and the final model on the CellaVision crops (the
@@ -70,24 +70,22 @@ def main(argv: list[str] | None = None) -> None:
     models = {"fold0": fold0, "default": WBCModel.load(args.final_model) if args.final_model else load_model()}
     held_out = [samples[i] for i in test]
     cells, spread = outline.plasma_contrast_cells, plasma_contrast.PLASMA_SPREAD
-    stage, spec_of = pipeline_model.outline_cells, pipeline_model.get_spec
-    unet = spec_of(args.segmenter).grow_outline
+    spec_of = pipeline_model.get_spec
     rows = []
     try:
         outline.plasma_contrast_cells = lambda labels, *args, **kwargs: labels
         rows += [dict(setting="off", **r) for r in _rows(models, held_out, cellavision)]
         print("off: done", flush=True)
         outline.plasma_contrast_cells = cells
-        if not unet:  # the stage switched on, with colour only
-            pipeline_model.get_spec = lambda name: dataclasses.replace(spec_of(name), grow_outline=True)
-            pipeline_model.outline_cells = lambda *args, **kwargs: stage(*args, uncertain=False, **kwargs)
+        # Switched on for a segmenter whose registry entry has it off.
+        pipeline_model.get_spec = lambda name: dataclasses.replace(spec_of(name), outline_by_colour=True)
         for value in args.spreads:
             plasma_contrast.PLASMA_SPREAD = value
             rows += [dict(setting=f"spread {value:g}", **r) for r in _rows(models, held_out, cellavision)]
             print(f"spread {value:g}: done", flush=True)
     finally:
         outline.plasma_contrast_cells, plasma_contrast.PLASMA_SPREAD = cells, spread
-        pipeline_model.outline_cells, pipeline_model.get_spec = stage, spec_of
+        pipeline_model.get_spec = spec_of
     frame = pd.DataFrame(rows)
     frame.to_csv(args.out / "rows.csv", index=False)
     table = paired_table(frame)

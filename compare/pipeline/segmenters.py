@@ -98,7 +98,7 @@ REGISTRY: dict[str, SegmenterSpec] = {
             "Otsu threshold on Lab -b* with closing and hole filling; learns nothing",
             # Otsu adapts to each image already: the gain lowers its cv Dice by
             # about 0.01 and buys nothing under the shifts (docs/experiments.md).
-            stain_anchor="none",
+            stain_anchor="none", outline_by_colour=True,
         ),
         SegmenterSpec(
             "rf", "baselines.factories:rf_segmenter", "baselines.pixel:PixelClassifierSegmenter",
@@ -112,12 +112,12 @@ REGISTRY: dict[str, SegmenterSpec] = {
         SegmenterSpec(
             "svm", "baselines.factories:svm_segmenter", "baselines.pixel:PixelClassifierSegmenter",
             "RBF-kernel SVM (kernel approximation + linear SVM, calibrated) on the same features",
-            stain_copies=3, stain_copy_strength=1.15,
+            stain_copies=3, stain_copy_strength=1.15, outline_by_colour=True,
         ),
         SegmenterSpec(
             "mlp", "baselines.factories:mlp_segmenter", "baselines.pixel:PixelClassifierSegmenter",
             "feed-forward neural network (scikit-learn MLP, 32-16 units) on the same features",
-            stain_copies=3, stain_copy_strength=1.15,
+            stain_copies=3, stain_copy_strength=1.15, outline_by_colour=True,
         ),
         SegmenterSpec(
             "unet", "unet.segmenter:default_segmenter", "unet.segmenter:UNetSegmenter",

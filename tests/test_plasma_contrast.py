@@ -68,6 +68,15 @@ def test_no_colour_growth_beyond_the_widest_whole_wbc():
     assert (plasma_contrast_cells(labels, probability, image, max_diameter=50) == labels).all()
 
 
+def test_colour_only_adds_a_cytoplasm_missed_not_a_rim():
+    image, cell, _, probability = _blind_to_cytoplasm()
+    # Found to 1 px inside the membrane: colour would add under MIN_GAIN of it.
+    nearly = _disk(cell.shape, CENTRE, 29).astype(np.int32)
+    assert (plasma_contrast_cells(nearly, probability, image, max_diameter=100) == nearly).all()
+    half = _disk(cell.shape, CENTRE, 22).astype(np.int32)  # colour adds 0.86 of it
+    assert dice(cell, plasma_contrast_cells(half, probability, image, max_diameter=100) > 0) > 0.95
+
+
 def test_a_wbc_never_grows_into_another():
     left, _, nucleus, probability = _blind_to_cytoplasm(shape=(128, 90))
     image = np.concatenate([left, left[:, ::-1]], axis=1)  # two pale cells, cytoplasms touching

@@ -25,7 +25,9 @@ __all__ = ["domain_table", "domains_section", "report_half_table"]
 #: ``min_coherent_separability`` / ``min_coherence``, the scale probe's
 #: ``PIECES_RATIO``, the outline stage's ``OUTLINE_LOW`` / ``OUTLINE_SIGMA``)
 #: were chosen on the odd-numbered crops; the even-numbered ones are the
-#: report half (``experiments/cellavision_split.py``).
+#: report half (``experiments/cellavision_split.py``).  The outline's colour
+#: rules (:mod:`compare.pipeline.plasma_contrast`) were shaped on crops of
+#: both halves; the report says so.
 TUNING_HALF, REPORT_HALF = "odd", "even"
 
 #: ``(column title, protocol, summary column, digits)`` of the side-by-side table.
@@ -163,8 +165,11 @@ def domains_section(run: RunData, order: list[str]) -> Section | None:
                  "check's `min_coherent_separability` and `min_coherence`, the scale probe's `PIECES_RATIO`, "
                  "the outline stage's `OUTLINE_LOW` and `OUTLINE_SIGMA`, the last two together with fold 0 of "
                  f"the SigTuple patches and its shifts); the {REPORT_HALF}-numbered crops are the report half, "
-                 "which nothing was chosen on (the probe's `SIZE_FACTORS` and `SIZE_WINDOW` were set without "
-                 "CellaVision, so both halves report them):"),
+                 "which none of these was chosen on (the probe's `SIZE_FACTORS` and `SIZE_WINDOW` were set "
+                 "without CellaVision, so both halves report them). The outline's cytoplasm told by colour "
+                 "(`compare.pipeline.plasma_contrast`) was shaped while looking at crops of both halves, so for "
+                 "its gain neither half is untouched; its checks are SigTuple, the shifts and other fits of the "
+                 "U-Net (docs/experiments.md):"),
             Table(shown_halves, numeric=("n_images", "dice", "nucleus_dice", "count_exact")),
         ]
     if (run.root / "benchmarks" / "learning_curve.md").is_file():

@@ -74,22 +74,40 @@ def paired_table(rows: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(table)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def write_tables(rows: list[dict], out: Path) -> None:
+    """``OUT/rows.csv`` (every scored image), ``OUT/table.csv`` (:func:`paired_table`), and the table printed."""
+    frame = pd.DataFrame(rows)
+    frame.to_csv(out / "rows.csv", index=False)
+    table = paired_table(frame)
+    table.to_csv(out / "table.csv", index=False)
+    print(table.round(4).to_string(index=False))
+
+
+def parse_sets(argv: list[str] | None, description: str,
+               extra: tuple[tuple[tuple, dict], ...] = ()) -> tuple[argparse.Namespace, dict, list, list]:
+    """The command line, the two models and the two sets every outline experiment scores.
+
+    Returns ``(args, models, held_out, cellavision)``: ``models["fold0"]``
+    fitted on fold 0 of the SigTuple patches as ``compare run`` fits it
+    (or ``--fold-model``; saved to ``OUT/fold0`` when fitted here),
+    ``models["default"]`` the final model scored on CellaVision (the
+    shipped U-Net or ``--final-model``), fold 0's held-out patches and the
+    CellaVision crops.  ``extra`` adds ``(args, kwargs)`` of
+    ``add_argument`` calls.
+    """
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("out", type=Path)
     parser.add_argument("--cellavision", default=None, help="the CellaVision folder (default: resolved as by score)")
     parser.add_argument("--fold-model", type=Path, default=None)
     parser.add_argument("--segmenter", default="unet", help="registry name (default: unet)")
     parser.add_argument("--final-model", type=Path, default=None,
                         help="the model scored on CellaVision (default: the shipped U-Net)")
+    for names, options in extra:
+        parser.add_argument(*names, **options)
     args = parser.parse_args(argv)
 
-    import dataclasses
-
-    import compare.pipeline.model as pipeline_model
     from compare.evaluation.evaluate import fit_model
     from compare.pipeline.model import WBCModel, load_model
-    from compare.pipeline.outline import grow_to_edges
     from compare.suite.data import grouped_kfold, load_domain, load_patches, resolve_dataset
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -102,6 +120,17 @@ def main(argv: list[str] | None = None) -> None:
         fold0.save(args.out / "fold0")
     cellavision = load_domain(args.cellavision or resolve_dataset("cellavision", fetch=False).path)
     models = {"fold0": fold0, "default": WBCModel.load(args.final_model) if args.final_model else load_model()}
+    return args, models, [samples[i] for i in test], cellavision
+
+
+def main(argv: list[str] | None = None) -> None:
+    args, models, held_out, cellavision = parse_sets(argv, __doc__.splitlines()[0])
+
+    import dataclasses
+
+    import compare.pipeline.model as pipeline_model
+    from compare.pipeline.outline import grow_to_edges
+
     settings = SETTINGS if args.segmenter.startswith("unet") else SETTLE_SETTINGS
     rows = []
     stage, spec_of = pipeline_model.outline_cells, pipeline_model.get_spec
@@ -116,15 +145,11 @@ def main(argv: list[str] | None = None) -> None:
                          for name, (low, sigma, high) in settings.items()})
         for name, variant in variants.items():
             pipeline_model.outline_cells = variant
-            rows += [dict(setting=name, **r) for r in _rows(models, [samples[i] for i in test], cellavision)]
+            rows += [dict(setting=name, **r) for r in _rows(models, held_out, cellavision)]
             print(f"{name}: done", flush=True)
     finally:
         pipeline_model.outline_cells, pipeline_model.get_spec = stage, spec_of
-    frame = pd.DataFrame(rows)
-    frame.to_csv(args.out / "rows.csv", index=False)
-    table = paired_table(frame)
-    table.to_csv(args.out / "table.csv", index=False)
-    print(table.round(4).to_string(index=False))
+    write_tables(rows, args.out)
 
 
 if __name__ == "__main__":

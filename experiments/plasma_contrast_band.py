@@ -25,50 +25,27 @@ of ``outline_band.py``).  About 4 minutes a setting on 2 cores.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
-
-import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "experiments"))
 
-from outline_band import _rows, paired_table
+from outline_band import _rows, parse_sets, write_tables
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out", type=Path)
-    parser.add_argument("--cellavision", default=None, help="the CellaVision folder (default: resolved as by score)")
-    parser.add_argument("--fold-model", type=Path, default=None)
-    parser.add_argument("--spreads", type=float, nargs="+", default=[4.0],
-                        help="settings of PLASMA_SPREAD to score (default: 4)")
-    parser.add_argument("--segmenter", default="unet", help="registry name (default: unet)")
-    parser.add_argument("--final-model", type=Path, default=None,
-                        help="the model scored on CellaVision (default: the shipped U-Net)")
-    args = parser.parse_args(argv)
+    args, models, held_out, cellavision = parse_sets(
+        argv, __doc__.splitlines()[0],
+        extra=((("--spreads",), {"type": float, "nargs": "+", "default": [4.0],
+                                 "help": "settings of PLASMA_SPREAD to score (default: 4)"}),))
 
     import dataclasses
 
     import compare.pipeline.model as pipeline_model
-    from compare.evaluation.evaluate import fit_model
     from compare.pipeline import outline, plasma_contrast
-    from compare.pipeline.model import WBCModel, load_model
-    from compare.suite.data import grouped_kfold, load_domain, load_patches, resolve_dataset
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    samples = load_patches()
-    train, test = grouped_kfold(samples, 5, 0)[0]
-    if args.fold_model:
-        fold0 = WBCModel.load(args.fold_model)
-    else:
-        fold0 = fit_model(args.segmenter, [samples[i] for i in train], seed=0)
-        fold0.save(args.out / "fold0")
-    cellavision = load_domain(args.cellavision or resolve_dataset("cellavision", fetch=False).path)
-    models = {"fold0": fold0, "default": WBCModel.load(args.final_model) if args.final_model else load_model()}
-    held_out = [samples[i] for i in test]
     cells, spread = outline.plasma_contrast_cells, plasma_contrast.PLASMA_SPREAD
     spec_of = pipeline_model.get_spec
     rows = []
@@ -86,11 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         outline.plasma_contrast_cells, plasma_contrast.PLASMA_SPREAD = cells, spread
         pipeline_model.get_spec = spec_of
-    frame = pd.DataFrame(rows)
-    frame.to_csv(args.out / "rows.csv", index=False)
-    table = paired_table(frame)
-    table.to_csv(args.out / "table.csv", index=False)
-    print(table.round(4).to_string(index=False))
+    write_tables(rows, args.out)
 
 
 if __name__ == "__main__":

@@ -332,7 +332,7 @@ def test_methods_say_which_segmenters_the_outline_stage_grows():
 
     text = _outline_text(["unet", "rf", "threshold"])
     assert "For unet each WBC grows through the pixels of probability 0.2" in text
-    assert "For unet, rf, threshold it also grows" in text
+    assert "For unet, rf, threshold it also grows" in text and "at least 0.15 of the WBC's area" in text
     assert "as it is" not in text
     assert _outline_text(["not-registered"]) == ""
 

@@ -67,6 +67,7 @@ def _instance_text(params: dict | None) -> str:
 def _outline_text(names: list[str]) -> str:
     """Which segmenters' WBCs the outline stage grows, and through what (the registry's flags)."""
     from compare.pipeline.outline import OUTLINE_LOW
+    from compare.pipeline.plasma_contrast import MIN_GAIN
     from compare.pipeline.segmenters import REGISTRY
 
     specs = {name: REGISTRY[name] for name in names if name in REGISTRY}
@@ -80,9 +81,10 @@ def _outline_text(names: list[str]) -> str:
                      "to the threshold, to the strongest colour edge (a watershed of the CIELAB gradient).")
     if colour:
         parts.append(f"For {', '.join(colour)} it also grows through the pixels round it whose colour is neither "
-                     "the plasma's nor the red cells' (pale cytoplasm the segmenter does not see), where the cell "
-                     "that makes is no wider than 1.6 training WBCs and stays compact; the outline is then put on "
-                     "the colour edge as above (`compare.pipeline.plasma_contrast`).")
+                     "the plasma's nor the red cells' (pale cytoplasm the segmenter does not see), where they add "
+                     f"at least {MIN_GAIN:g} of the WBC's area and the cell that makes is no wider than 1.6 training "
+                     "WBCs and stays compact; the outline is then put on the colour edge as above "
+                     "(`compare.pipeline.plasma_contrast`).")
     others = [name for name in names if name not in band and name not in colour]
     if others:
         parts.append(f"{', '.join(others)}: the instance stage's outline as it is.")

@@ -68,6 +68,17 @@ def test_report_from_a_real_run(threshold_run, tmp_path):
     assert "None: every unit and image" in md
 
 
+def test_the_dice_per_image_figure_is_the_same_on_every_build(tmp_path):
+    from compare.suite.report.plots import dice_per_image
+
+    rows = pd.DataFrame({"segmenter": ["a"] * 30 + ["b"] * 30, "protocol": "cv",
+                         "dice": np.linspace(0.8, 0.95, 60)})
+    first = dice_per_image(rows, ["a", "b"], tmp_path / "one.png").read_bytes()
+    np.random.seed(1)  # the global random state must not reach the figure
+    assert dice_per_image(rows, ["a", "b"], tmp_path / "two.png").read_bytes() == first
+    assert dice_per_image(rows, ["a", "b"], tmp_path / "three.png", seed=1).read_bytes() != first
+
+
 def test_report_cli_rebuilds_without_recomputing(threshold_run, tmp_path, capsys):
     out = _fresh_copy(threshold_run, tmp_path)
     per_image = (out / "per_image.csv").read_bytes()

@@ -54,7 +54,8 @@ def _palette(order: list[str]) -> dict[str, tuple]:
     return dict(zip(order, sns.color_palette("colorblind", max(len(order), 1))))
 
 
-def dice_per_image(per_image: pd.DataFrame, order: list[str], path: Path, *, protocol: str = "cv") -> Path | None:
+def dice_per_image(per_image: pd.DataFrame, order: list[str], path: Path, *, protocol: str = "cv",
+                   seed: int = 0) -> Path | None:
     """Box plot of per-image Dice per segmenter with every image as a point.
 
     Parameters
@@ -67,6 +68,8 @@ def dice_per_image(per_image: pd.DataFrame, order: list[str], path: Path, *, pro
         PNG to write.
     protocol : str, keyword-only
         Which protocol's rows to draw.
+    seed : int, keyword-only
+        Seed of the points' sideways jitter, so the figure is reproducible.
     """
     data = _numeric(per_image[per_image["protocol"] == protocol], "dice").dropna(subset=["dice"])
     order = [n for n in order if n in set(data["segmenter"])]
@@ -79,8 +82,13 @@ def dice_per_image(per_image: pd.DataFrame, order: list[str], path: Path, *, pro
         warnings.simplefilter("ignore", matplotlib.MatplotlibDeprecationWarning)
         sns.boxplot(data=data, x="segmenter", y="dice", order=order, hue="segmenter", palette=_palette(order),
                     showfliers=False, width=0.55, ax=ax, legend=False, boxprops={"alpha": 0.45})
-    sns.stripplot(data=data, x="segmenter", y="dice", order=order, color="0.2", size=3, alpha=0.55,
-                  jitter=0.22, ax=ax)
+    # The points jittered here, not by seaborn's stripplot, whose jitter draws
+    # from numpy's global random state and changes the figure on every build.
+    rng = np.random.default_rng(seed)
+    for position, name in enumerate(order):
+        values = data.loc[data["segmenter"] == name, "dice"].to_numpy()
+        ax.scatter(position + rng.uniform(-0.22, 0.22, len(values)), values, s=9, color="0.2", alpha=0.55,
+                   linewidths=0)
     means = data.groupby("segmenter")["dice"].mean().reindex(order)
     ax.scatter(range(len(order)), means, marker="D", s=45, color="white", edgecolor="black", zorder=5,
                label="mean")

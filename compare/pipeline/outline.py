@@ -181,9 +181,8 @@ def outline_cells(labels: np.ndarray, probability: np.ndarray, image: np.ndarray
     if not (uncertain or by_colour):
         return labels
     low = OUTLINE_LOW if uncertain else np.inf  # no probability reaches it: no uncertain band
-    if not by_colour:
-        return grow_to_edges(labels, probability, image, low=low)
-    coloured = plasma_contrast_cells(labels, probability, image, max_diameter=max_diameter, low=OUTLINE_LOW)
+    coloured = (plasma_contrast_cells(labels, probability, image, max_diameter=max_diameter, low=OUTLINE_LOW)
+                if by_colour else labels)
     gained = (coloured > 0) & (labels == 0)
     if not gained.any():
         return grow_to_edges(labels, probability, image, low=low)

@@ -168,11 +168,9 @@ def plasma_contrast_cells(labels: np.ndarray, probability: np.ndarray, image: np
             continue  # reaches another WBC
         # The neighbourhood's edges inside the image are never the cell's;
         # the image's border is, where the WBC itself touches it.
-        own_edges = [own[0].any(), own[-1].any(), own[:, 0].any(), own[:, -1].any()]
-        at_border = [rows.start == 0, rows.stop == height, cols.start == 0, cols.stop == width]
-        open_edge = [border and touched for border, touched in zip(at_border, own_edges)]
-        if any(not allowed and edge.any() for allowed, edge in
-               zip(open_edge, (cell[0], cell[-1], cell[:, 0], cell[:, -1]))):
+        edges = ((cell[0], own[0], rows.start == 0), (cell[-1], own[-1], rows.stop == height),
+                 (cell[:, 0], own[:, 0], cols.start == 0), (cell[:, -1], own[:, -1], cols.stop == width))
+        if any(grown_edge.any() and not (at_border and own_edge.any()) for grown_edge, own_edge, at_border in edges):
             continue  # runs out of the neighbourhood
         if (cell & ~own).sum() < MIN_GAIN * own.sum():
             continue  # an outline to adjust, not a cytoplasm missed
